@@ -1,0 +1,20 @@
+# The two quick-start commands of README.md, and a few helpers.
+.PHONY: demo test setup setup-dev bench clean
+
+demo: setup
+	.venv/bin/ganforge train --config configs/dcgan-fashion-mnist.yaml
+
+test: setup-dev
+	.venv/bin/python -m pytest -q
+
+setup:
+	scripts/setup.sh
+
+setup-dev:
+	scripts/setup.sh dev
+
+bench: setup
+	.venv/bin/python benchmarks/train_throughput.py
+
+clean:
+	rm -rf .venv runs .pytest_cache

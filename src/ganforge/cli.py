@@ -1,0 +1,60 @@
+"""The ``ganforge`` command: one entry point with subcommands.
+
+Bad input (a :class:`GanforgeError`, or a bad option) prints one line on
+stderr and exits with code 2; an interrupt exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ganforge.errors import GanforgeError
+
+# Each module defines ``register(subparsers)``, which sets ``func`` on its parser.
+COMMANDS = ("train", "sample", "datasets", "eval", "inpaint", "eval_inpaint", "bench")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse would also print the usage)
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ganforge import __version__
+
+    parser = _Parser(prog="ganforge", description="Train, sample and evaluate GANs; inpaint images.")
+    parser.add_argument("--version", action="version", version=f"ganforge {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"ganforge.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"ganforge.commands.{name}":
+                continue  # a command whose module is not part of this build
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except GanforgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

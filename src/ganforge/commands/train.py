@@ -1,0 +1,66 @@
+"""``ganforge train``: train a model from a config (or resume a run)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ganforge.errors import ConfigError
+
+# Keys that may change when resuming without --allow-config-change: they do not
+# affect the state being continued, only how long and how often things happen.
+RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every",
+                     "train.keep_last", "train.eval_every", "train.eval_n", "train.device")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a GAN", description="Train a GAN from a YAML config with "
+                       "section.key=value overrides, or resume a run.")
+    p.add_argument("--config", "-c", help="YAML config (see configs/)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="resume even if overrides change keys that affect training")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--run-dir", help="exact run directory (default: out_dir/name, suffixed if taken)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.steps=500 optim.lr_g=1e-4")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ganforge.config import diff_configs, dump_yaml, load_config
+    from ganforge.train.trainer import Trainer, new_run_dir
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError("--resume", f"{run_dir} is not a run directory (no config.yaml)")
+        saved = load_config(run_dir / "config.yaml")
+        cfg = load_config(run_dir / "config.yaml", args.overrides)
+        changed = {k: v for k, v in diff_configs(saved, cfg).items() if k not in RESUMABLE_CHANGES}
+        if changed and not args.allow_config_change:
+            keys = ", ".join(f"{k} ({a!r} -> {b!r})" for k, (a, b) in changed.items())
+            raise ConfigError("--resume", f"config differs from the run's: {keys}; pass --allow-config-change")
+        if args.dry_run:
+            print(dump_yaml(cfg), end="")
+            return 0
+        trainer = Trainer.resume(run_dir, cfg)
+        print(f"resuming {run_dir} at step {trainer.step}", file=sys.stderr)
+    else:
+        cfg = load_config(args.config, args.overrides)
+        if args.dry_run:
+            print(dump_yaml(cfg), end="")
+            return 0
+        run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(cfg)
+        if (run_dir / "checkpoints").exists():
+            raise ConfigError("--run-dir", f"{run_dir} already holds a run; use --resume {run_dir}")
+        trainer = Trainer(cfg, run_dir)
+    summary = trainer.train()
+    print(f"run directory: {summary['run_dir']}")
+    if summary["samples"]:
+        print(f"sample grid:   {summary['samples']}")
+    print(f"checkpoint:    {summary['checkpoint']}")
+    print(f"steps: {summary['step']}  images/s: {summary['images_per_s']:.0f}  time: {summary['seconds']:.1f}s")
+    if summary["stopped_early"]:
+        print(f"stopped early; continue with: ganforge train --resume {summary['run_dir']}")
+    return 0

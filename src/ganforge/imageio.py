@@ -1,0 +1,48 @@
+"""Converting image tensors to 8-bit pixels and writing PNG grids."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+
+def to_uint8(images: Tensor) -> Tensor:
+    """(N, C, H, W) float in [-1, 1] -> uint8 in [0, 255], rounded to nearest (same for real and fake)."""
+    return images.detach().float().add(1).mul(127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def make_grid(images: Tensor, nrow: int | None = None, padding: int = 2) -> np.ndarray:
+    """(N, C, H, W) uint8 -> one (H', W', C) uint8 array with ``nrow`` images per row."""
+    n, c, h, w = images.shape
+    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
+    rows = int(math.ceil(n / nrow))
+    grid = np.zeros((rows * (h + padding) + padding, nrow * (w + padding) + padding, c), dtype=np.uint8)
+    arr = images.permute(0, 2, 3, 1).cpu().numpy()
+    for i in range(n):
+        r, k = divmod(i, nrow)
+        y0, x0 = padding + r * (h + padding), padding + k * (w + padding)
+        grid[y0:y0 + h, x0:x0 + w] = arr[i]
+    return grid
+
+
+def save_png(array: np.ndarray, path: str | Path) -> Path:
+    """Write an (H, W) / (H, W, 1|3) uint8 array as PNG atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    Image.fromarray(array).save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
+
+
+def save_grid(images: Tensor, path: str | Path, nrow: int | None = None) -> Path:
+    """(N, C, H, W) float in [-1, 1] -> a PNG grid at ``path``."""
+    return save_png(make_grid(to_uint8(images), nrow), path)

@@ -1,0 +1,334 @@
+"""The training loop: ``n_dis`` discriminator steps, then one generator step, with Adam.
+
+One :class:`Trainer` owns a run directory::
+
+    RUN/config.yaml        the resolved config
+    RUN/metrics.jsonl      one JSON object per logged step
+    RUN/samples/*.png      fixed-noise sample grids
+    RUN/checkpoints/       see :mod:`ganforge.train.checkpoint`
+
+Models only ``forward``; the task computes losses; this module does the
+updates, precision, EMA, logging, checkpoints and exact resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ganforge.config import RunConfig, dump_yaml
+from ganforge.data import InMemoryBatcher, load_dataset
+from ganforge.errors import CheckpointError, ConfigError
+from ganforge.imageio import save_grid
+from ganforge.models import build_models
+from ganforge.train import checkpoint as ckpt
+from ganforge.train.ema import EMA
+from ganforge.train.precision import Precision, resolve_device, resolve_precision
+from ganforge.train.runlog import MetricsLog, Progress
+from ganforge.train.task import GenerationTask
+
+log = logging.getLogger(__name__)
+
+TaskFactory = Callable[[RunConfig, nn.Module, nn.Module, torch.device, torch.Generator], object]
+
+
+def new_run_dir(cfg: RunConfig) -> Path:
+    """``out_dir/name``, or ``name-1``, ``name-2``... when taken: a new run never overwrites an old one."""
+    base = Path(cfg.out_dir) / cfg.name
+    path, i = base, 0
+    while path.exists():
+        i += 1
+        path = base.with_name(f"{cfg.name}-{i}")
+    return path
+
+
+def fixed_noise(cfg: RunConfig, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The run's fixed grid inputs, derived from the seed alone: z (n, z_dim), labels (n,) or None.
+
+    Conditional runs get one row per class (labels repeat 0..K-1 down the columns).
+    """
+    gen = torch.Generator().manual_seed(cfg.train.seed + 7919)
+    z = torch.randn(n, cfg.model.z_dim, generator=gen)
+    k = cfg.model.num_classes
+    y = torch.arange(n) // max(1, n // k) % k if k else None
+    return z, y
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The plain module under DDP / torch.compile wrappers (so saved names carry no prefixes)."""
+    module = getattr(module, "module", module)
+    return getattr(module, "_orig_mod", module)
+
+
+class Trainer:
+    """Train one run. ``Trainer(cfg, run_dir).train()``; ``Trainer.resume(run_dir).train()``."""
+
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, task_factory: TaskFactory | None = None,
+                 dataset=None):
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.device = resolve_device(cfg.train.device)
+        self.precision = Precision(resolve_precision(cfg.train.precision, self.device), self.device)
+        self._seed_everything(cfg.train.seed)
+        self.dataset = dataset if dataset is not None else load_dataset(
+            cfg.data.dataset, split=cfg.data.split, image_size=cfg.data.image_size,
+            channels=cfg.data.channels, root=cfg.data.root, download=cfg.data.download)
+        if cfg.model.num_classes and self.dataset.labels is None:
+            raise ConfigError("model.num_classes", f"{self.dataset.name} has no labels; set model.num_classes=0")
+        if cfg.model.num_classes and self.dataset.num_classes > cfg.model.num_classes:
+            raise ConfigError("model.num_classes", f"{self.dataset.name} has {self.dataset.num_classes} classes, "
+                              f"more than model.num_classes={cfg.model.num_classes}")
+        self.batcher = InMemoryBatcher(self.dataset, cfg.train.batch_size, seed=cfg.train.seed, device=self.device)
+        self.G, self.D = (m.to(self.device) for m in build_models(cfg))
+        if cfg.train.channels_last:
+            self.G, self.D = (m.to(memory_format=torch.channels_last) for m in (self.G, self.D))
+        o = cfg.optim
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=o.lr_d, betas=(o.beta1, o.beta2))
+        self.ema = EMA(self.G, cfg.train.ema_decay, cfg.train.ema_start) if cfg.train.ema_decay > 0 else None
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.train.seed + 1)
+        factory = task_factory or _default_task_factory(cfg)
+        self.task = factory(cfg, self.G, self.D, self.device, self.gen)
+        self.step = 0
+        self.images_seen = 0
+        self.skipped_steps = 0
+        self._stop_requested = False
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+
+    # ----------------------------------------------------------------- set-up
+
+    @staticmethod
+    def _seed_everything(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, cfg: RunConfig | None = None, **kwargs) -> "Trainer":
+        """Rebuild a run from its resolved config and newest valid checkpoint."""
+        from ganforge.config import load_config
+
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.yaml").is_file():
+            raise CheckpointError(run_dir, "not a run directory (no config.yaml)")
+        cfg = cfg or load_config(run_dir / "config.yaml")
+        trainer = cls(cfg, run_dir, **kwargs)
+        ckpt.clean_stale(run_dir / "checkpoints")
+        latest = ckpt.find_latest(run_dir)
+        if latest is None:
+            raise CheckpointError(run_dir / "checkpoints", "no valid checkpoint to resume from")
+        trainer.load_state(latest)
+        trainer.metrics.truncate_after(trainer.step)
+        return trainer
+
+    # ------------------------------------------------------------ checkpoints
+
+    def modules(self) -> dict[str, nn.Module]:
+        mods = {"G": unwrap(self.G), "D": unwrap(self.D)}
+        if self.ema is not None:
+            mods["G_ema"] = self.ema.model
+        return mods
+
+    def save(self) -> Path:
+        """Write a checkpoint of everything needed to continue bit-identically."""
+        tensors: dict[str, torch.Tensor] = {}
+        optim_meta = {}
+        for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+            t, meta = ckpt.optimizer_to_flat(name, opt)
+            tensors.update(t)
+            optim_meta[name] = meta
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.task"] = self.gen.get_state()
+        if torch.cuda.is_available():
+            for i, s in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"rng.cuda.{i}"] = s
+        np_state = np.random.get_state()
+        state = {
+            "images_seen": self.images_seen,
+            "skipped_steps": self.skipped_steps,
+            "batcher": self.batcher.state_dict(),
+            "task": self.task.state_dict(),
+            "optim": optim_meta,
+            "precision": self.precision.state_dict(),
+            "rng_python": _jsonable(random.getstate()),
+            "rng_numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        }
+        return ckpt.save_checkpoint(self.run_dir / "checkpoints", self.step, self.modules(), tensors, state,
+                                    keep_last=self.cfg.train.keep_last)
+
+    def load_state(self, c: ckpt.Checkpoint) -> None:
+        """Restore models, optimizers, counters, data position and every RNG from a checkpoint."""
+        for name, module in self.modules().items():
+            if name not in c.weights:
+                raise CheckpointError(c.path, f"has no weights for {name}")
+            ckpt.load_module_state(module, c.weights[name], c.path / "weights.safetensors")
+        try:
+            for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+                opt.load_state_dict(ckpt.optimizer_from_flat(name, c.train_tensors, c.state["optim"][name]))
+            s = c.state
+            self.step, self.images_seen = c.step, int(s["images_seen"])
+            self.skipped_steps = int(s.get("skipped_steps", 0))
+            self.batcher.load_state_dict(s["batcher"])
+            self.task.load_state_dict(s.get("task", {}))
+            self.precision.load_state_dict(s.get("precision", {}))
+            torch.set_rng_state(c.train_tensors["rng.torch"])
+            self.gen.set_state(c.train_tensors["rng.task"])
+            if torch.cuda.is_available():
+                states = [c.train_tensors[k] for k in sorted(c.train_tensors) if k.startswith("rng.cuda.")]
+                if states:
+                    torch.cuda.set_rng_state_all(states[: torch.cuda.device_count()])
+            random.setstate(_tupled(s["rng_python"]))
+            np_state = s["rng_numpy"]
+            np.random.set_state((np_state[0], np.array(np_state[1], dtype=np.uint32), *np_state[2:]))
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise CheckpointError(c.path, f"training state does not match this run: {exc}") from None
+
+    # ------------------------------------------------------------------ steps
+
+    def _update(self, loss: torch.Tensor, params, opt: torch.optim.Optimizer) -> bool:
+        """Backward and step; a non-finite loss or gradient skips the update. Returns True if applied."""
+        if not torch.isfinite(loss):
+            opt.zero_grad(set_to_none=True)
+            return False
+        self.precision.backward(loss)
+        self.precision.unscale(opt)
+        params = [p for p in params if p.grad is not None]
+        if self.cfg.optim.grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
+        else:
+            norm = torch.linalg.vector_norm(torch.stack([p.grad.float().norm() for p in params])) if params else None
+        if norm is not None and not torch.isfinite(norm):
+            opt.zero_grad(set_to_none=True)
+            if self.precision.scaler is not None:
+                self.precision.update()  # lets the scaler lower its scale
+            return False
+        self.precision.step(opt)
+        self.precision.update()
+        return True
+
+    def train_step(self) -> dict[str, float]:
+        """One iteration: ``n_dis`` D updates, then one G update, then EMA. Returns scalar logs."""
+        cfg = self.cfg
+        logs: dict[str, float] = {}
+        self.G.train()
+        self.D.train()
+        self.D.requires_grad_(True)
+        for _ in range(cfg.optim.n_dis):
+            real, labels = next(self.batcher)
+            if cfg.train.channels_last:
+                real = real.contiguous(memory_format=torch.channels_last)
+            self.opt_d.zero_grad(set_to_none=True)
+            with self.precision.autocast():
+                d_loss, d_logs = self.task.d_loss(real, labels)
+            if not self._update(d_loss, self.D.parameters(), self.opt_d):
+                self.skipped_steps += 1
+            elif self.task.loss.weight_clip:
+                with torch.no_grad():
+                    for p in self.D.parameters():
+                        p.clamp_(-cfg.loss.weight_clip, cfg.loss.weight_clip)
+            self.images_seen += real.shape[0]
+        logs.update(d_loss=d_loss.item(), **d_logs)
+        # D's parameters need no gradients in the G step; this saves their weight-gradient work.
+        self.D.requires_grad_(False)
+        self.opt_g.zero_grad(set_to_none=True)
+        with self.precision.autocast():
+            g_loss, g_logs = self.task.g_loss(cfg.train.batch_size)
+        if not self._update(g_loss, self.G.parameters(), self.opt_g):
+            self.skipped_steps += 1
+        self.D.requires_grad_(True)
+        logs.update(g_loss=g_loss.item(), **g_logs)
+        self.step += 1
+        if self.ema is not None:
+            self.ema.update(unwrap(self.G), self.step)
+        return logs
+
+    # ------------------------------------------------------------------- loop
+
+    def sample_grid(self, path: Path) -> Path:
+        """Write the fixed-noise grid of the EMA generator (or G) to ``path``."""
+        model = self.ema.model if self.ema is not None else unwrap(self.G)
+        was_training = model.training
+        model.eval()
+        z, y = fixed_noise(self.cfg, self.cfg.train.sample_grid)
+        with torch.no_grad(), self.precision.autocast():
+            images = model(z.to(self.device), None if y is None else y.to(self.device)).float()
+        model.train(was_training)
+        nrow = max(1, self.cfg.train.sample_grid // self.cfg.model.num_classes) if self.cfg.model.num_classes else None
+        return save_grid(images, path, nrow=nrow)
+
+    def _request_stop(self, signum, frame) -> None:
+        if self._stop_requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self._stop_requested = True
+        log.warning("signal %d received: finishing this step and writing a checkpoint", signum)
+
+    def train(self, stop_after: int | None = None) -> dict:
+        """Run until ``train.steps`` (or ``stop_after`` more steps, or SIGINT/SIGTERM).
+
+        Returns a summary: run_dir, step, last checkpoint and sample paths, images/s.
+        """
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
+        handlers = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                handlers[sig] = signal.signal(sig, self._request_stop)
+            except ValueError:  # not the main thread
+                pass
+        progress = Progress(cfg.train.steps, self.step, cfg.train.log_every)
+        last_ckpt, last_sample = None, None
+        end = cfg.train.steps if stop_after is None else min(cfg.train.steps, self.step + stop_after)
+        t_start, n_start = time.perf_counter(), self.images_seen
+        t_log, n_log = t_start, self.images_seen
+        try:
+            while self.step < end and not self._stop_requested:
+                logs = self.train_step()
+                if self.step % cfg.train.log_every == 0 or self.step == end:
+                    now = time.perf_counter()
+                    logs["images_per_s"] = (self.images_seen - n_log) / max(now - t_log, 1e-9)
+                    t_log, n_log = now, self.images_seen
+                    self.metrics.write({"step": self.step, "images_seen": self.images_seen,
+                                        "skipped_steps": self.skipped_steps, **logs})
+                progress.update(self.step, logs)
+                if self.step % cfg.train.sample_every == 0 or self.step == cfg.train.steps:
+                    last_sample = self.sample_grid(self.run_dir / "samples" / f"step_{self.step:08d}.png")
+                if self.step % cfg.train.ckpt_every == 0 or self.step == cfg.train.steps:
+                    last_ckpt = self.save()
+            if self.step < cfg.train.steps and (last_ckpt is None or ckpt.step_dir_name(self.step) != last_ckpt.name):
+                last_ckpt = self.save()  # stopped early: keep the work
+        finally:
+            progress.close()
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        elapsed = time.perf_counter() - t_start
+        return {"run_dir": str(self.run_dir), "step": self.step, "checkpoint": str(last_ckpt) if last_ckpt else None,
+                "samples": str(last_sample) if last_sample else None, "stopped_early": self.step < cfg.train.steps,
+                "images_per_s": (self.images_seen - n_start) / max(elapsed, 1e-9), "seconds": elapsed}
+
+
+def _default_task_factory(cfg: RunConfig) -> TaskFactory:
+    if cfg.model.arch == "inpaint":
+        from ganforge.restore.task import InpaintingTask
+
+        return InpaintingTask
+    return GenerationTask
+
+
+def _jsonable(obj):
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_jsonable(o) for o in obj]}
+    return obj
+
+
+def _tupled(obj):
+    if isinstance(obj, dict) and "__tuple__" in obj:
+        return tuple(_tupled(o) for o in obj["__tuple__"])
+    return obj

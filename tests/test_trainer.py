@@ -1,0 +1,79 @@
+"""The training loop: updates, logging, samples, and exact resume."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import tiny_config, tiny_dataset
+from ganforge.train.trainer import Trainer
+
+
+@pytest.mark.parametrize("arch, loss", [("dcgan", "ns"), ("dcgan", "minimax"), ("mlp", "ns")])
+def test_train_step_changes_parameters_and_keeps_losses_finite(tmp_path, arch, loss):
+    cfg = tiny_config(tmp_path, f"model.arch={arch}", f"loss.name={loss}")
+    t = Trainer(cfg, tmp_path / "run", dataset=tiny_dataset())
+    g0 = [p.detach().clone() for p in t.G.parameters()]
+    d0 = [p.detach().clone() for p in t.D.parameters()]
+    logs = t.train_step()
+    assert all(torch.isfinite(torch.tensor(logs[k])) for k in ("d_loss", "g_loss", "d_real", "d_fake"))
+    assert 0 <= logs["d_real"] <= 1 and 0 <= logs["d_fake"] <= 1
+    assert any(not torch.equal(a, b) for a, b in zip(g0, t.G.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(d0, t.D.parameters()))
+
+
+def test_n_dis_consumes_that_many_real_batches(tmp_path):
+    cfg = tiny_config(tmp_path, "optim.n_dis=3")
+    t = Trainer(cfg, tmp_path / "run", dataset=tiny_dataset())
+    t.train_step()
+    assert t.images_seen == 3 * 16
+    assert t.opt_d.state[next(iter(t.D.parameters()))]["step"].item() == 3
+    assert t.opt_g.state[next(iter(t.G.parameters()))]["step"].item() == 1
+
+
+def test_run_directory_contents(tmp_path):
+    cfg = tiny_config(tmp_path)
+    summary = Trainer(cfg, tmp_path / "run", dataset=tiny_dataset()).train()
+    run = tmp_path / "run"
+    assert (run / "config.yaml").is_file()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4, 6]
+    assert {"d_loss", "g_loss", "d_real", "d_fake", "images_per_s"} <= set(records[0])
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_00000003.png", "step_00000006.png"]
+    assert summary["step"] == 6 and summary["checkpoint"].endswith("step_00000006")
+
+
+def _final_weights(t):
+    return {f"{n}.{k}": v.clone() for n, m in t.modules().items() for k, v in m.state_dict().items()}
+
+
+@pytest.mark.parametrize("extra", [[], ["model.arch=mlp", "model.dropout=0.3", "train.ema_decay=0.9",
+                                        "train.augment=translation,cutout,color", "optim.n_dis=2"]])
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, extra):
+    cfg = tiny_config(tmp_path, "train.steps=8", "train.ckpt_every=100", *extra)
+    ds = tiny_dataset(n=40)  # several epochs in 8 steps: the data position must resume too
+    full = Trainer(cfg, tmp_path / "full", dataset=ds)
+    full.train()
+    part = Trainer(cfg, tmp_path / "part", dataset=ds)
+    summary = part.train(stop_after=3)  # as if interrupted after step 3
+    assert summary["stopped_early"] and summary["step"] == 3
+    del part
+    resumed = Trainer.resume(tmp_path / "part", dataset=ds)
+    assert resumed.step == 3
+    resumed.train()
+    a, b = _final_weights(full), _final_weights(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    for oa, ob in ((full.opt_g, resumed.opt_g), (full.opt_d, resumed.opt_d)):
+        pa = [p for g in oa.param_groups for p in g["params"]]
+        pb = [p for g in ob.param_groups for p in g["params"]]
+        for a_, b_ in zip(pa, pb):
+            assert torch.equal(oa.state[a_]["exp_avg_sq"], ob.state[b_]["exp_avg_sq"])
+
+
+def test_wgan_clips_critic_weights(tmp_path):
+    cfg = tiny_config(tmp_path, "loss.name=wgan", "loss.weight_clip=0.005", "model.d_batchnorm=false")
+    t = Trainer(cfg, tmp_path / "run", dataset=tiny_dataset())
+    t.train_step()
+    assert max(p.abs().max().item() for p in t.D.parameters()) <= 0.005 + 1e-9
