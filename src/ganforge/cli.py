@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-from ganforge.errors import GanforgeError
+from ganforge.errors import GanforgeError, TrainingError
 
 # Each module defines ``register(subparsers)``, which sets ``func`` on its parser.
 COMMANDS = ("train", "sample", "datasets", "eval", "inpaint", "eval_inpaint", "bench")
@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
+    except TrainingError as exc:  # not bad input: the run itself failed
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except GanforgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

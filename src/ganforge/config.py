@@ -100,6 +100,13 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     eval_every: int = 0  # periodic evaluation (0 = off)
     eval_n: int = 2000
+    # Numerical faults: a non-finite loss or gradient skips the update; after
+    # max_bad_steps bad iterations in a row the run rolls back to its last
+    # checkpoint with learning rates times rollback_lr_factor; after
+    # max_rollbacks rollbacks it stops with a diagnosis.
+    max_bad_steps: int = 20
+    max_rollbacks: int = 3
+    rollback_lr_factor: float = 0.5
 
 
 @dataclass
@@ -108,7 +115,8 @@ class InpaintConfig:
 
     masks: str = "mixed"  # center | boxes | strokes | mixed
     hole_ratio: float = 0.25  # target fraction of missing pixels
-    random_crop: bool = False
+    random_crop: bool = False  # train on random crops of images loaded at load_size
+    load_size: int = 0  # 0: same as data.image_size
 
 
 @dataclass
@@ -134,10 +142,11 @@ _CHOICES = {
 }
 _POSITIVE = ("train.steps", "train.batch_size", "optim.n_dis", "data.image_size", "model.z_dim",
              "model.g_width", "model.d_width", "train.log_every", "train.sample_every",
-             "train.ckpt_every", "train.keep_last", "loss.r1_every", "train.sample_grid")
+             "train.ckpt_every", "train.keep_last", "loss.r1_every", "train.sample_grid", "train.max_bad_steps")
 _NON_NEGATIVE = ("optim.grad_clip", "loss.gp_weight", "loss.r1_weight", "loss.weight_clip",
                  "model.num_classes", "train.eval_every", "loss.l1_hole", "loss.l1_valid",
-                 "loss.feature_matching", "loss.adv_weight", "train.ema_start", "model.dropout")
+                 "loss.feature_matching", "loss.adv_weight", "train.ema_start", "model.dropout",
+                 "train.max_rollbacks")
 
 
 def _convert(value: Any, annotation: Any, key: str) -> Any:
@@ -215,6 +224,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     for key in ("optim.beta1", "optim.beta2", "train.ema_decay"):
         if not 0.0 <= flat[key] < 1.0:
             raise ConfigError(key, f"must be in [0, 1), got {flat[key]}")
+    if not 0.0 < cfg.train.rollback_lr_factor <= 1.0:
+        raise ConfigError("train.rollback_lr_factor", f"must be in (0, 1], got {cfg.train.rollback_lr_factor}")
     if not 0.0 <= cfg.loss.label_smoothing < 0.5:
         raise ConfigError("loss.label_smoothing", f"must be in [0, 0.5), got {cfg.loss.label_smoothing}")
     if cfg.data.channels not in (1, 3):

@@ -38,3 +38,7 @@ class CheckpointError(GanforgeError):
 
 class WeightsError(CheckpointError):
     """External weights (e.g. the Inception network) missing or with the wrong hash."""
+
+
+class TrainingError(GanforgeError):
+    """Training cannot continue (e.g. it kept diverging after rollbacks). The CLI exits with 1."""

@@ -26,7 +26,7 @@ from torch import nn
 
 from ganforge.config import RunConfig, dump_yaml
 from ganforge.data import InMemoryBatcher, load_dataset
-from ganforge.errors import CheckpointError, ConfigError
+from ganforge.errors import CheckpointError, ConfigError, TrainingError
 from ganforge.imageio import save_grid
 from ganforge.models import build_models
 from ganforge.train import checkpoint as ckpt
@@ -77,8 +77,10 @@ class Trainer:
         self.device = resolve_device(cfg.train.device)
         self.precision = Precision(resolve_precision(cfg.train.precision, self.device), self.device)
         self._seed_everything(cfg.train.seed)
+        # Inpainting with random crops loads larger images and crops inside the task.
+        load_size = cfg.inpaint.load_size if cfg.model.arch == "inpaint" and cfg.inpaint.random_crop else 0
         self.dataset = dataset if dataset is not None else load_dataset(
-            cfg.data.dataset, split=cfg.data.split, image_size=cfg.data.image_size,
+            cfg.data.dataset, split=cfg.data.split, image_size=load_size or cfg.data.image_size,
             channels=cfg.data.channels, root=cfg.data.root, download=cfg.data.download)
         if cfg.model.num_classes and self.dataset.labels is None:
             raise ConfigError("model.num_classes", f"{self.dataset.name} has no labels; set model.num_classes=0")
@@ -99,6 +101,9 @@ class Trainer:
         self.step = 0
         self.images_seen = 0
         self.skipped_steps = 0
+        self.bad_in_a_row = 0  # consecutive iterations with a skipped update
+        self.rollbacks = 0
+        self.monitor = CollapseMonitor()
         self._stop_requested = False
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
 
@@ -153,6 +158,7 @@ class Trainer:
         state = {
             "images_seen": self.images_seen,
             "skipped_steps": self.skipped_steps,
+            "rollbacks": self.rollbacks,
             "batcher": self.batcher.state_dict(),
             "task": self.task.state_dict(),
             "optim": optim_meta,
@@ -175,6 +181,8 @@ class Trainer:
             s = c.state
             self.step, self.images_seen = c.step, int(s["images_seen"])
             self.skipped_steps = int(s.get("skipped_steps", 0))
+            self.rollbacks = max(self.rollbacks, int(s.get("rollbacks", 0)))
+            self._apply_lr_factor()
             self.batcher.load_state_dict(s["batcher"])
             self.task.load_state_dict(s.get("task", {}))
             self.precision.load_state_dict(s.get("precision", {}))
@@ -217,6 +225,7 @@ class Trainer:
         """One iteration: ``n_dis`` D updates, then one G update, then EMA. Returns scalar logs."""
         cfg = self.cfg
         logs: dict[str, float] = {}
+        bad = False
         self.G.train()
         self.D.train()
         self.D.requires_grad_(True)
@@ -229,6 +238,7 @@ class Trainer:
                 d_loss, d_logs = self.task.d_loss(real, labels)
             if not self._update(d_loss, self.D.parameters(), self.opt_d):
                 self.skipped_steps += 1
+                bad = True
             elif self.task.loss.weight_clip:
                 with torch.no_grad():
                     for p in self.D.parameters():
@@ -242,24 +252,61 @@ class Trainer:
             g_loss, g_logs = self.task.g_loss(cfg.train.batch_size)
         if not self._update(g_loss, self.G.parameters(), self.opt_g):
             self.skipped_steps += 1
+            bad = True
         self.D.requires_grad_(True)
+        self.bad_in_a_row = self.bad_in_a_row + 1 if bad else 0
         logs.update(g_loss=g_loss.item(), **g_logs)
         self.step += 1
         if self.ema is not None:
             self.ema.update(unwrap(self.G), self.step)
         return logs
 
+    # ------------------------------------------------------- numerical faults
+
+    def _apply_lr_factor(self) -> None:
+        """Learning rates are the config's times rollback_lr_factor ** rollbacks."""
+        factor = self.cfg.train.rollback_lr_factor ** self.rollbacks
+        for opt, lr in ((self.opt_g, self.cfg.optim.lr_g), (self.opt_d, self.cfg.optim.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = lr * factor
+
+    def rollback(self) -> None:
+        """Return to the newest valid checkpoint with lower learning rates, or stop with a diagnosis."""
+        cfg = self.cfg.train
+        if self.rollbacks >= cfg.max_rollbacks:
+            raise TrainingError(self.run_dir, (
+                f"training diverged: {self.bad_in_a_row} non-finite steps in a row at step {self.step} after "
+                f"{self.rollbacks} rollbacks (learning rates now x{cfg.rollback_lr_factor ** self.rollbacks:g}); "
+                "try lower optim.lr_g/lr_d, optim.grad_clip, train.precision=fp32, or spectral norm in D"))
+        latest = ckpt.find_latest(self.run_dir)
+        if latest is None:
+            raise TrainingError(self.run_dir, "training diverged and there is no checkpoint to roll back to")
+        failed_at = self.step
+        self.rollbacks += 1
+        rollbacks = self.rollbacks
+        self.load_state(latest)
+        self.rollbacks = rollbacks
+        self._apply_lr_factor()
+        self.bad_in_a_row = 0
+        log.warning("non-finite losses at step %d: rolled back to step %d, learning rates x%g",
+                    failed_at, self.step, self.cfg.train.rollback_lr_factor ** self.rollbacks)
+        self.metrics.write({"step": self.step, "event": "rollback", "from_step": failed_at,
+                            "rollbacks": self.rollbacks, "lr_g": self.opt_g.param_groups[0]["lr"]})
+
     # ------------------------------------------------------------------- loop
 
     def sample_grid(self, path: Path) -> Path:
         """Write the fixed-noise grid of the EMA generator (or G) to ``path``."""
         model = self.ema.model if self.ema is not None else unwrap(self.G)
+        if hasattr(self.task, "preview"):  # tasks whose G is not noise -> image draw their own grid
+            return self.task.preview(model, path)
         was_training = model.training
         model.eval()
         z, y = fixed_noise(self.cfg, self.cfg.train.sample_grid)
         with torch.no_grad(), self.precision.autocast():
             images = model(z.to(self.device), None if y is None else y.to(self.device)).float()
         model.train(was_training)
+        self.monitor.check_diversity(self.step, images)
         nrow = max(1, self.cfg.train.sample_grid // self.cfg.model.num_classes) if self.cfg.model.num_classes else None
         return save_grid(images, path, nrow=nrow)
 
@@ -288,9 +335,15 @@ class Trainer:
         end = cfg.train.steps if stop_after is None else min(cfg.train.steps, self.step + stop_after)
         t_start, n_start = time.perf_counter(), self.images_seen
         t_log, n_log = t_start, self.images_seen
+        if not ckpt.list_checkpoints(self.run_dir / "checkpoints"):
+            self.save()  # a start to roll back to, should the first steps diverge
         try:
             while self.step < end and not self._stop_requested:
                 logs = self.train_step()
+                if self.bad_in_a_row >= cfg.train.max_bad_steps:
+                    self.rollback()
+                    continue
+                self.monitor.check_losses(self.step, logs, self.task.loss.logistic)
                 if self.step % cfg.train.log_every == 0 or self.step == end:
                     now = time.perf_counter()
                     logs["images_per_s"] = (self.images_seen - n_log) / max(now - t_log, 1e-9)
@@ -300,7 +353,7 @@ class Trainer:
                 progress.update(self.step, logs)
                 if self.step % cfg.train.sample_every == 0 or self.step == cfg.train.steps:
                     last_sample = self.sample_grid(self.run_dir / "samples" / f"step_{self.step:08d}.png")
-                if self.step % cfg.train.ckpt_every == 0 or self.step == cfg.train.steps:
+                if (self.step % cfg.train.ckpt_every == 0 or self.step == cfg.train.steps) and self.bad_in_a_row == 0:
                     last_ckpt = self.save()
             if self.step < cfg.train.steps and (last_ckpt is None or ckpt.step_dir_name(self.step) != last_ckpt.name):
                 last_ckpt = self.save()  # stopped early: keep the work
@@ -312,6 +365,44 @@ class Trainer:
         return {"run_dir": str(self.run_dir), "step": self.step, "checkpoint": str(last_ckpt) if last_ckpt else None,
                 "samples": str(last_sample) if last_sample else None, "stopped_early": self.step < cfg.train.steps,
                 "images_per_s": (self.images_seen - n_start) / max(elapsed, 1e-9), "seconds": elapsed}
+
+
+class CollapseMonitor:
+    """Warnings for signs of failure that do not raise errors: D winning outright, samples losing diversity."""
+
+    def __init__(self, patience: int = 200):
+        self.patience = patience
+        self.d_zero_since: int | None = None
+        self.best_diversity = 0.0
+        self.warned: set[str] = set()
+
+    def _warn(self, key: str, message: str) -> None:
+        if key not in self.warned:
+            self.warned.add(key)
+            log.warning(message)
+
+    def check_losses(self, step: int, logs: dict, logistic: bool) -> None:
+        # A logistic D loss near 0 means D separates perfectly and G's gradients vanish.
+        pinned = logistic and logs.get("d_loss", 1.0) < 1e-3
+        if not pinned:
+            self.d_zero_since = None
+            return
+        self.d_zero_since = step if self.d_zero_since is None else self.d_zero_since
+        if step - self.d_zero_since >= self.patience:
+            self._warn("d_zero", f"step {step}: D loss has been ~0 for {self.patience} steps; "
+                       "G receives no signal (possible collapse)")
+
+    def check_diversity(self, step: int, images: torch.Tensor) -> float:
+        """Mean pairwise L2 distance of the fixed-noise samples; warns when it falls below 25% of its best."""
+        flat = images.float().flatten(1)
+        if flat.shape[0] < 2:
+            return 0.0
+        diversity = torch.pdist(flat).mean().item() / flat.shape[1] ** 0.5
+        self.best_diversity = max(self.best_diversity, diversity)
+        if diversity < 0.25 * self.best_diversity:
+            self._warn("diversity", f"step {step}: sample diversity fell to {diversity:.3f} "
+                       f"(best {self.best_diversity:.3f}): possible mode collapse")
+        return diversity
 
 
 def _default_task_factory(cfg: RunConfig) -> TaskFactory:
