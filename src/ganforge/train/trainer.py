@@ -310,6 +310,12 @@ class Trainer:
         nrow = max(1, self.cfg.train.sample_grid // self.cfg.model.num_classes) if self.cfg.model.num_classes else None
         return save_grid(images, path, nrow=nrow)
 
+    def evaluate(self) -> dict:
+        """Periodic evaluation (FID etc.): logged to metrics.jsonl; the best FID checkpoint is kept."""
+        from ganforge.train.periodic_eval import evaluate_during_training
+
+        return evaluate_during_training(self)
+
     def _request_stop(self, signum, frame) -> None:
         if self._stop_requested:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
@@ -355,6 +361,8 @@ class Trainer:
                     last_sample = self.sample_grid(self.run_dir / "samples" / f"step_{self.step:08d}.png")
                 if (self.step % cfg.train.ckpt_every == 0 or self.step == cfg.train.steps) and self.bad_in_a_row == 0:
                     last_ckpt = self.save()
+                if cfg.train.eval_every and self.step % cfg.train.eval_every == 0:
+                    self.evaluate()
             if self.step < cfg.train.steps and (last_ckpt is None or ckpt.step_dir_name(self.step) != last_ckpt.name):
                 last_ckpt = self.save()  # stopped early: keep the work
         finally:
