@@ -1,0 +1,107 @@
+"""The ganforge command end to end on tiny data: train, resume, sample, datasets, and bad input -> exit 2."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganforge.cli import main
+
+TINY = ["model.g_width=8", "model.d_width=8", "model.z_dim=16", "train.batch_size=16", "train.log_every=2",
+        "train.sample_every=2", "train.ckpt_every=2", "train.sample_grid=16"]
+
+
+@pytest.fixture
+def npz_data(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, images=rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), labels=rng.integers(0, 10, 64))
+    return path
+
+
+def _train(tmp_path, npz_data, run="run", steps=4, extra=()):
+    run_dir = tmp_path / run
+    code = main(["train", "--config", "configs/dcgan-fashion-mnist.yaml", "--run-dir", str(run_dir),
+                 f"data.dataset={npz_data}", f"train.steps={steps}", *TINY, *extra])
+    return code, run_dir
+
+
+def test_train_sample_and_resume(tmp_path, npz_data, capsys, monkeypatch):
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).parent.parent)
+    code, run_dir = _train(tmp_path, npz_data)
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "sample grid:" in out and "checkpoint:" in out and str(run_dir) in out
+    assert (run_dir / "checkpoints" / "step_00000004" / "manifest.json").is_file()
+
+    grid = tmp_path / "grid.png"
+    assert main(["sample", str(run_dir), "--n", "9", "--out", str(grid), "--seed", "3"]) == 0
+    img = np.asarray(Image.open(grid))
+    assert img.shape == (3 * 30 + 2, 3 * 30 + 2)  # 3x3 grid of 28px with 2px padding
+    again = tmp_path / "again.png"
+    main(["sample", str(run_dir), "--n", "9", "--out", str(again), "--seed", "3"])
+    assert np.array_equal(img, np.asarray(Image.open(again)))  # seeded
+
+    files = tmp_path / "files"
+    assert main(["sample", str(run_dir), "--n", "5", "--files", "--out", str(files)]) == 0
+    assert len(list(files.glob("*.png"))) == 5
+
+    # resume continues to a larger step count
+    assert main(["train", "--resume", str(run_dir), "train.steps=6"]) == 0
+    assert (run_dir / "checkpoints" / "step_00000006").is_dir()
+
+
+def test_resume_refuses_changed_config(tmp_path, npz_data, capsys, monkeypatch):
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).parent.parent)
+    _, run_dir = _train(tmp_path, npz_data, steps=2)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir), "optim.lr_g=1e-3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "optim.lr_g" in err and len(err.splitlines()) == 1
+    assert main(["train", "--resume", str(run_dir), "optim.lr_g=1e-3", "train.steps=3",
+                 "--allow-config-change"]) == 0
+
+
+def test_dry_run_prints_resolved_config(capsys, monkeypatch):
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).parent.parent)
+    assert main(["train", "--config", "configs/dcgan-fashion-mnist.yaml", "--dry-run", "train.steps=77"]) == 0
+    out = capsys.readouterr().out
+    assert "steps: 77" in out and "arch: dcgan" in out
+
+
+def run_cli(argv):
+    """Exit code of ``ganforge argv``, whether main returns it or argparse exits."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--config", "nope.yaml"], "nope.yaml"),
+    (["train", "--config", "configs/dcgan-fashion-mnist.yaml", "optim.lr_g=-1", "--dry-run"], "optim.lr_g"),
+    (["train", "--config", "configs/dcgan-fashion-mnist.yaml", "train.bogus=1"], "train.bogus"),
+    (["train", "--config", "configs/dcgan-fashion-mnist.yaml", "data.dataset=/no/such/dir"], "/no/such/dir"),
+    (["sample", "/no/such/run"], "/no/such/run"),
+    (["train", "--bogus-option"], "--bogus-option"),
+    (["sample"], "RUN_DIR"),
+    (["train", "--resume", "/no/such/run"], "--resume"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys, monkeypatch):
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).parent.parent)
+    assert run_cli(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err
+
+
+def test_sample_rejects_bad_class_and_count(tmp_path, npz_data, capsys, monkeypatch):
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).parent.parent)
+    _, run_dir = _train(tmp_path, npz_data, steps=2)
+    assert main(["sample", str(run_dir), "--class", "3"]) == 2  # unconditional run
+    assert main(["sample", str(run_dir), "--n", "0"]) == 2
+
+
+def test_datasets_lists_named_datasets(capsys):
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("fashion-mnist", "mnist", "cifar10"):
+        assert name in out
