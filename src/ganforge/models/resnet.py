@@ -1,0 +1,287 @@
+"""Residual GANs: the SNGAN/BigGAN-style ResNet (``arch: resnet``) and a residual MLP (``arch: mlp-res``).
+
+Every block computes ``y = H(x) + shortcut(x)`` (He et al. 2016). The layouts
+follow the ResNets of Miyato et al. (2018, "Spectral Normalization for GANs")
+and Miyato & Koyama (2018, projection discriminator):
+
+Generator, ``image_size = base * 2**n`` (see :func:`upsampling_plan`)::
+
+    z -> Linear -> (c0, base, base)
+      -> n x GBlock: [CBN -> ReLU -> up2 -> conv3 -> CBN -> ReLU -> conv3] + [conv1 if channels change -> up2]
+      -> BN -> ReLU -> conv3 -> tanh
+
+Block i outputs ``g_width * 2**(n-1-i)`` channels (capped at 16x), so the last
+block has ``g_width`` and the first input ``c0 = g_width * 2**(n-1)``. At 128 px
+with width 64 that is SNGAN's 1024-1024-512-256-128-64 generator. CBN is
+:class:`ConditionalBatchNorm2d` (per-class gain and bias) when
+``num_classes > 0``, plain BN otherwise; the final BN is unconditional as in SNGAN.
+
+Discriminator::
+
+    x -> first block: [conv3 -> ReLU -> conv3 -> avgpool] + [avgpool -> conv1]
+      -> n-1 x DBlock: [ReLU -> conv3 -> ReLU -> conv3 -> avgpool] + [avgpool -> conv1]
+      -> 1 x DBlock without downsampling (identity shortcut)
+      -> ReLU -> sum over H, W -> Linear -> logit  (+ <embed(y), h> when conditional)
+
+Channels double after each halving from ``d_width`` (capped at 16x), ending at
+``base x base``: 28 px -> 7x7, 32/64/128 px -> 4x4. At 128 px with width 64
+this is SNGAN's 64-128-256-512-1024-1024 discriminator. At 32 px SNGAN's
+CIFAR model instead stays at one width and stops at 8x8 with two
+non-downsampling blocks; one rule for every resolution was preferred here.
+The first block has no leading ReLU (its input is the image), which is why
+SNGAN calls it "optimized".
+
+Shortcut order: a 1x1 convolution commutes with nearest upsampling and with
+average pooling (all are linear and act per pixel / per channel), so the
+shortcuts apply the 1x1 convolution at the lower resolution, which is the same
+function at a quarter of the cost.
+
+Initialisation (as in the SNGAN reference implementation): Xavier-uniform with
+gain sqrt(2) for convolutions inside residual branches (each follows a ReLU),
+gain 1 for shortcuts, the input projection, the output convolution and the
+linear/projection heads; biases zero. Weights are initialised before spectral
+normalisation wraps them, since the wrapper estimates sigma at registration.
+
+Spectral normalisation (``model.spectral_norm_d`` / ``model.spectral_norm_g``)
+wraps every convolution, linear layer and the projection embedding of that
+network; batch norm is never wrapped.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ganforge.config import RunConfig
+from ganforge.models import register
+from ganforge.models.conditional import ConditionalBatchNorm2d, ProjectionHead
+from ganforge.models.layers import LabelEmbedding, check_labels, maybe_sn, upsampling_plan
+
+RELU_GAIN = math.sqrt(2.0)
+MAX_MULT = 16  # widest layer = 16 x width (SNGAN / BigGAN at 128 px)
+
+
+def _init(module: nn.Module, gain: float, sn: bool) -> nn.Module:
+    nn.init.xavier_uniform_(module.weight, gain)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+    return maybe_sn(module, sn)
+
+
+def conv(cin: int, cout: int, k: int, gain: float, sn: bool) -> nn.Module:
+    """A same-padding ``k x k`` convolution, Xavier-initialised, optionally spectrally normalised."""
+    return _init(nn.Conv2d(cin, cout, k, padding=k // 2), gain, sn)
+
+
+def linear(fin: int, fout: int, gain: float, sn: bool) -> nn.Module:
+    """A linear layer, Xavier-initialised, optionally spectrally normalised."""
+    return _init(nn.Linear(fin, fout), gain, sn)
+
+
+def _up(x: Tensor) -> Tensor:
+    return F.interpolate(x, scale_factor=2, mode="nearest")
+
+
+class GBlock(nn.Module):
+    """Upsampling generator block: (N, cin, H, W) [+ labels (N,)] -> (N, cout, 2H, 2W)."""
+
+    def __init__(self, cin: int, cout: int, num_classes: int = 0, spectral_norm: bool = False):
+        super().__init__()
+        self.bn1 = ConditionalBatchNorm2d(cin, num_classes)
+        self.conv1 = conv(cin, cout, 3, RELU_GAIN, spectral_norm)
+        self.bn2 = ConditionalBatchNorm2d(cout, num_classes)
+        self.conv2 = conv(cout, cout, 3, RELU_GAIN, spectral_norm)
+        self.skip = conv(cin, cout, 1, 1.0, spectral_norm) if cin != cout else None
+
+    def residual(self, x: Tensor, y: Tensor | None) -> Tensor:
+        h = self.conv1(_up(F.relu(self.bn1(x, y))))
+        return self.conv2(F.relu(self.bn2(h, y)))
+
+    def shortcut(self, x: Tensor) -> Tensor:
+        return _up(self.skip(x) if self.skip is not None else x)
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.residual(x, y) + self.shortcut(x)
+
+
+class DBlock(nn.Module):
+    """Discriminator block: (N, cin, H, W) -> (N, cout, H/2, W/2), or same size without ``downsample``.
+
+    ``first=True`` is SNGAN's optimized first block: no ReLU before the first
+    convolution, and the shortcut always has a 1x1 convolution.
+    """
+
+    def __init__(self, cin: int, cout: int, downsample: bool = True, spectral_norm: bool = False,
+                 first: bool = False):
+        super().__init__()
+        self.downsample, self.first = downsample, first
+        self.conv1 = conv(cin, cout, 3, RELU_GAIN, spectral_norm)
+        self.conv2 = conv(cout, cout, 3, RELU_GAIN, spectral_norm)
+        learnable = first or downsample or cin != cout
+        self.skip = conv(cin, cout, 1, 1.0, spectral_norm) if learnable else None
+
+    def residual(self, x: Tensor) -> Tensor:
+        # Not in place: x is still needed by the shortcut.
+        h = self.conv1(x if self.first else F.relu(x))
+        h = self.conv2(F.relu(h))
+        return F.avg_pool2d(h, 2) if self.downsample else h
+
+    def shortcut(self, x: Tensor) -> Tensor:
+        if self.downsample:
+            x = F.avg_pool2d(x, 2)
+        return self.skip(x) if self.skip is not None else x
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.residual(x) + self.shortcut(x)
+
+
+class ResNetGenerator(nn.Module):
+    """(N, z_dim) [+ labels (N,)] -> (N, C, H, W) in [-1, 1]."""
+
+    def __init__(self, z_dim: int, image_size: int, channels: int, width: int = 64,
+                 num_classes: int = 0, spectral_norm: bool = False):
+        super().__init__()
+        self.z_dim, self.num_classes = z_dim, num_classes
+        base, n_up = upsampling_plan(image_size)
+        outs = [width * min(2 ** (n_up - 1 - i), MAX_MULT) for i in range(n_up)]
+        self.base, self.c0 = base, outs[0]
+        self.project = linear(z_dim, self.c0 * base * base, 1.0, spectral_norm)
+        self.blocks = nn.ModuleList(GBlock(cin, cout, num_classes, spectral_norm)
+                                    for cin, cout in zip([self.c0] + outs[:-1], outs))
+        self.out_bn = nn.BatchNorm2d(outs[-1])
+        self.out_conv = conv(outs[-1], channels, 3, 1.0, spectral_norm)
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        check_labels(y, self.num_classes, "ResNetGenerator")
+        y = y if self.num_classes else None
+        h = self.project(z).view(z.shape[0], self.c0, self.base, self.base)
+        for block in self.blocks:
+            h = block(h, y)
+        return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
+
+
+class ResNetDiscriminator(nn.Module):
+    """(N, C, H, W) [+ labels (N,)] -> (N,) logits (high = real). No sigmoid inside."""
+
+    def __init__(self, image_size: int, channels: int, width: int = 64, num_classes: int = 0,
+                 spectral_norm: bool = False):
+        super().__init__()
+        self.num_classes = num_classes
+        _, n_down = upsampling_plan(image_size)
+        outs = [width * min(2 ** i, MAX_MULT) for i in range(n_down)]
+        blocks = [DBlock(channels, outs[0], True, spectral_norm, first=True)]
+        blocks += [DBlock(cin, cout, True, spectral_norm) for cin, cout in zip(outs[:-1], outs[1:])]
+        blocks.append(DBlock(outs[-1], outs[-1], False, spectral_norm))
+        self.blocks = nn.Sequential(*blocks)
+        self.linear = linear(outs[-1], 1, 1.0, spectral_norm)
+        self.projection = ProjectionHead(outs[-1], num_classes, spectral_norm) if num_classes else None
+
+    def features(self, x: Tensor) -> Tensor:
+        """(N, C, H, W) -> (N, F): ReLU then global sum pooling (SNGAN), the input of both heads."""
+        return F.relu(self.blocks(x)).sum(dim=(2, 3))
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        check_labels(y, self.num_classes, "ResNetDiscriminator")
+        h = self.features(x)
+        out = self.linear(h).squeeze(1)
+        if self.projection is not None:
+            out = out + self.projection(h, y)
+        return out
+
+
+# ---------------------------------------------------------------- residual MLP
+
+class DenseResBlock(nn.Module):
+    """(N, F) -> (N, F): ``x + fc2(act(norm2(fc1(act(norm1(x))))))`` (pre-activation, He et al. 2016)."""
+
+    def __init__(self, width: int, norm: str = "batch", spectral_norm: bool = False, dropout: float = 0.0):
+        super().__init__()
+        gain = nn.init.calculate_gain("leaky_relu", 0.2)
+        self.norm1, self.norm2 = _norm(norm, width), _norm(norm, width)
+        self.fc1 = linear(width, width, gain, spectral_norm)
+        self.fc2 = linear(width, width, gain, spectral_norm)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def residual(self, x: Tensor) -> Tensor:
+        h = self.fc1(F.leaky_relu(self.norm1(x), 0.2))
+        return self.fc2(self.drop(F.leaky_relu(self.norm2(h), 0.2)))
+
+    def shortcut(self, x: Tensor) -> Tensor:
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.residual(x) + x
+
+
+def _norm(kind: str, width: int) -> nn.Module:
+    # G uses batch norm; D uses layer norm, which normalises each sample on its
+    # own and so keeps per-sample penalties (WGAN-GP, R1) meaningful (Gulrajani et al. 2017).
+    return nn.BatchNorm1d(width) if kind == "batch" else nn.LayerNorm(width)
+
+
+class ResMLPGenerator(nn.Module):
+    """(N, z_dim) [+ labels (N,)] -> (N, C, H, W) in [-1, 1]; ``blocks`` residual blocks of ``width`` units."""
+
+    def __init__(self, z_dim: int, image_shape: tuple[int, int, int], width: int = 256, blocks: int = 3,
+                 num_classes: int = 0, spectral_norm: bool = False):
+        super().__init__()
+        self.z_dim, self.image_shape, self.num_classes = z_dim, tuple(image_shape), num_classes
+        self.embed = LabelEmbedding(num_classes) if num_classes else None
+        self.fc_in = linear(z_dim + num_classes, width, 1.0, spectral_norm)
+        self.blocks = nn.Sequential(*(DenseResBlock(width, "batch", spectral_norm) for _ in range(blocks)))
+        self.out_norm = nn.BatchNorm1d(width)
+        self.fc_out = linear(width, math.prod(self.image_shape), 1.0, spectral_norm)
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        check_labels(y, self.num_classes, "ResMLPGenerator")
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(y, z.dtype)], dim=1)
+        h = F.leaky_relu(self.out_norm(self.blocks(self.fc_in(z))), 0.2)
+        return torch.tanh(self.fc_out(h)).view(z.shape[0], *self.image_shape)
+
+
+class ResMLPDiscriminator(nn.Module):
+    """(N, C, H, W) [+ labels (N,)] -> (N,) logits (high = real). No sigmoid inside."""
+
+    def __init__(self, image_shape: tuple[int, int, int], width: int = 256, blocks: int = 3,
+                 num_classes: int = 0, spectral_norm: bool = False, dropout: float = 0.0):
+        super().__init__()
+        self.num_classes = num_classes
+        self.embed = LabelEmbedding(num_classes) if num_classes else None
+        self.fc_in = linear(math.prod(image_shape) + num_classes, width, 1.0, spectral_norm)
+        self.blocks = nn.Sequential(*(DenseResBlock(width, "layer", spectral_norm, dropout) for _ in range(blocks)))
+        self.out_norm = nn.LayerNorm(width)
+        self.fc_out = linear(width, 1, 1.0, spectral_norm)
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        check_labels(y, self.num_classes, "ResMLPDiscriminator")
+        h = x.flatten(1)
+        if self.embed is not None:
+            h = torch.cat([h, self.embed(y, h.dtype)], dim=1)
+        h = F.leaky_relu(self.out_norm(self.blocks(self.fc_in(h))), 0.2)
+        return self.fc_out(h).squeeze(1)
+
+
+# --------------------------------------------------------------- registration
+
+def build_resnet(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
+    """``arch: resnet`` -> (ResNetGenerator, ResNetDiscriminator)."""
+    m, size, ch = cfg.model, cfg.data.image_size, cfg.data.channels
+    g = ResNetGenerator(m.z_dim, size, ch, m.g_width, m.num_classes, m.spectral_norm_g)
+    d = ResNetDiscriminator(size, ch, m.d_width, m.num_classes, m.spectral_norm_d)
+    return g, d
+
+
+def build_mlp_res(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
+    """``arch: mlp-res`` -> (ResMLPGenerator, ResMLPDiscriminator); g_layers/d_layers count blocks."""
+    m, shape = cfg.model, (cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
+    g = ResMLPGenerator(m.z_dim, shape, m.g_width, m.g_layers, m.num_classes, m.spectral_norm_g)
+    d = ResMLPDiscriminator(shape, m.d_width, m.d_layers, m.num_classes, m.spectral_norm_d, m.dropout)
+    return g, d
+
+
+register("resnet", build_resnet)
+register("mlp-res", build_mlp_res)

@@ -1,0 +1,84 @@
+"""Evaluation during training (``train.eval_every``): FID of the EMA generator, and a ``best`` checkpoint.
+
+Every ``eval_every`` steps the generator (EMA when present) draws ``train.eval_n``
+images, their FID against the data set's test split (or the configured split for
+folders) is appended to ``metrics.jsonl``, and when it is the lowest so far the
+current checkpoint is copied to ``checkpoints/best/`` (with ``best.json``), which
+checkpoint pruning never touches. Evaluation runs under a forked RNG so that
+runs with and without it train identically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from ganforge.train import checkpoint as ckpt
+
+log = logging.getLogger(__name__)
+
+NAMED = ("fashion-mnist", "mnist", "cifar10")
+
+
+def best_so_far(run_dir: Path) -> float | None:
+    path = Path(run_dir) / "checkpoints" / "best" / "best.json"
+    try:
+        return float(json.loads(path.read_text(encoding="utf-8"))["fid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _keep_best(trainer, fid: float, key: str) -> None:
+    root = trainer.run_dir / "checkpoints"
+    current = root / ckpt.step_dir_name(trainer.step)
+    if not current.is_dir():
+        current = trainer.save()
+    tmp = root / f".tmp-best-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(current, tmp)
+    (tmp / "best.json").write_text(json.dumps({"fid": fid, "metric": key, "step": trainer.step}), encoding="utf-8")
+    best = root / "best"
+    if best.exists():
+        old = root / f".old-best-{os.getpid()}"
+        os.replace(best, old)
+        os.replace(tmp, best)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, best)
+
+
+def evaluate_during_training(trainer) -> dict:
+    """Compute FID now; log it; keep the best checkpoint. Returns the metrics record."""
+    from ganforge.metrics.evaluate import compute_metrics
+    from ganforge.sampling import generate
+    from ganforge.train.trainer import unwrap
+
+    cfg = trainer.cfg
+    model = trainer.ema.model if trainer.ema is not None else unwrap(trainer.G)
+    split = "test" if cfg.data.dataset.lower() in NAMED else cfg.data.split
+    was_training = model.training
+    model.eval()
+    devices = [trainer.device.index or 0] if trainer.device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            stream = generate(model, cfg, cfg.train.eval_n, seed=cfg.train.seed, device=trainer.device)
+            result = compute_metrics(stream, cfg.data.dataset, split, ("fid",), cfg.train.eval_n,
+                                     image_size=cfg.data.image_size, channels=cfg.data.channels,
+                                     root=cfg.data.root, device=trainer.device)
+    finally:
+        model.train(was_training)
+    key = next(k for k in result if k.startswith("fid"))
+    fid = float(result[key])
+    record = {"step": trainer.step, "event": "eval", key: fid}
+    best = best_so_far(trainer.run_dir)
+    if best is None or fid < best:
+        _keep_best(trainer, fid, key)
+        record["best"] = True
+    trainer.metrics.write(record)
+    log.info("step %d: %s = %.3f%s", trainer.step, key, fid, " (best)" if record.get("best") else "")
+    return record

