@@ -1,0 +1,73 @@
+"""Evaluation metrics for generated and restored images.
+
+Generation (distributions of images)::
+
+    from ganforge.metrics import compute_metrics
+    res = compute_metrics(generator_fn, real="fashion-mnist", split="test", n=10000)
+    res["fid10k_test"], res["kid10k_test"], res["precision10k_test"], res["cls_score10k"]
+
+Building blocks: :class:`InceptionFeatures` (standard FID network, uint8 in,
+2048-d out), :class:`FeatureStats` (streaming mean/covariance),
+:func:`frechet_distance`, :func:`kernel_inception_distance`,
+:func:`precision_recall`, the domain classifier and :func:`classifier_score`.
+
+Restoration (pairs of images): :func:`psnr`, :func:`ssim`, :func:`l1`, each
+optionally restricted to a mask.
+"""
+
+from ganforge.metrics.cache import cache_root, cached_stats, stats_key
+from ganforge.metrics.classifier import (
+    DomainClassifier,
+    classifier_score,
+    get_domain_classifier,
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
+from ganforge.metrics.evaluate import append_jsonl, compute_metrics, count_tag, iter_fake_batches, iter_image_folder
+from ganforge.metrics.fid import fid_from_features, frechet_distance
+from ganforge.metrics.inception import (
+    INCEPTION_SHA1,
+    InceptionFeatures,
+    load_inception,
+    locate_inception_weights,
+    quantize_images,
+    verify_inception_weights,
+)
+from ganforge.metrics.kid import kernel_inception_distance
+from ganforge.metrics.prdc import precision_recall
+from ganforge.metrics.restoration import l1, mse, psnr, ssim, ssim_map
+from ganforge.metrics.stats import FeatureStats
+
+__all__ = [
+    "INCEPTION_SHA1",
+    "DomainClassifier",
+    "FeatureStats",
+    "InceptionFeatures",
+    "append_jsonl",
+    "cache_root",
+    "cached_stats",
+    "classifier_score",
+    "compute_metrics",
+    "count_tag",
+    "fid_from_features",
+    "frechet_distance",
+    "get_domain_classifier",
+    "iter_fake_batches",
+    "iter_image_folder",
+    "kernel_inception_distance",
+    "l1",
+    "load_classifier",
+    "load_inception",
+    "locate_inception_weights",
+    "mse",
+    "precision_recall",
+    "psnr",
+    "quantize_images",
+    "save_classifier",
+    "ssim",
+    "ssim_map",
+    "stats_key",
+    "train_classifier",
+    "verify_inception_weights",
+]

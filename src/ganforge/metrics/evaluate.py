@@ -1,0 +1,266 @@
+"""High-level evaluation: generated images against a real dataset, in one pass.
+
+:func:`compute_metrics` is what ``ganforge eval`` calls. Result keys name the
+protocol: the number of generated images (``10k`` = 10,000) and the real
+split, e.g. for ``n=10000`` against ``split="test"``::
+
+    fid10k_test               float   Inception FID
+    kid10k_test               (mean, std) over 100 subsets of 1000
+    precision10k_test, recall10k_test   improved P/R, k = 3
+    cls_score10k              (mean, std) Inception-Score formula, domain classifier, 10 splits
+    cls_fid10k_test           Frechet distance on the domain classifier's features
+    cls_score_real_test       (mean, std) the score of the real images, for reference
+    cls_accuracy              the domain classifier's test accuracy
+    protocol                  extractor, resize, quantisation, precision, real sample
+
+Real statistics (Inception) are cached on disk (:mod:`ganforge.metrics.cache`);
+the domain classifier is trained once per dataset and cached
+(:mod:`ganforge.metrics.classifier`). When the real split holds more than
+``n`` images a random subset of ``n`` is used (seeded, part of the cache key).
+
+FID-10k of Fashion-MNIST train (random 10k) against test (10k) is 2.52
+(KID ~0): that is the floor a perfect generator would reach.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ganforge.errors import ConfigError, DataError
+from ganforge.metrics.cache import cached_stats, stats_key
+from ganforge.metrics.classifier import classifier_score, dataset_key, get_domain_classifier
+from ganforge.metrics.fid import fid_from_features, frechet_distance
+from ganforge.metrics.inception import InceptionFeatures, as_uint8_batch
+from ganforge.metrics.kid import kernel_inception_distance
+from ganforge.metrics.prdc import precision_recall
+from ganforge.metrics.stats import FeatureStats
+
+METRICS = ("fid", "kid", "pr", "cls")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def count_tag(n: int) -> str:
+    """``10000 -> "10k"``, ``50000 -> "50k"``, ``2500 -> "2500"``."""
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+
+
+def iter_image_folder(path: str | os.PathLike, batch_size: int = 64) -> Iterator[torch.Tensor]:
+    """Stream a folder of images (recursively, sorted) as uint8 batches ``(B, C, H, W)``.
+
+    Grayscale files give 1 channel, everything else RGB; a batch that mixes
+    both is promoted to RGB. All images must have the same size.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(root, "not a directory of images")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(root, f"no images ({', '.join(IMAGE_SUFFIXES)}) found")
+    size = None
+    for start in range(0, len(files), batch_size):
+        arrays = []
+        for f in files[start:start + batch_size]:
+            try:
+                with Image.open(f) as im:
+                    im = im.convert("L" if im.mode in ("1", "L", "I;16", "I") else "RGB")
+                    a = np.asarray(im, dtype=np.uint8)
+            except OSError as exc:
+                raise DataError(f, f"cannot read image: {exc}") from exc
+            size = size or a.shape[:2]
+            if a.shape[:2] != size:
+                raise DataError(f, f"size {a.shape[1]}x{a.shape[0]} differs from {size[1]}x{size[0]}")
+            arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+        c = max(a.shape[0] for a in arrays)
+        yield torch.from_numpy(np.stack([np.broadcast_to(a, (c,) + a.shape[1:]) for a in arrays]))
+
+
+def iter_fake_batches(fake, n: int, batch_size: int = 64) -> Iterator[torch.Tensor]:
+    """Up to ``n`` generated images as uint8 batches, from any supported source.
+
+    Args:
+        fake: a folder of images (str / path); a callable ``f(b) -> (b, C, H, W)``
+            called until ``n`` images are produced; or an iterable of batches.
+            Float batches are taken as [-1, 1] and quantised to uint8 exactly
+            like saved images (:func:`ganforge.metrics.inception.quantize_images`).
+        n: stop after this many images.
+    """
+    if isinstance(fake, (str, os.PathLike)):
+        source: Iterable = iter_image_folder(fake, batch_size)
+    elif callable(fake):
+        def gen():
+            left = n
+            while left > 0:
+                yield fake(min(batch_size, left))
+                left -= batch_size
+        source = gen()
+    else:
+        source = fake
+    seen = 0
+    for batch in source:
+        batch = as_uint8_batch(batch)[: n - seen]
+        if batch.shape[0]:
+            seen += batch.shape[0]
+            yield batch.cpu()
+        if seen >= n:
+            return
+
+
+def _real_subset(images: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    if images.shape[0] <= n:
+        return images
+    idx = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
+    return images[idx]
+
+
+def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
+                    metrics: Iterable[str] = METRICS, n: int = 10000, *,
+                    image_size: int | None = None, channels: int | None = None,
+                    root: str | None = None, device: str | torch.device = "cpu",
+                    precision: str = "fp32", batch_size: int = 64, seed: int = 0,
+                    kid_subsets: int = 100, kid_subset_size: int = 1000, pr_k: int = 3,
+                    cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
+                    inception_weights: str | os.PathLike | None = None,
+                    classifier_dir: str | os.PathLike | None = None,
+                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Evaluate generated images against a real dataset split.
+
+    Args:
+        fake: folder of images, callable ``f(b)`` or iterable of batches
+            ``(B, C, H, W)`` (uint8, or float in [-1, 1]); see :func:`iter_fake_batches`.
+        real: dataset name or path, as accepted by ``ganforge.data.load_dataset``.
+        split: real split ("test", "train" or "all").
+        metrics: subset of ``("fid", "kid", "pr", "cls")``.
+        n: number of generated images (and at most this many real ones).
+        image_size, channels, root: passed to ``load_dataset`` for the real images;
+            use the generator's resolution so both sets are resized alike.
+        device, precision, batch_size: feature extraction settings
+            (see :class:`~ganforge.metrics.inception.InceptionFeatures`).
+        seed: seed of the real subset and the KID subsets.
+        cache_dir: directory of cached real statistics (default ``<cache root>/stats``).
+        use_cache: False recomputes real statistics and writes nothing.
+        inception_weights: path of the Inception file (default: see ``inception``).
+        classifier_dir: where domain classifiers are cached
+            (default ``<cache root>/classifiers``).
+        progress: called with short status lines.
+
+    Returns:
+        A JSON-serialisable dict with the keys described in the module doc,
+        plus ``n_fake``, ``n_real``, ``real``, ``seconds``.
+
+    Raises:
+        ConfigError: unknown metric name or non-positive ``n``.
+        DataError: unreadable real or generated images.
+        WeightsError: the Inception weights are missing or wrong.
+    """
+    from ganforge.data import load_dataset
+
+    wanted = tuple(dict.fromkeys(m.lower() for m in metrics))
+    unknown = [m for m in wanted if m not in METRICS]
+    if unknown or not wanted:
+        raise ConfigError("metrics", f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
+    if n < 2:
+        raise ConfigError("n", f"need at least 2 images, got {n}")
+    t0 = time.perf_counter()
+    say = progress or (lambda msg: None)
+    use_inception = any(m in wanted for m in ("fid", "kid", "pr"))
+
+    real_ds = load_dataset(real, split, image_size=image_size, channels=channels, root=root)
+    real_images = _real_subset(real_ds.images, n, seed)
+    extractor = InceptionFeatures(inception_weights, device, precision, batch_size) if use_inception else None
+    classifier = None
+    if "cls" in wanted:
+        classifier, cls_meta = get_domain_classifier(real, root=root, cache_dir=classifier_dir,
+                                                    device=device, progress=say)
+
+    real_stats = None
+    if extractor is not None:
+        def compute_real() -> FeatureStats:
+            st = FeatureStats(max_items=real_images.shape[0])
+            for i, feats in enumerate(extractor.iter_features(real_images)):
+                st.append(feats)
+                if i % 20 == 0:
+                    say(f"real features: {st.count}/{real_images.shape[0]}")
+            return st
+        key = stats_key(dataset_key(real), split, real_images.shape[0], image_size, channels,
+                        extractor.protocol, real_images.shape[0], subset_seed=seed)
+        real_stats = cached_stats(key, compute_real, cache_dir, use_cache)
+
+    fake_stats = FeatureStats(max_items=n)
+    cls_feats, cls_logits = [], []
+    n_fake = 0
+    for batch in iter_fake_batches(fake, n, batch_size):
+        if extractor is not None:
+            fake_stats.append(extractor(batch))
+        if classifier is not None:
+            f, lg = classifier.predict(batch)
+            cls_feats.append(f)
+            cls_logits.append(lg)
+        n_fake += batch.shape[0]
+        say(f"generated images: {n_fake}/{n}")
+    if n_fake < 2:
+        raise DataError("fake", f"need at least 2 generated images, got {n_fake}")
+
+    tag, sp = count_tag(n_fake), split
+    out: dict[str, Any] = {}
+    if real_stats is not None:
+        if "fid" in wanted:
+            out[f"fid{tag}_{sp}"] = frechet_distance(*real_stats.mean_cov(), *fake_stats.mean_cov())
+        if "kid" in wanted:
+            out[f"kid{tag}_{sp}"] = kernel_inception_distance(
+                real_stats.features, fake_stats.features, kid_subsets, kid_subset_size, seed)
+        if "pr" in wanted:
+            p, r = precision_recall(real_stats.features, fake_stats.features, k=pr_k)
+            out[f"precision{tag}_{sp}"], out[f"recall{tag}_{sp}"] = p, r
+    if classifier is not None:
+        logits = torch.cat(cls_logits)
+        out[f"cls_score{tag}"] = classifier_score(logits, splits=min(10, n_fake))
+        real_cls, real_logits = classifier.predict(real_images)
+        out[f"cls_fid{tag}_{sp}"] = fid_from_features(real_cls.numpy(), torch.cat(cls_feats).numpy())
+        # The same score on real images: the ceiling a generator can be compared with.
+        out[f"cls_score_real_{sp}"] = classifier_score(real_logits, splits=min(10, len(real_logits)))
+        out["cls_accuracy"] = cls_meta.get("test_accuracy")
+
+    parts = [f"fake: {n_fake} images quantised to uint8 (floor(x*127.5+128))",
+             f"real: {real_ds.name} {real_images.shape[0]} images (seed {seed}), "
+             f"image_size={image_size or 'native'}"]
+    if extractor is not None:
+        parts.append(extractor.protocol)
+        parts.append(f"KID {kid_subsets}x{min(kid_subset_size, n_fake, real_images.shape[0])}, "
+                     f"cubic kernel; P/R k={pr_k}")
+    if classifier is not None:
+        parts.append(f"domain classifier {dataset_key(real)} widths={cls_meta['config']['widths']}")
+    out.update(protocol="; ".join(parts), n_fake=n_fake, n_real=int(real_images.shape[0]),
+               real=f"{real}:{split}", seconds=round(time.perf_counter() - t0, 1))
+    return out
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (np.generic, torch.Tensor)):
+        return _jsonable(v.tolist())
+    if isinstance(v, float) and not math.isfinite(v):
+        return None  # strict JSON has no NaN/Inf
+    if isinstance(v, Path):
+        return str(v)
+    return v
+
+
+def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Append ``record`` as one JSON line (tuples -> lists, numpy -> Python, NaN -> null)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(_jsonable(record), allow_nan=False)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")

@@ -1,0 +1,162 @@
+"""Streaming first and second moments of feature vectors.
+
+:class:`FeatureStats` accumulates the count, the sum and the sum of outer
+products of ``(N, D)`` feature batches in float64, so memory is ``O(D^2)``
+whatever the number of images. Optionally the first ``max_items`` raw
+features are kept as well (float32), which KID and precision/recall need.
+
+To limit cancellation in ``cov = (S2 - n mu mu^T) / (n - 1)`` the sums are
+taken of ``x - shift``, where ``shift`` is the mean of the first batch: the
+covariance is shift invariant, and the shifted values are centred, so the two
+terms no longer nearly cancel.
+
+Statistics are saved to ``.npz`` (``allow_pickle=False``) with a JSON
+metadata string, so a cache can check what a file was computed from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ganforge.errors import DataError
+
+FORMAT_VERSION = 1
+
+
+def _as_numpy64(features) -> np.ndarray:
+    if isinstance(features, torch.Tensor):
+        features = features.detach().cpu().double().numpy()
+    arr = np.asarray(features, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"features must have shape (N, D), got {arr.shape}")
+    return arr
+
+
+class FeatureStats:
+    """Running mean/covariance of ``(N, D)`` features, plus up to ``max_items`` raw rows.
+
+    Args:
+        max_items: how many raw feature rows to keep (the first ones seen);
+            0 keeps none.
+        metadata: free-form JSON-serialisable description, saved with the stats.
+    """
+
+    def __init__(self, max_items: int = 0, metadata: dict[str, Any] | None = None):
+        self.max_items = int(max_items)
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.count = 0
+        self.dim: int | None = None
+        self._shift: np.ndarray | None = None   # (D,)
+        self._sum: np.ndarray | None = None     # (D,) sum of x - shift
+        self._outer: np.ndarray | None = None   # (D, D) sum of (x - shift)(x - shift)^T
+        self._kept: list[np.ndarray] = []       # float32 chunks, total rows <= max_items
+        self._n_kept = 0
+
+    def append(self, features) -> None:
+        """Add a batch ``(B, D)`` (torch or numpy)."""
+        x = _as_numpy64(features)
+        if x.shape[0] == 0:
+            return
+        if self.dim is None:
+            self.dim = x.shape[1]
+            self._shift = x.mean(axis=0)
+            self._sum = np.zeros(self.dim)
+            self._outer = np.zeros((self.dim, self.dim))
+        elif x.shape[1] != self.dim:
+            raise ValueError(f"feature dimension changed from {self.dim} to {x.shape[1]}")
+        if not np.isfinite(x).all():
+            raise ValueError("features contain NaN or Inf")
+        xc = x - self._shift
+        self._sum += xc.sum(axis=0)
+        self._outer += xc.T @ xc
+        self.count += x.shape[0]
+        if self._n_kept < self.max_items:
+            take = x[: self.max_items - self._n_kept].astype(np.float32)
+            self._kept.append(take)
+            self._n_kept += take.shape[0]
+
+    def mean(self) -> np.ndarray:
+        """Mean ``(D,)`` float64."""
+        self._require(1)
+        return self._shift + self._sum / self.count
+
+    def mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean ``(D,)`` and unbiased covariance ``(D, D)`` (divisor ``n - 1``), float64."""
+        self._require(2)
+        m = self._sum / self.count
+        cov = (self._outer - self.count * np.outer(m, m)) / (self.count - 1)
+        cov = 0.5 * (cov + cov.T)  # exact symmetry for the eigen-solvers downstream
+        return self._shift + m, cov
+
+    @property
+    def features(self) -> np.ndarray | None:
+        """Kept raw features ``(min(count, max_items), D)`` float32, or None if none kept."""
+        if not self._kept:
+            return None
+        if len(self._kept) > 1:
+            self._kept = [np.concatenate(self._kept)]
+        return self._kept[0]
+
+    def _require(self, n: int) -> None:
+        if self.count < n:
+            raise ValueError(f"need at least {n} feature vectors, have {self.count}")
+
+    # ---------------------------------------------------------------- files
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write to ``path`` (``.npz``); the parent directory is created. Returns the path.
+
+        The file is written to a temporary name and renamed, so a concurrent
+        reader never sees half a file.
+        """
+        self._require(1)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {
+            "format_version": np.array(FORMAT_VERSION),
+            "count": np.array(self.count, dtype=np.int64),
+            "max_items": np.array(self.max_items, dtype=np.int64),
+            "shift": self._shift, "sum": self._sum, "outer": self._outer,
+            "metadata": np.array(json.dumps(self.metadata, sort_keys=True)),
+        }
+        if self.features is not None:
+            arrays["features"] = self.features
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "FeatureStats":
+        """Read a file written by :meth:`save`.
+
+        Raises:
+            DataError: the file is missing, not an npz, or lacks fields.
+        """
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if int(z["format_version"]) != FORMAT_VERSION:
+                    raise DataError(path, f"unsupported stats format {int(z['format_version'])}")
+                st = cls(int(z["max_items"]), json.loads(str(z["metadata"])))
+                st.count = int(z["count"])
+                st._shift, st._sum, st._outer = z["shift"], z["sum"], z["outer"]
+                st.dim = st._shift.shape[0]
+                if "features" in z.files:
+                    st._kept = [z["features"].astype(np.float32)]
+                    st._n_kept = st._kept[0].shape[0]
+        except DataError:
+            raise
+        except (OSError, KeyError, ValueError) as exc:
+            raise DataError(path, f"cannot read feature statistics: {exc}") from exc
+        return st
+
+    def __repr__(self) -> str:
+        return (f"FeatureStats(count={self.count}, dim={self.dim}, "
+                f"kept={self._n_kept}/{self.max_items})")
