@@ -1,4 +1,16 @@
-"""Execution precision: float32, or autocast to bfloat16 / float16 with losses kept in float32."""
+"""Execution precision: float32, or autocast to bfloat16 / float16 with losses kept in float32.
+
+``train.precision: auto`` picks the fastest mode that trains as well as float32
+on the device at hand: bfloat16 autocast on a CUDA GPU that supports it and on
+a CPU with native bf16 arithmetic (AVX-512 BF16 or AMX), float32 elsewhere.
+Under autocast the matrix products and convolutions run in the low precision
+while the losses, logits summaries and the gradient-penalty / R1 norms are
+computed in float32 (see :mod:`ganforge.losses`); parameters, gradients and
+optimizer state stay float32. ``train.fast=false`` makes ``auto`` mean fp32.
+On CUDA the trainer keeps ``auto`` at bf16 only when the iteration runs as a
+CUDA graph: eagerly, bf16's cast kernels made every preset slower than fp32
+on an H100 (see BENCHMARKS.md).
+"""
 
 from __future__ import annotations
 
@@ -30,9 +42,27 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
-    """Map ``auto`` to the default for ``device``; reject combinations that cannot work."""
+def cuda_supports_bf16(device: torch.device) -> bool:
+    """True for CUDA devices with bf16 tensor cores (compute capability 8.0 and later)."""
+    try:
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    except (AssertionError, RuntimeError):
+        return False
+
+
+def resolve_precision(name: str, device: torch.device, fast: bool = True) -> str:
+    """Map ``auto`` to the default for ``device``; reject combinations that cannot work.
+
+    ``auto`` -> ``bf16`` where the hardware computes in bf16 natively (and ``fast``),
+    else ``fp32``.
+    """
     if name == "auto":
+        if not fast:
+            return "fp32"
+        if device.type == "cuda":
+            return "bf16" if cuda_supports_bf16(device) else "fp32"
+        if device.type == "cpu":
+            return "bf16" if cpu_supports_bf16() else "fp32"
         return "fp32"
     if name == "fp16" and device.type != "cuda":
         raise ConfigError("train.precision", "fp16 needs a CUDA device; use bf16 on CPU")
@@ -48,10 +78,15 @@ class Precision:
         # fp16 gradients underflow without loss scaling; bf16 has float32's exponent range.
         self.scaler = torch.amp.GradScaler(device.type) if mode == "fp16" else None
 
-    def autocast(self):
+    def autocast(self, cache: bool = True):
+        """The autocast region for forward passes (a no-op for fp32).
+
+        ``cache=False`` is required inside CUDA-graph capture: autocast's cache of
+        cast weights would otherwise outlive the captured region.
+        """
         if self.dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        return torch.autocast(self.device.type, dtype=self.dtype, cache_enabled=cache)
 
     def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()

@@ -1,0 +1,181 @@
+"""Inpainting models: a residual encoder-decoder generator and a PatchGAN discriminator.
+
+The generator follows the layout of Johnson et al. 2016's image transformation
+network as used for inpainting by EdgeConnect (Nazeri et al. 2019): a 7x7 stem,
+two stride-2 convolutions, residual blocks at 1/4 resolution, two transposed
+convolutions back up, a 7x7 output convolution and tanh. The residual blocks use
+dilated 3x3 convolutions (dilation cycling 1, 2, 4) so that the bottleneck sees
+the whole hole and its surroundings: with six blocks the receptive field at 1/4
+resolution grows by 2 * (1 + 2 + 4) * 2 = 28 cells, i.e. more than 100 input
+pixels, far beyond a 28x28 image and a good part of a 256x256 one.
+
+Normalisation is instance norm (as in those works): it has no running statistics,
+so the network behaves the same in train and eval mode and at any resolution.
+
+The discriminator is a PatchGAN (Isola et al. 2017) with spectral normalisation
+(Miyato et al. 2018) on every convolution, as in SN-PatchGAN (Yu et al. 2019).
+It also receives the mask as an extra channel: with the same mask given for the
+real image, the mask itself carries no real/fake information, but it tells D
+where to look.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ganforge.config import RunConfig
+from ganforge.models.layers import maybe_sn
+
+DILATIONS = (1, 2, 4)
+
+
+def pad_to_multiple(x: Tensor, multiple: int = 4) -> tuple[Tensor, tuple[int, int]]:
+    """Pad the bottom/right of ``(N, C, H, W)`` to multiples of ``multiple``; returns ``(x, (H, W))``.
+
+    Reflection when the image is large enough (pads of at most 3 px continue
+    the local texture), replication otherwise.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, (h, w)
+
+
+class DilatedResBlock(nn.Module):
+    """x + IN(conv3x3(ReLU(IN(conv3x3_dilated(x))))), width preserved."""
+
+    def __init__(self, ch: int, dilation: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(ch, ch, 3, padding=dilation, dilation=dilation),
+            nn.InstanceNorm2d(ch, affine=True),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(ch, ch, 3, padding=1),
+            nn.InstanceNorm2d(ch, affine=True),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+def _conv_in_relu(cin: int, cout: int, k: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, k, stride, padding=(k - 1) // 2 if stride == 1 else 1),
+            nn.InstanceNorm2d(cout, affine=True), nn.ReLU(inplace=True)]
+
+
+class InpaintGenerator(nn.Module):
+    """``(image (N, C, H, W) in [-1, 1], mask (N, 1, H, W)) -> (N, C, H, W)`` completed image.
+
+    The input to the network is ``concat(image * (1 - mask), mask)``: missing pixels
+    are zero (mid-gray) and flagged by the mask channel. The output is composited,
+    ``mask * prediction + (1 - mask) * image``, so known pixels come back exactly.
+    Any ``H, W`` works: sizes that are not multiples of 4 are padded and cropped back.
+
+    Args:
+        channels: image channels C (1 or 3).
+        width: channels of the stem; the bottleneck has ``4 * width``.
+        res_blocks: residual blocks in the bottleneck.
+    """
+
+    def __init__(self, channels: int, width: int = 32, res_blocks: int = 6):
+        super().__init__()
+        self.channels = channels
+        w = width
+        self.encoder = nn.Sequential(
+            *_conv_in_relu(channels + 1, w, 7),
+            *_conv_in_relu(w, 2 * w, 4, stride=2),
+            *_conv_in_relu(2 * w, 4 * w, 4, stride=2),
+        )
+        self.blocks = nn.Sequential(*[DilatedResBlock(4 * w, DILATIONS[i % len(DILATIONS)])
+                                      for i in range(res_blocks)])
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), nn.InstanceNorm2d(2 * w, affine=True), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.InstanceNorm2d(w, affine=True), nn.ReLU(inplace=True),
+            nn.Conv2d(w, channels, 7, padding=3),
+            nn.Tanh(),
+        )
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, image: Tensor, mask: Tensor, return_raw: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Completed image; with ``return_raw`` also the raw prediction ``(composited, raw)``."""
+        if image.shape[1] != self.channels or mask.shape[1] != 1 or image.shape[-2:] != mask.shape[-2:]:
+            raise ValueError(f"expected image (N, {self.channels}, H, W) and mask (N, 1, H, W), "
+                             f"got {tuple(image.shape)} and {tuple(mask.shape)}")
+        mask = mask.to(image.dtype)
+        x, (h, w) = pad_to_multiple(torch.cat([image * (1 - mask), mask], dim=1))
+        raw = self.decoder(self.blocks(self.encoder(x)))[..., :h, :w]
+        out = mask * raw + (1 - mask) * image
+        return (out, raw) if return_raw else out
+
+
+class PatchDiscriminator(nn.Module):
+    """``(image (N, C, H, W), mask (N, 1, H, W) | None) -> (N, P)`` patch logits, high = real.
+
+    ``n_down`` stride-2 4x4 convolutions (width doubling, capped at 8x), then a
+    stride-1 3x3 convolution and a 3x3 convolution to one logit per patch; all
+    spectrally normalised, LeakyReLU(0.2), no normalisation layers.
+    :meth:`forward` with ``return_features`` also returns the activations after
+    each block, for a feature-matching loss.
+    """
+
+    def __init__(self, channels: int, width: int = 64, n_down: int = 2, use_mask: bool = True,
+                 spectral_norm: bool = True):
+        super().__init__()
+        self.use_mask = use_mask
+        cin = channels + (1 if use_mask else 0)
+        blocks: list[nn.Module] = []
+        ch = width
+        for i in range(n_down):
+            blocks.append(nn.Sequential(maybe_sn(nn.Conv2d(cin, ch, 4, 2, 1), spectral_norm),
+                                        nn.LeakyReLU(0.2, inplace=True)))
+            cin, ch = ch, min(ch * 2, 8 * width)
+        blocks.append(nn.Sequential(maybe_sn(nn.Conv2d(cin, ch, 3, 1, 1), spectral_norm),
+                                    nn.LeakyReLU(0.2, inplace=True)))
+        self.blocks = nn.ModuleList(blocks)
+        self.head = maybe_sn(nn.Conv2d(ch, 1, 3, 1, 1), spectral_norm)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None,
+                return_features: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
+        if self.use_mask:
+            if mask is None:
+                mask = torch.zeros_like(x[:, :1])
+            x = torch.cat([x, mask.to(x.dtype)], dim=1)
+        feats = []
+        for block in self.blocks:
+            x = block(x)
+            feats.append(x)
+        logits = self.head(x).flatten(1)
+        return (logits, feats) if return_features else logits
+
+
+def discriminator_depth(image_size: int) -> int:
+    """Stride-2 layers of D: 2 below 48 px (28 -> 7x7 patches), 3 below 128, else 4."""
+    return 2 if image_size < 48 else 3 if image_size < 128 else 4
+
+
+def build_inpaint(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
+    """``(InpaintGenerator, PatchDiscriminator)`` from ``model.g_width``, ``model.d_width``, ``model.res_blocks``.
+
+    D always uses spectral normalisation (``model.spectral_norm_d`` is not
+    consulted: without it the PatchGAN is unstable at these loss weights).
+    """
+    m, ch = cfg.model, cfg.data.channels
+    g = InpaintGenerator(ch, m.g_width, m.res_blocks)
+    d = PatchDiscriminator(ch, m.d_width, discriminator_depth(cfg.data.image_size))
+    return g, d
+
+
+def _register() -> None:
+    from ganforge.models import register
+
+    register("inpaint", build_inpaint)
+
+
+_register()

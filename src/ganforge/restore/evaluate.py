@@ -1,0 +1,228 @@
+"""Scoring a trained inpainting run against classical baselines on the same images and masks.
+
+Protocol (it is written into every result under ``"protocol"``):
+
+* images: the first ``n`` images of the run's dataset, ``split`` (default
+  ``test``), at the run's ``data.image_size`` and ``data.channels``;
+* masks: ``make_masks(masks, n, size, hole_ratio, torch.Generator().manual_seed(seed))``,
+  identical for every method;
+* every method's output is uint8 with the known pixels copied from the input,
+  and is scored against the original uint8 image;
+* PSNR (data range 255) per image, over the hole pixels ("hole") or all
+  pixels ("whole"), then averaged over images;
+* SSIM (Wang et al. 2004): Gaussian window sigma 1.5 truncated to 11x11,
+  K1 = 0.01, K2 = 0.03, data range 255, channels averaged; "whole" averages the
+  map over the valid windows (as scikit-image does), "hole" computes the map at
+  every pixel (symmetric border extension) and averages it over the hole; then
+  averaged over images (images must be at least 11x11);
+* L1 (hole): mean absolute error over hole pixels, in [0, 1] units;
+* FID (``fid<n>_<split>``): restored set vs the ``n`` original images, with the
+  features of :class:`ganforge.metrics.inception.InceptionFeatures` (its
+  protocol string is recorded). With a few hundred images FID is biased
+  upwards; compare methods only at the same ``n``.
+
+PSNR, SSIM and L1 come from :mod:`ganforge.metrics.restoration`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ganforge.errors import ConfigError, GanforgeError
+from ganforge.restore import baselines as bl
+from ganforge.restore.masks import MASK_KINDS, make_masks
+
+METRICS = ("psnr_hole", "ssim_hole", "psnr", "ssim", "l1_hole", "fid")
+PSNR_CAP = 100.0  # dB, for an image reproduced exactly (zero error)
+
+
+# ------------------------------------------------------------------ metrics
+
+def score(restored: Tensor, original: Tensor, masks: Tensor) -> dict[str, float]:
+    """Mean PSNR/SSIM (hole and whole) and hole L1 of uint8 (N, C, H, W) results vs the originals.
+
+    Per-image values from :mod:`ganforge.metrics.restoration` (data range 255;
+    PSNR capped at :data:`PSNR_CAP` so that an exactly reproduced image does not
+    make the mean infinite), averaged over images. L1 is in [0, 1] units.
+    """
+    from ganforge.metrics import restoration as R
+
+    x, y = restored.double(), original.double()
+
+    def mean_psnr(mask=None) -> float:
+        return R.psnr(x, y, data_range=255.0, mask=mask).clamp_max(PSNR_CAP).mean().item()
+
+    return {
+        "psnr_hole": mean_psnr(masks),
+        "ssim_hole": R.ssim(x, y, data_range=255.0, mask=masks).mean().item(),
+        "psnr": mean_psnr(),
+        "ssim": R.ssim(x, y, data_range=255.0).mean().item(),
+        "l1_hole": (R.l1(x, y, mask=masks) / 255.0).mean().item(),
+    }
+
+
+# --------------------------------------------------------------- evaluation
+
+def _fid_extractor(device, precision: str, notes: list[str]):
+    try:
+        from ganforge.metrics.inception import InceptionFeatures
+    except ImportError as exc:
+        notes.append(f"FID skipped: the Inception metric is not available ({exc})")
+        return None
+    try:
+        return InceptionFeatures(device=device, precision=precision)
+    except GanforgeError as exc:
+        notes.append(f"FID skipped: {exc}")
+        return None
+
+
+def _fid_scores(extractor, restored: dict[str, Tensor], original: Tensor, key: dict, use_cache: bool) -> dict:
+    """FID of each restored set against ``original``.
+
+    The statistics of the originals and of the baselines' outputs depend only on
+    the data, masks and library versions, so they are cached (see
+    :mod:`ganforge.metrics.cache`) under ``key`` plus what was restored; a second
+    run evaluated with the same protocol only extracts its own images.
+    """
+    from ganforge.metrics.cache import cached_stats, stats_key
+    from ganforge.metrics.fid import frechet_distance
+    from ganforge.metrics.stats import FeatureStats
+
+    def stats(images: Tensor, **extra):
+        def compute() -> FeatureStats:
+            st = FeatureStats()
+            for chunk in extractor.iter_features(images):
+                st.append(chunk)
+            return st
+
+        cacheable = use_cache and extra.get("restored_by") != "ganforge"
+        return cached_stats(stats_key(**key, **extra), compute, use_cache=cacheable)
+
+    ref = stats(original, restored_by="none").mean_cov()
+    out = {}
+    for name, images in restored.items():
+        extra = {} if name == "ganforge" else {"library": bl.library_version(name)}
+        out[name] = frechet_distance(*ref, *stats(images, restored_by=name, **extra).mean_cov())
+    return out
+
+
+def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 1000, hole_ratio: float = 0.25,
+                        seed: int = 0, split: str = "test", methods: list[str] | None = None, fid: bool = True,
+                        fid_precision: str = "fp32", ema: bool = True, checkpoint: str | Path | None = None,
+                        device: str = "cpu", batch_size: int = 100, dataset=None, fid_cache: bool = True) -> dict:
+    """Score the run's generator and the classical baselines on the same images and masks.
+
+    Args:
+        run_dir: a run trained with ``model.arch: inpaint``.
+        masks: one of ``center``, ``boxes``, ``strokes``, ``mixed``.
+        n: images (the first ``n`` of the split; fewer if the split is smaller).
+        hole_ratio: target fraction of missing pixels.
+        methods: baselines to run (default: every one whose package is installed;
+            the others are skipped with a note). Naming one explicitly makes a
+            missing package an error.
+        fid: compute FID when the Inception weights are installed (else a note).
+        dataset: images to use instead of the run's dataset: an ImageDataset, or a
+            dataset spec for :func:`ganforge.data.load_dataset`.
+        fid_cache: reuse cached feature statistics of the originals and the
+            baselines (never for an in-memory ``dataset``, whose name is not a key).
+
+    Returns:
+        ``{"run_dir", "step", "dataset", "split", "n", "masks", "hole_ratio",
+        "seed", "protocol", "notes", "seconds", "results": {method: {metric: value}}}``
+        with metric names from :data:`METRICS` (FID under ``fid<n>_<split>``).
+    """
+    from ganforge.data import load_dataset
+    from ganforge.imageio import to_uint8
+    from ganforge.restore.pipeline import InpaintingPipeline
+
+    if masks not in MASK_KINDS:
+        raise ConfigError("--masks", f"must be one of {', '.join(MASK_KINDS)}, got {masks!r}")
+    if n < 1:
+        raise ConfigError("--n", f"must be positive, got {n}")
+    if not 0.0 < hole_ratio < 1.0:
+        raise ConfigError("--ratio", f"must be in (0, 1), got {hole_ratio}")
+    t0 = time.perf_counter()
+    pipe = InpaintingPipeline.from_run(run_dir, ema=ema, device=device, checkpoint=checkpoint)
+    from ganforge.config import load_config
+
+    cfg = load_config(Path(run_dir) / "config.yaml")
+    if dataset is None or isinstance(dataset, (str, Path)):
+        ds = load_dataset(str(dataset or cfg.data.dataset), split=split, image_size=cfg.data.image_size,
+                          channels=cfg.data.channels, root=cfg.data.root, download=cfg.data.download)
+    else:
+        ds = dataset
+    if tuple(ds.images.shape[1:]) != (cfg.data.channels, cfg.data.image_size, cfg.data.image_size):
+        raise ConfigError("dataset", f"{ds.name} images are {tuple(ds.images.shape[1:])}, the run expects "
+                                     f"{(cfg.data.channels, cfg.data.image_size, cfg.data.image_size)}")
+    original = ds.images[:n]
+    n = int(original.shape[0])
+    size = cfg.data.image_size
+    hole = make_masks(masks, n, size, hole_ratio, torch.Generator().manual_seed(seed))
+    notes: list[str] = []
+    if methods is None:
+        methods = [m for m in bl.BASELINES if bl.available(m)]
+        missing = [m for m in bl.BASELINES if m not in methods]
+        if missing:
+            notes.append(f"baselines skipped ({', '.join(missing)}): {bl.INSTALL_HINT}")
+
+    restored: dict[str, Tensor] = {}
+    chunks = []
+    for s in range(0, n, batch_size):
+        x = original[s:s + batch_size].float().div(127.5).sub(1.0)
+        chunks.append(to_uint8(pipe.fill(x, hole[s:s + batch_size])))
+    restored["ganforge"] = torch.where(hole.bool(), torch.cat(chunks), original)
+    for m in methods:
+        restored[m] = bl.inpaint_batch(m, original, hole)
+
+    results = {name: score(out, original, hole) for name, out in restored.items()}
+    fid_key = f"fid{n}_{split}"
+    protocol = {"metrics": "ganforge.metrics.restoration on uint8 values (data range 255), per image then "
+                           f"averaged; PSNR capped at {PSNR_CAP:g} dB; SSIM gaussian 11x11 sigma 1.5 (whole: valid "
+                           "windows; hole: full map over hole pixels); L1 in [0,1]; known pixels copied"}
+    if fid:
+        if n < 2:
+            notes.append("FID skipped: needs at least 2 images")
+        else:
+            extractor = _fid_extractor(device, fid_precision, notes)
+            if extractor is not None:
+                protocol["fid"] = extractor.protocol
+                key = {"dataset": ds.name, "split": split, "count": n, "image_size": size,
+                       "channels": cfg.data.channels, "extractor": extractor.protocol, "max_items": 0,
+                       "subset": "first", "masks": masks, "hole_ratio": hole_ratio, "mask_seed": seed}
+                use_cache = fid_cache and (dataset is None or isinstance(dataset, (str, Path)))
+                for name, value in _fid_scores(extractor, restored, original, key, use_cache).items():
+                    results[name][fid_key] = value
+                if n < 500:
+                    notes.append(f"FID from {n} images is biased upwards; compare methods only at equal n")
+    return {"run_dir": str(run_dir), "step": pipe.step, "dataset": ds.name, "split": split, "n": n,
+            "masks": masks, "hole_ratio": hole_ratio, "mean_hole_fraction": hole.mean().item(), "seed": seed,
+            "protocol": protocol, "notes": notes, "seconds": time.perf_counter() - t0, "results": results}
+
+
+def format_table(result: dict) -> str:
+    """Method rows x metric columns, as plain text."""
+    results = result["results"]
+    cols = [c for c in ("psnr_hole", "ssim_hole", "psnr", "ssim", "l1_hole")
+            if any(c in r for r in results.values())]
+    cols += sorted({k for r in results.values() for k in r if k.startswith("fid")})
+    header = ["method"] + cols
+    rows = [[name] + [_fmt(r.get(c)) for c in cols] for name, r in results.items()]
+    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
+    lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
+             for row in [header] + rows]
+    title = (f"{result['dataset']} ({result['split']}), n={result['n']}, masks={result['masks']} "
+             f"ratio={result['hole_ratio']} (mean hole {result['mean_hole_fraction']:.3f}), step {result['step']}")
+    return "\n".join([title] + lines + [f"note: {note}" for note in result["notes"]])
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"

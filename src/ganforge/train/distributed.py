@@ -1,0 +1,160 @@
+"""Data-parallel training over several processes, as launched by ``torchrun``.
+
+Run the usual command under torchrun; nothing else changes::
+
+    torchrun --standalone --nproc_per_node=2 -m ganforge.cli train -c configs/dcgan-fashion-mnist.yaml
+
+When ``WORLD_SIZE > 1`` the trainer:
+
+* initialises the process group (NCCL on CUDA, one GPU per process chosen by
+  ``LOCAL_RANK``; Gloo on CPU);
+* wraps G and D in :class:`~torch.nn.parallel.DistributedDataParallel`, so
+  gradients are averaged over processes before every optimizer step (the
+  models start identical: same seed, and DDP broadcasts rank 0's weights);
+* splits every batch: ``train.batch_size`` is the *global* batch, each rank
+  trains on its own slice of the same shuffled global batch
+  (:class:`ShardedBatcher`), so a run sees the same images per step at any
+  process count;
+* draws different noise on each rank (the task's generator is seeded per rank);
+* lets only rank 0 write the run directory (config, metrics, samples,
+  checkpoints). Checkpoints hold the unwrapped modules, so a run trained on
+  several processes resumes or samples in one, and vice versa.
+
+BatchNorm statistics stay per process unless ``train.sync_bn`` is set (CUDA
+only: :class:`~torch.nn.SyncBatchNorm` has no CPU kernels).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ganforge.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Rank r > 0 offsets its seeds by r times this (a prime), so streams do not overlap.
+RANK_SEED_STRIDE = 1_000_003
+
+
+@dataclass
+class DistContext:
+    """Where this process stands in a (possibly single-process) run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that writes files (rank 0, or the only process)."""
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def broadcast_object(self, obj):
+        """Rank 0's value of ``obj`` on every rank."""
+        if not self.enabled:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def seed_offset(self) -> int:
+        return self.rank * RANK_SEED_STRIDE
+
+    def local_batch(self, global_batch: int) -> int:
+        """Images per rank and step; ``global_batch`` must split evenly."""
+        if global_batch % self.world_size:
+            raise ConfigError("train.batch_size", f"{global_batch} does not split over {self.world_size} "
+                              "processes; use a multiple of the process count")
+        return global_batch // self.world_size
+
+    def wrap(self, module: nn.Module, device: torch.device, sync_bn: bool = False) -> nn.Module:
+        """DDP around ``module`` (already on ``device``); optional SyncBatchNorm (CUDA only)."""
+        if not self.enabled:
+            return module
+        if sync_bn:
+            if device.type != "cuda":
+                log.warning("train.sync_bn needs CUDA (SyncBatchNorm has no CPU kernels); using per-process BatchNorm")
+            else:
+                module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        if not any(p.requires_grad for p in module.parameters()):
+            return module
+        ids = [device.index] if device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+
+def init_from_env(device_name: str = "auto") -> tuple[DistContext, torch.device | None]:
+    """Join the process group torchrun describes in the environment, if any.
+
+    Returns the context and, for a distributed run, this process's device
+    (``cuda:LOCAL_RANK`` or ``cpu``); for a single process the device is None
+    (the caller resolves ``train.device`` as usual).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistContext(), None
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device", "CUDA was requested but no CUDA device is available")
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        device, backend = torch.device("cpu"), "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=10))
+    return DistContext(rank, world, local_rank, backend), device
+
+
+def unwrap_ddp(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+class ShardedBatcher:
+    """This rank's slice of every global batch of an :class:`~ganforge.data.InMemoryBatcher`.
+
+    All ranks run identical global batchers (same seed, same state), so the
+    saved state of rank 0 describes every rank's position, and rank ``r`` takes
+    rows ``[r * b, (r + 1) * b)`` of each batch of ``b * world_size`` images.
+    """
+
+    def __init__(self, batcher, ctx: DistContext):
+        self.inner, self.ctx = batcher, ctx
+        self.local = ctx.local_batch(batcher.batch_size)
+
+    def __iter__(self) -> "ShardedBatcher":
+        return self
+
+    def __next__(self):
+        images, labels = next(self.inner)
+        lo = self.ctx.rank * self.local
+        return images[lo:lo + self.local], None if labels is None else labels[lo:lo + self.local]
+
+    def state_dict(self) -> dict:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.inner.load_state_dict(state)
+
+
+def shutdown() -> None:
+    """Leave the process group (at the end of a run)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

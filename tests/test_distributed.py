@@ -1,0 +1,77 @@
+"""Data-parallel training under torchrun: 2 CPU processes on Gloo train one model and write one run."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+WORKER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+
+    from ganforge.config import load_config
+    from ganforge.data import ImageDataset
+    from ganforge.train.trainer import Trainer
+
+    torch.set_num_threads(1)
+    out = Path(sys.argv[1])
+    extra = sys.argv[2:]
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.integers(0, 256, (64, 1, 28, 28), dtype=np.uint8))
+    labels = torch.from_numpy(rng.integers(0, 10, 64)).long()
+    ds = ImageDataset(images=images, labels=labels, num_classes=10, name="tiny")
+    cfg = load_config(None, [f"out_dir={out}", "model.g_width=8", "model.d_width=8", "model.z_dim=16",
+                             "train.batch_size=16", "train.steps=4", "train.log_every=1",
+                             "train.sample_every=2", "train.ckpt_every=2", "train.sample_grid=16",
+                             "train.device=cpu", *extra])
+    trainer = Trainer(cfg, out / "run", dataset=ds)
+    summary = trainer.train()
+    rank = dist.get_rank()
+    torch.save({k: v.detach().clone() for k, v in trainer.modules()["G"].named_parameters()},
+               out / f"g_rank{rank}.pt")
+    (out / f"summary_rank{rank}.json").write_text(
+        __import__("json").dumps({"step": summary["step"], "local_batch": trainer.local_batch,
+                                  "images_seen": trainer.images_seen, "world": dist.get_world_size()}))
+    dist.destroy_process_group()
+""")
+
+
+def _launch(tmp_path, *extra):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(script), str(tmp_path), *extra]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
+@pytest.mark.parametrize("extra", [[], ["model.arch=mlp", "model.num_classes=10", "loss.name=hinge"]])
+def test_two_processes_train_one_model_and_write_one_run(tmp_path, extra):
+    _launch(tmp_path, *extra)
+    g0 = torch.load(tmp_path / "g_rank0.pt")
+    g1 = torch.load(tmp_path / "g_rank1.pt")
+    assert g0.keys() == g1.keys()
+    for k in g0:  # gradients are averaged over ranks, so every update is the same everywhere
+        assert torch.equal(g0[k], g1[k]), k
+    s0 = json.loads((tmp_path / "summary_rank0.json").read_text())
+    assert s0["world"] == 2 and s0["local_batch"] == 8 and s0["step"] == 4
+    assert s0["images_seen"] == 4 * 16  # global images: each rank trained on its half of every batch
+    # Only rank 0 wrote: one run directory, one checkpoint set, one metrics line per step.
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["run"]
+    run = tmp_path / "run"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("step_")) == [
+        "step_00000000", "step_00000002", "step_00000004"]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_00000002.png", "step_00000004.png"]

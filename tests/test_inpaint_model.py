@@ -1,0 +1,209 @@
+"""Inpainting generator, discriminator, task and pipeline: shapes, exact known pixels, learning."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from conftest import tiny_config
+from ganforge.data import ImageDataset
+from ganforge.models import build_models
+from ganforge.models.inpaint import InpaintGenerator, PatchDiscriminator
+from ganforge.restore.masks import make_masks
+from ganforge.restore.pipeline import InpaintingPipeline
+from ganforge.restore.task import InpaintingTask, masked_l1
+from ganforge.train.trainer import Trainer
+
+INPAINT = ["model.arch=inpaint", "loss.name=hinge", "model.res_blocks=2", "optim.lr_g=1e-3"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny convolutions run faster on one thread than on two that must synchronise per op."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def smooth_dataset(n=64, size=28, channels=1, seed=0):
+    """Images whose holes are predictable from their surroundings: a random level plus a gentle ramp."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(-40, 40, size)[None, :]
+    level = rng.uniform(60, 200, (n, channels, 1, 1))
+    slope = rng.choice([-1.0, 1.0], (n, 1, 1, 1))
+    images = np.clip(level + slope * ramp, 0, 255).round().astype(np.uint8)
+    return ImageDataset(torch.from_numpy(np.broadcast_to(images, (n, channels, size, size)).copy()),
+                        None, 0, "smooth")
+
+
+# ------------------------------------------------------------------- models
+
+@pytest.mark.parametrize("h, w", [(28, 28), (32, 20), (27, 30), (9, 13)])
+def test_generator_shapes_range_and_composite(h, w):
+    G = InpaintGenerator(3, width=4, res_blocks=2)
+    x = torch.rand(2, 3, h, w) * 2 - 1
+    m = make_masks("boxes", 2, (h, w), 0.3, torch.Generator().manual_seed(0))
+    out, raw = G(x, m, return_raw=True)
+    assert out.shape == raw.shape == (2, 3, h, w)
+    assert raw.abs().max() <= 1.0
+    assert torch.equal(out[m.expand_as(out) == 0], x[m.expand_as(x) == 0])
+    assert torch.equal(out[m.expand_as(out) == 1], raw[m.expand_as(raw) == 1])
+
+
+def test_discriminator_gives_patch_logits_and_features():
+    D = PatchDiscriminator(1, width=8, n_down=2)
+    logits, feats = D(torch.randn(3, 1, 28, 28), torch.ones(3, 1, 28, 28), return_features=True)
+    assert logits.shape == (3, 49) and len(feats) == 3
+    assert any("parametrizations" in name for name, _ in D.named_modules())  # spectral norm
+
+
+def test_build_models_registers_inpaint(tmp_path):
+    G, D = build_models(tiny_config(tmp_path, *INPAINT))
+    assert isinstance(G, InpaintGenerator) and isinstance(D, PatchDiscriminator)
+
+
+# ------------------------------------------------------------------ pipeline
+
+_G1 = InpaintGenerator(1, width=4, res_blocks=1)
+_G3 = InpaintGenerator(3, width=4, res_blocks=1)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(h=st.integers(6, 36), w=st.integers(6, 36), in_ch=st.sampled_from([1, 3]), model_ch=st.sampled_from([1, 3]),
+       kind=st.sampled_from(["numpy", "pil", "uint8", "float"]), seed=st.integers(0, 2**31 - 1))
+def test_pipeline_keeps_known_pixels_exactly(h, w, in_ch, model_ch, kind, seed):
+    rng = np.random.default_rng(seed)
+    pipe = InpaintingPipeline(_G1 if model_ch == 1 else _G3, model_ch)
+    arr = rng.integers(0, 256, (h, w, in_ch), dtype=np.uint8)
+    mask = rng.random((h, w)) < rng.uniform(0.05, 0.9)
+    mask[rng.integers(h), rng.integers(w)] = True
+    if kind == "numpy":
+        image = arr if in_ch == 3 else arr[:, :, 0]
+        out = pipe(image, mask)
+        assert out.shape == image.shape and out.dtype == np.uint8
+        assert np.array_equal(out[~mask], image[~mask])
+    elif kind == "pil":
+        image = Image.fromarray(arr if in_ch == 3 else arr[:, :, 0])
+        out = pipe(image, Image.fromarray(mask.astype(np.uint8) * 255))
+        assert out.mode == image.mode and out.size == image.size
+        assert np.array_equal(np.asarray(out)[~mask], np.asarray(image)[~mask])
+    else:
+        t = torch.from_numpy(arr).permute(2, 0, 1)
+        t = t if kind == "uint8" else t.float() / 127.5 - 1
+        m = torch.from_numpy(mask)
+        out = pipe(t, m)
+        assert out.shape == t.shape and out.dtype == t.dtype
+        keep = ~m.expand_as(t)
+        assert torch.equal(out[keep], t[keep])
+        if kind == "float":
+            assert out.min() >= -1 and out.max() <= 1
+
+
+def test_pipeline_batches_and_keeps_alpha():
+    pipe = InpaintingPipeline(_G3, 3)
+    rgba = np.random.default_rng(0).integers(0, 256, (10, 14, 4), dtype=np.uint8)
+    mask = np.zeros((10, 14), bool)
+    mask[2:6, 3:9] = True
+    out = np.asarray(pipe(Image.fromarray(rgba), mask))
+    assert out.shape == rgba.shape and np.array_equal(out[..., 3], rgba[..., 3])
+    batch = torch.rand(5, 3, 12, 12) * 2 - 1
+    masks = make_masks("strokes", 5, 12, 0.3, torch.Generator().manual_seed(1))
+    assert pipe(batch, masks).shape == batch.shape
+
+
+def test_pipeline_rejects_a_mask_of_another_size():
+    from ganforge.errors import DataError
+
+    pipe = InpaintingPipeline(_G1, 1)
+    with pytest.raises(DataError, match="mask is 5x4"):
+        pipe(np.zeros((6, 6), np.uint8), np.ones((4, 5), bool))
+
+
+# ---------------------------------------------------------------------- task
+
+def test_task_reuses_the_d_batch_in_g_step_and_crops(tmp_path):
+    cfg = tiny_config(tmp_path, *INPAINT, "inpaint.random_crop=true", "inpaint.load_size=36")
+    G, D = build_models(cfg)
+    task = InpaintingTask(cfg, G, D, torch.device("cpu"), torch.Generator().manual_seed(0))
+    with pytest.raises(RuntimeError, match="d_loss"):
+        task.g_loss(4)
+    real = torch.rand(4, 1, 36, 36) * 2 - 1
+    loss, logs = task.d_loss(real, None)
+    assert task._real.shape == (4, 1, 28, 28) and torch.isfinite(loss)
+    kept = task._real.clone()
+    g, g_logs = task.g_loss(4)
+    assert torch.equal(task._real, kept) and {"l1_hole", "l1_valid", "g_adv"} <= set(g_logs)
+    crops = [task.crop(real) for _ in range(3)]
+    assert not all(torch.equal(crops[0], c) for c in crops[1:])  # random positions
+
+
+def test_masked_l1_is_normalised_per_region():
+    pred, target = torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 4)
+    pred[:, :, 0, 0] = 1.0
+    region = torch.zeros(1, 1, 4, 4)
+    region[:, :, 0, :2] = 1
+    assert masked_l1(pred, target, region).item() == pytest.approx(0.5)
+    assert masked_l1(pred, target, torch.zeros_like(region)).item() == 0.0
+
+
+# ------------------------------------------------------------- with the trainer
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("inpaint")
+    ds = smooth_dataset()
+    cfg = tiny_config(tmp, *INPAINT, "train.steps=30", "train.sample_every=30", "train.ckpt_every=30",
+                      "train.log_every=10", "train.ema_decay=0.5", "inpaint.masks=center")
+    gen = torch.Generator().manual_seed(0)
+    fixed = ds.images[:16].float() / 127.5 - 1
+    mask = make_masks("center", 16, 28, 0.25, gen)
+    t = Trainer(cfg, tmp / "run", dataset=ds)
+
+    def hole_l1():
+        with torch.no_grad():
+            return masked_l1(t.G(fixed, mask), fixed, mask).item()
+
+    before = hole_l1()
+    summary = t.train()
+    return {"dir": tmp / "run", "before": before, "after": hole_l1(), "summary": summary, "trainer": t}
+
+
+def test_training_lowers_hole_l1(trained_run):
+    assert trained_run["summary"]["step"] == 30
+    assert trained_run["after"] < 0.7 * trained_run["before"]
+
+
+def test_preview_grid_is_written(trained_run):
+    png = trained_run["dir"] / "samples" / "step_00000030.png"
+    grid = np.asarray(Image.open(png))
+    assert grid.shape == (3 * 30 + 2, 5 * 30 + 2)  # 3 rows (masked, output, original) of sample_grid // 3
+
+
+def test_pipeline_from_run(trained_run):
+    pipe = InpaintingPipeline.from_run(trained_run["dir"])
+    assert pipe.step == 30 and pipe.channels == 1
+    image = np.full((28, 28), 120, np.uint8)
+    mask = np.zeros((28, 28), bool)
+    mask[7:21, 7:21] = True
+    out = pipe(image, mask)
+    assert np.array_equal(out[~mask], image[~mask])
+    assert np.abs(out[mask].astype(int) - 120).mean() < 40  # learned to continue flat surroundings
+
+
+def test_resumed_inpainting_run_equals_uninterrupted(tmp_path):
+    cfg = tiny_config(tmp_path, *INPAINT, "train.steps=4", "train.ckpt_every=100", "train.sample_every=100",
+                      "inpaint.masks=mixed", "loss.feature_matching=1.0")
+    ds = smooth_dataset(n=40)
+    full = Trainer(cfg, tmp_path / "full", dataset=ds)
+    full.train()
+    part = Trainer(cfg, tmp_path / "part", dataset=ds)
+    part.train(stop_after=2)
+    resumed = Trainer.resume(tmp_path / "part", dataset=ds)
+    resumed.train()
+    for name, module in full.modules().items():
+        other = resumed.modules()[name].state_dict()
+        for k, v in module.state_dict().items():
+            assert torch.equal(v, other[k]), f"{name}.{k}"
