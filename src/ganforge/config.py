@@ -98,6 +98,15 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # Execution paths (BENCHMARKS.md): fast=false is the plain reference loop
+    # (fp32 under precision=auto, foreach Adam, separate D passes, fresh fakes).
+    fast: bool = True
+    fused_optim: bool = True  # fused Adam kernels (CPU and CUDA)
+    reuse_fake: bool = True  # n_dis == 1: one G(z) serves the D and the G step
+    batch_d: bool = True  # D(real) and D(fake) in one forward when D has no BatchNorm
+    cuda_graphs: bool = True  # capture the training step on CUDA when eligible
+    cudnn_benchmark: bool = True
+    sync_bn: bool = False  # SyncBatchNorm under torchrun (CUDA only)
     eval_every: int = 0  # periodic evaluation (0 = off)
     eval_n: int = 2000
     # Numerical faults: a non-finite loss or gradient skips the update; after
