@@ -241,6 +241,9 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError("data.channels", f"must be 1 or 3, got {cfg.data.channels}")
     if not 0.0 < cfg.inpaint.hole_ratio < 1.0:
         raise ConfigError("inpaint.hole_ratio", f"must be in (0, 1), got {cfg.inpaint.hole_ratio}")
+    if cfg.inpaint.random_crop and 0 < cfg.inpaint.load_size < cfg.data.image_size:
+        raise ConfigError("inpaint.load_size", f"must be at least data.image_size ({cfg.data.image_size}) "
+                          f"to crop from, got {cfg.inpaint.load_size}")
     if not cfg.name or "/" in cfg.name or cfg.name in (".", ".."):
         raise ConfigError("name", f"must be a plain directory name, got {cfg.name!r}")
     from ganforge.augment import parse_policy  # local: avoids an import cycle

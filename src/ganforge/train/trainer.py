@@ -516,7 +516,7 @@ class Trainer:
         """Write the fixed-noise grid of the EMA generator (or G) to ``path``."""
         model = self.ema.model if self.ema is not None else unwrap(self.G)
         if hasattr(self.task, "preview"):  # tasks whose G is not noise -> image draw their own grid
-            return self.task.preview(model, path)
+            return self.task.preview(model, path, self.dataset)
         was_training = model.training
         model.eval()
         z, y = fixed_noise(self.cfg, self.cfg.train.sample_grid)
