@@ -102,7 +102,7 @@ class TrainConfig:
     # (fp32 under precision=auto, foreach Adam, separate D passes, fresh fakes).
     fast: bool = True
     fused_optim: bool = True  # fused Adam kernels (CPU and CUDA)
-    reuse_fake: bool = True  # n_dis == 1: one G(z) serves the D and the G step
+    reuse_fake: bool = True  # the last D step's G(z) also serves the G step
     batch_d: bool = True  # D(real) and D(fake) in one forward when D has no BatchNorm
     cuda_graphs: bool = True  # capture the training step on CUDA when eligible
     cudnn_benchmark: bool = True
