@@ -150,13 +150,7 @@ def save_checkpoint(ckpt_root: Path, step: int, modules: dict[str, nn.Module],
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         _fsync_file(tmp / "manifest.json")
         _fsync_dir(tmp)
-        if final.exists():  # re-saving a step (e.g. after a rollback): swap, then delete the old one
-            old = ckpt_root / f".old-{final.name}-{os.getpid()}"
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        replace_dir(tmp, final)  # re-saving a step (e.g. after a rollback) swaps directories
         _fsync_dir(ckpt_root)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -164,6 +158,17 @@ def save_checkpoint(ckpt_root: Path, step: int, modules: dict[str, nn.Module],
                               "the previous checkpoints are intact") from None
     prune_checkpoints(ckpt_root, keep_last)
     return final
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Move the complete directory ``tmp`` to ``final`` by rename; an existing ``final`` is swapped out first."""
+    if final.exists():
+        old = final.parent / f".old-{final.name}-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
 
 
 def list_checkpoints(ckpt_root: Path) -> list[tuple[int, Path]]:

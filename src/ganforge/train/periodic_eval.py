@@ -42,14 +42,7 @@ def _keep_best(trainer, fid: float, key: str) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(current, tmp)
     (tmp / "best.json").write_text(json.dumps({"fid": fid, "metric": key, "step": trainer.step}), encoding="utf-8")
-    best = root / "best"
-    if best.exists():
-        old = root / f".old-best-{os.getpid()}"
-        os.replace(best, old)
-        os.replace(tmp, best)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, best)
+    ckpt.replace_dir(tmp, root / "best")
 
 
 def evaluate_during_training(trainer) -> dict:
