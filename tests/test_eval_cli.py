@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_config, tiny_dataset
+from conftest import tiny_config
 from ganforge.cli import main
 from ganforge.errors import WeightsError
 from ganforge.metrics.inception import locate_inception_weights

@@ -280,7 +280,6 @@ def bench(args: argparse.Namespace) -> dict:
     import torch
 
     from ganforge.train.precision import resolve_device
-    from ganforge.train.trainer import Trainer
 
     if args.threads:
         torch.set_num_threads(args.threads)
