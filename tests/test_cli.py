@@ -61,6 +61,16 @@ def test_resume_refuses_changed_config(tmp_path, npz_data, capsys, monkeypatch):
                  "--allow-config-change"]) == 0
 
 
+def test_resume_accepts_execution_only_changes(tmp_path, npz_data, monkeypatch):
+    """A run moved to another machine may pick another precision and memory layout, without the flag."""
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).parent.parent)
+    _, run_dir = _train(tmp_path, npz_data, steps=2)
+    assert main(["train", "--resume", str(run_dir), "train.steps=3", "train.precision=fp32",
+                 "train.channels_last=true", "train.fused_optim=false"]) == 0
+    assert (run_dir / "checkpoints" / "step_00000003").is_dir()
+    assert main(["train", "--resume", str(run_dir), "train.steps=4", "train.reuse_fake=false"]) == 2
+
+
 def test_dry_run_prints_resolved_config(capsys, monkeypatch):
     monkeypatch.chdir(__import__("pathlib").Path(__file__).parent.parent)
     assert main(["train", "--config", "configs/dcgan-fashion-mnist.yaml", "--dry-run", "train.steps=77"]) == 0

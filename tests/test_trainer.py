@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from conftest import tiny_config, tiny_dataset
+from ganforge.train.runlog import Stopwatch
 from ganforge.train.trainer import Trainer
 
 
@@ -77,3 +78,45 @@ def test_wgan_clips_critic_weights(tmp_path):
     t = Trainer(cfg, tmp_path / "run", dataset=tiny_dataset())
     t.train_step()
     assert max(p.abs().max().item() for p in t.D.parameters()) <= 0.005 + 1e-9
+
+
+def test_stopwatch_counts_only_running_time():
+    now = [100.0]
+    watch = Stopwatch(5.0, clock=lambda: now[0])
+    now[0] = 103.0  # not started: nothing counted
+    watch.start()
+    now[0] = 104.5
+    assert watch.total == pytest.approx(6.5)
+    watch.pause()
+    now[0] = 200.0  # paused (evaluating): nothing counted
+    assert watch.total == pytest.approx(6.5)
+    watch.start()
+    watch.start()  # a second start does not reset the running interval
+    now[0] = 201.0
+    assert watch.total == pytest.approx(7.5)
+
+
+def test_train_seconds_exclude_evaluation_and_survive_resume(tmp_path, monkeypatch):
+    import time
+
+    def slow_evaluation(self):
+        time.sleep(1.5)  # far longer than two tiny training steps
+        self.metrics.write({"step": self.step, "event": "eval", "train_seconds": self.clock.total})
+
+    monkeypatch.setattr(Trainer, "evaluate", slow_evaluation)
+    cfg = tiny_config(tmp_path, "train.steps=6", "train.log_every=1", "train.eval_every=2", "train.ckpt_every=100")
+    ds = tiny_dataset()
+    t = Trainer(cfg, tmp_path / "run", dataset=ds)
+    t.train(stop_after=4)
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    clock = [r["train_seconds"] for r in records if "d_loss" in r]
+    assert len(clock) == 4 and all(b > a for a, b in zip(clock, clock[1:]))
+    assert clock[-1] < 1.5, "evaluation time leaked into train_seconds"
+    saved = json.loads(next((tmp_path / "run" / "checkpoints").glob("step_00000004/state.json")).read_text())
+    assert saved["train_seconds"] == pytest.approx(t.clock.total, abs=0.05)
+    resumed = Trainer.resume(tmp_path / "run", dataset=ds)
+    assert resumed.clock.total == pytest.approx(saved["train_seconds"])
+    resumed.train()
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    clock = [r["train_seconds"] for r in records if "d_loss" in r]
+    assert len(clock) == 6 and clock[4] > saved["train_seconds"]

@@ -9,9 +9,14 @@ from pathlib import Path
 from ganforge.errors import ConfigError
 
 # Keys that may change when resuming without --allow-config-change: they do not
-# affect the state being continued, only how long and how often things happen.
+# affect the state being continued, only how long and how often things happen,
+# or how the same arithmetic is executed (a run moved to another machine picks
+# that machine's fastest path). Keys that change the algorithm (loss, model,
+# optimizer, train.fast, reuse_fake, batch_d, sync_bn) still need the flag.
 RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every",
-                     "train.keep_last", "train.eval_every", "train.eval_n", "train.device")
+                     "train.keep_last", "train.eval_every", "train.eval_n", "train.device",
+                     "train.precision", "train.channels_last", "train.compile", "train.fused_optim",
+                     "train.cuda_graphs", "train.cudnn_benchmark")
 
 
 def register(sub) -> None:
@@ -45,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
             print(dump_yaml(cfg), end="")
             return 0
         trainer = Trainer.resume(run_dir, cfg)
-        print(f"resuming {run_dir} at step {trainer.step}", file=sys.stderr)
+        if trainer.dist.is_main:
+            print(f"resuming {run_dir} at step {trainer.step}", file=sys.stderr)
     else:
         cfg = load_config(args.config, args.overrides)
         if args.dry_run:
@@ -56,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--run-dir", f"{run_dir} already holds a run; use --resume {run_dir}")
         trainer = Trainer(cfg, run_dir)
     summary = trainer.train()
+    if not trainer.dist.is_main:  # under torchrun every rank runs this; one summary is enough
+        return 0
     print(f"run directory: {summary['run_dir']}")
     if summary["samples"]:
         print(f"sample grid:   {summary['samples']}")

@@ -62,12 +62,13 @@ def evaluate_during_training(trainer) -> dict:
             stream = generate(model, cfg, cfg.train.eval_n, seed=cfg.train.seed, device=trainer.device)
             result = compute_metrics(stream, cfg.data.dataset, split, ("fid",), cfg.train.eval_n,
                                      image_size=cfg.data.image_size, channels=cfg.data.channels,
-                                     root=cfg.data.root, device=trainer.device)
+                                     root=cfg.data.root, device=trainer.device,
+                                     batch_size=250 if trainer.device.type == "cuda" else 64)
     finally:
         model.train(was_training)
     key = next(k for k in result if k.startswith("fid"))
     fid = float(result[key])
-    record = {"step": trainer.step, "event": "eval", key: fid}
+    record = {"step": trainer.step, "event": "eval", key: fid, "train_seconds": round(trainer.clock.total, 3)}
     best = best_so_far(trainer.run_dir)
     if best is None or fid < best:
         _keep_best(trainer, fid, key)

@@ -37,6 +37,35 @@ class MetricsLog:
         self.path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
 
 
+class Stopwatch:
+    """Wall-clock seconds of training, carried across resumes; paused while evaluating.
+
+    ``total`` is what ``metrics.jsonl`` reports as ``train_seconds``: the time
+    a run has spent training (sample grids and checkpoints included, periodic
+    evaluation excluded), so time-to-quality numbers do not depend on how
+    often the run was evaluated or how many times it was resumed.
+    """
+
+    def __init__(self, total: float = 0.0, clock=time.perf_counter):
+        self._base = float(total)
+        self._since: float | None = None
+        self._clock = clock
+
+    def start(self) -> None:
+        if self._since is None:
+            self._since = self._clock()
+
+    def pause(self) -> None:
+        if self._since is not None:
+            self._base += self._clock() - self._since
+            self._since = None
+
+    @property
+    def total(self) -> float:
+        running = self._clock() - self._since if self._since is not None else 0.0
+        return self._base + running
+
+
 class Progress:
     """tqdm bar with ETA when stderr is a terminal; a plain line every ``every`` steps otherwise."""
 

@@ -49,7 +49,7 @@ from ganforge.train import checkpoint as ckpt
 from ganforge.train import distributed
 from ganforge.train.ema import EMA
 from ganforge.train.precision import Precision, resolve_device, resolve_precision
-from ganforge.train.runlog import MetricsLog, Progress
+from ganforge.train.runlog import MetricsLog, Progress, Stopwatch
 from ganforge.train.task import DrawTape, GenerationTask
 
 log = logging.getLogger(__name__)
@@ -151,6 +151,7 @@ class Trainer:
         self.skipped_steps = 0
         self.bad_in_a_row = 0  # consecutive iterations with a skipped update
         self.rollbacks = 0
+        self.clock = Stopwatch()  # train_seconds in metrics.jsonl and checkpoints
         self.monitor = CollapseMonitor()
         self._stop_requested = False
         self._graph: _GraphedIteration | None = None
@@ -224,8 +225,21 @@ class Trainer:
             mods["G_ema"] = self.ema.model
         return mods
 
-    def save(self) -> Path:
-        """Write a checkpoint of everything needed to continue bit-identically."""
+    def _rank_streams(self) -> dict[str, torch.Tensor]:
+        """This process's random streams, which differ between ranks: the global torch
+        generator (dropout), the task generator (noise, labels, masks, augmentation) and
+        the CUDA generator of this process's device."""
+        streams = {"torch": torch.get_rng_state(), "task": self.gen.get_state()}
+        if self.device.type == "cuda":
+            streams["cuda"] = torch.cuda.get_rng_state(self.device)
+        return streams
+
+    def save(self, rank_streams: list[dict] | None = None) -> Path:
+        """Write a checkpoint of everything needed to continue bit-identically.
+
+        ``rank_streams``: every rank's :meth:`_rank_streams` under torchrun, so each
+        rank resumes its own random streams (rank 0's are saved in any case).
+        """
         tensors: dict[str, torch.Tensor] = {}
         optim_meta = {}
         for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
@@ -237,11 +251,16 @@ class Trainer:
         if torch.cuda.is_available():
             for i, s in enumerate(torch.cuda.get_rng_state_all()):
                 tensors[f"rng.cuda.{i}"] = s
+        for rank, streams in enumerate(rank_streams or []):
+            if rank > 0:
+                tensors.update({f"rng.rank{rank}.{k}": v.cpu() for k, v in streams.items()})
         np_state = np.random.get_state()
         state = {
+            "world_size": self.dist.world_size,
             "images_seen": self.images_seen,
             "skipped_steps": self.skipped_steps,
             "rollbacks": self.rollbacks,
+            "train_seconds": self.clock.total,
             "batcher": self.batcher.state_dict(),
             "task": self.task.state_dict(),
             "optim": optim_meta,
@@ -267,6 +286,7 @@ class Trainer:
             self.step, self.images_seen = c.step, int(s["images_seen"])
             self.skipped_steps = int(s.get("skipped_steps", 0))
             self.rollbacks = max(self.rollbacks, int(s.get("rollbacks", 0)))
+            self.clock = Stopwatch(float(s.get("train_seconds", 0.0)))
             self._apply_lr_factor()
             self.batcher.load_state_dict(s["batcher"])
             self.task.load_state_dict(s.get("task", {}))
@@ -282,10 +302,23 @@ class Trainer:
             np.random.set_state((np_state[0], np.array(np_state[1], dtype=np.uint32), *np_state[2:]))
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise CheckpointError(c.path, f"training state does not match this run: {exc}") from None
-        if self.dist.rank > 0:  # the checkpoint holds rank 0's streams; give every other rank its own
-            offset = self.dist.seed_offset() + 7 * self.step
-            self.gen.manual_seed(self.cfg.train.seed + 1 + offset)
-            torch.manual_seed(self.cfg.train.seed + offset)
+        if self.dist.rank > 0:  # the streams above are rank 0's: restore this rank's own
+            self._load_rank_streams(c)
+
+    def _load_rank_streams(self, c: ckpt.Checkpoint) -> None:
+        prefix = f"rng.rank{self.dist.rank}."
+        if c.state.get("world_size") == self.dist.world_size and prefix + "torch" in c.train_tensors:
+            torch.set_rng_state(c.train_tensors[prefix + "torch"])
+            self.gen.set_state(c.train_tensors[prefix + "task"])
+            if self.device.type == "cuda" and prefix + "cuda" in c.train_tensors:
+                torch.cuda.set_rng_state(c.train_tensors[prefix + "cuda"], self.device)
+            return
+        # Saved with another process count (or without per-rank streams): fresh streams, distinct
+        # per rank and per step. Training continues correctly, though not bit-identically.
+        log.info("rank %d: no saved random streams for this process count; reseeding", self.dist.rank)
+        offset = self.dist.seed_offset() + 7 * self.step
+        self.gen.manual_seed(self.cfg.train.seed + 1 + offset)
+        torch.manual_seed(self.cfg.train.seed + offset)
 
     # ------------------------------------------------------------------ steps
 
@@ -499,9 +532,9 @@ class Trainer:
             raise TrainingError(self.run_dir, "training diverged and there is no checkpoint to roll back to")
         failed_at = self.step
         self.rollbacks += 1
-        rollbacks = self.rollbacks
+        rollbacks, clock = self.rollbacks, self.clock
         self.load_state(latest)
-        self.rollbacks = rollbacks
+        self.rollbacks, self.clock = rollbacks, clock  # the diverged steps cost time too
         self._apply_lr_factor()
         self.bad_in_a_row = 0
         log.warning("non-finite losses at step %d: rolled back to step %d, learning rates x%g",
@@ -540,8 +573,9 @@ class Trainer:
         log.warning("signal %d received: finishing this step and writing a checkpoint", signum)
 
     def _save_on_main(self) -> Path | None:
-        """Rank 0 writes the checkpoint; every rank waits for it (rollbacks read it)."""
-        path = self.save() if self.dist.is_main else None
+        """Rank 0 writes the checkpoint (with every rank's random streams); every rank waits for it."""
+        streams = self.dist.all_gather_object(self._rank_streams()) if self.dist.enabled else None
+        path = self.save(streams) if self.dist.is_main else None
         self.dist.barrier()
         return path
 
@@ -568,6 +602,7 @@ class Trainer:
         t_log, n_log = t_start, self.images_seen
         if self.dist.broadcast_object(not ckpt.list_checkpoints(self.run_dir / "checkpoints")):
             self._save_on_main()  # a start to roll back to, should the first steps diverge
+        self.clock.start()
         try:
             while self.step < end and not self._stop_requested:
                 logs = self.train_step()
@@ -581,18 +616,24 @@ class Trainer:
                     t_log, n_log = now, self.images_seen
                     if main:
                         self.metrics.write({"step": self.step, "images_seen": self.images_seen,
-                                            "skipped_steps": self.skipped_steps, **logs})
+                                            "skipped_steps": self.skipped_steps,
+                                            "train_seconds": round(self.clock.total, 3), **logs})
                 progress.update(self.step, logs)
                 if main and (self.step % cfg.train.sample_every == 0 or self.step == cfg.train.steps):
                     last_sample = self.sample_grid(self.run_dir / "samples" / f"step_{self.step:08d}.png")
                 if (self.step % cfg.train.ckpt_every == 0 or self.step == cfg.train.steps) and self.bad_in_a_row == 0:
                     last_ckpt = self._save_on_main()
                 if main and cfg.train.eval_every and self.step % cfg.train.eval_every == 0:
-                    self.evaluate()
+                    self.clock.pause()  # evaluation is not training time
+                    try:
+                        self.evaluate()
+                    finally:
+                        self.clock.start()
             if self.step < cfg.train.steps and (last_ckpt is None or ckpt.step_dir_name(self.step) != last_ckpt.name):
                 saved = self._save_on_main()  # stopped early: keep the work
                 last_ckpt = saved if main else last_ckpt
         finally:
+            self.clock.pause()
             progress.close()
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
