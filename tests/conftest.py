@@ -32,3 +32,33 @@ def tiny_config(tmp_path, *overrides: str):
 @pytest.fixture
 def tiny_ds():
     return tiny_dataset()
+
+
+class PooledFeatures(torch.nn.Module):
+    """Stand-in for the Inception extractor (same interface): 4x4 average-pooled pixels.
+
+    The real network is tested in test_metrics_inception.py; here only the plumbing
+    (generation, caching, logging, best checkpoint, CLI) is under test, and 299px
+    Inception passes would dominate the suite's time on a CPU.
+    """
+
+    protocol = "test stand-in: 4x4 average-pooled pixels"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, images):
+        x = images.float()
+        x = x.mean(1, keepdim=True) if x.shape[1] == 3 else x
+        return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1).double() / 255
+
+    def iter_features(self, images, batch_size=64):
+        for i in range(0, images.shape[0], batch_size):
+            yield self(images[i:i + batch_size])
+
+
+@pytest.fixture
+def stand_in_extractor(monkeypatch):
+    import ganforge.metrics.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate, "InceptionFeatures", PooledFeatures)

@@ -1,0 +1,65 @@
+"""benchmarks/time_to_fid.py: stops at the first evaluation below every threshold, reports training time."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from ganforge.config import dump_yaml
+
+SCRIPT = Path(__file__).parent.parent / "benchmarks" / "time_to_fid.py"
+
+
+@pytest.fixture
+def ttf():
+    spec = importlib.util.spec_from_file_location("time_to_fid", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def tiny_preset(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "d.npz"
+    np.savez(data, images=np.random.default_rng(0).integers(0, 256, (64, 28, 28), dtype=np.uint8))
+    path = tmp_path / "tiny.yaml"
+    path.write_text(dump_yaml(tiny_config(tmp_path, f"data.dataset={data}", "data.split=all")))
+    return path
+
+
+def test_first_crossings_pick_the_first_point_below_each_threshold(ttf):
+    curve = [{"step": 2, "fid": 30.0}, {"step": 4, "fid": 15.0}, {"step": 6, "fid": 18.0}, {"step": 8, "fid": 9.0}]
+    hits = ttf.first_crossings(curve, [20.0, 10.0, 5.0])
+    assert hits["20"]["step"] == 4 and hits["10"]["step"] == 8 and hits["5"] is None
+
+
+def test_runs_until_budget_and_reports_the_curve(ttf, tiny_preset, tmp_path, stand_in_extractor):
+    out = tmp_path / "ttf.json"
+    # the stand-in FID of tiny random data is far above 0.001 and far below 1e9
+    assert ttf.main(["--config", str(tiny_preset), "--device", "cpu", "--thresholds", "1e9,0.001",
+                     "--eval-every", "2", "--eval-n", "16", "--max-steps", "6", "--run-dir", str(tmp_path / "run"),
+                     "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [pt["step"] for pt in result["curve"]] == [2, 4, 6] and result["steps"] == 6
+    assert result["thresholds"]["1e+09"]["step"] == 2 and result["thresholds"]["0.001"] is None
+    seconds = [pt["train_seconds"] for pt in result["curve"]]
+    assert all(b > a for a, b in zip([0.0] + seconds, seconds)), seconds
+    assert result["curve"][0]["images_seen"] == 2 * 16
+
+
+def test_stops_once_every_threshold_is_reached(ttf, tiny_preset, tmp_path, stand_in_extractor):
+    out = tmp_path / "ttf.json"
+    assert ttf.main(["--config", str(tiny_preset), "--device", "cpu", "--thresholds", "1e9",
+                     "--eval-every", "2", "--eval-n", "16", "--max-steps", "50", "--run-dir", str(tmp_path / "run"),
+                     "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["steps"] == 2 and len(result["curve"]) == 1
+
+
+def test_bad_config_is_one_line_exit_2(ttf, tmp_path, capsys):
+    assert ttf.main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
