@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ganforge.errors import ConfigError, GanforgeError
+
 PRESETS = {  # name -> config file under configs/
     "dcgan-28": "dcgan-fashion-mnist.yaml",
     "mlp-28": "mlp-fashion-mnist.yaml",
@@ -39,24 +41,29 @@ PRESETS = {  # name -> config file under configs/
 DEFAULT_PRESETS = ("dcgan-28", "mlp-28", "resnet-28", "cresnet-28", "resnet-32", "inpaint-64")
 
 # Execution modes: train.* settings applied on top of the preset. Unknown-to-the-config
-# keys are set as attributes, which the trainer reads with defaults.
+# keys are set as attributes, which the trainer reads with defaults. Every mode but
+# "preset" states the memory layout and compilation itself, so that "reference" is the
+# plain loop whatever the preset sets (the ResNet presets ship with channels_last).
 REFERENCE = "reference"
+_PLAIN = {"channels_last": False, "compile": False}
 MODES = {
-    REFERENCE: {"fast": False, "precision": "fp32"},
-    "bf16": {"fast": False, "precision": "bf16"},
-    "fp16": {"fast": False, "precision": "fp16"},
-    "channels_last": {"fast": False, "precision": "fp32", "channels_last": True},
-    "fused": {"fast": True, "precision": "fp32", "reuse_fake": False, "batch_d": False,
+    REFERENCE: {**_PLAIN, "fast": False, "precision": "fp32"},
+    "bf16": {**_PLAIN, "fast": False, "precision": "bf16"},
+    "fp16": {**_PLAIN, "fast": False, "precision": "fp16"},
+    "channels_last": {**_PLAIN, "fast": False, "precision": "fp32", "channels_last": True},
+    "fused": {**_PLAIN, "fast": True, "precision": "fp32", "reuse_fake": False, "batch_d": False,
               "cuda_graphs": False, "cudnn_benchmark": False},
-    "fused+reuse": {"fast": True, "precision": "fp32", "reuse_fake": True, "batch_d": False,
+    "fused+reuse": {**_PLAIN, "fast": True, "precision": "fp32", "reuse_fake": True, "batch_d": False,
                     "cuda_graphs": False, "cudnn_benchmark": False},
-    "fused+reuse+batch_d": {"fast": True, "precision": "fp32", "cuda_graphs": False, "cudnn_benchmark": False},
-    "fast-fp32": {"fast": True, "precision": "fp32"},
-    "fast-no-graphs": {"fast": True, "cuda_graphs": False},
-    "fast": {"fast": True},
-    "fast+cl": {"fast": True, "channels_last": True},
-    "fast+compile": {"fast": True, "compile": True},
-    "fast-fp16": {"fast": True, "precision": "fp16"},
+    "fused+reuse+batch_d": {**_PLAIN, "fast": True, "precision": "fp32", "cuda_graphs": False,
+                            "cudnn_benchmark": False},
+    "fast-fp32": {**_PLAIN, "fast": True, "precision": "fp32"},
+    "fast-no-graphs": {**_PLAIN, "fast": True, "cuda_graphs": False},
+    "fast": {**_PLAIN, "fast": True},
+    "fast+cl": {**_PLAIN, "fast": True, "channels_last": True},
+    "fast+compile": {**_PLAIN, "fast": True, "compile": True},
+    "fast-fp16": {**_PLAIN, "fast": True, "precision": "fp16"},
+    "preset": {},  # the preset's own train.* settings: what `ganforge train` runs on this machine
 }
 DEFAULT_MODES = {
     "cpu": (REFERENCE, "bf16", "channels_last", "fused", "fused+reuse", "fused+reuse+batch_d", "fast", "fast+cl"),
@@ -288,7 +295,10 @@ def bench(args: argparse.Namespace) -> dict:
     modes = args.modes.split(",") if args.modes else list(DEFAULT_MODES[kind])
     for m in modes:
         if m not in MODES:
-            raise SystemExit(f"unknown mode {m!r} (known: {', '.join(MODES)})")
+            raise ConfigError("--modes", f"unknown mode {m!r} (known: {', '.join(MODES)})")
+    for preset in args.presets.split(","):
+        if preset not in PRESETS:
+            raise ConfigError("--presets", f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
     iters = args.iters or (50 if kind == "cuda" else 4)
     rounds = args.rounds or 5
     warmup = args.warmup or (15 if kind == "cuda" else 3)
@@ -313,7 +323,7 @@ def bench(args: argparse.Namespace) -> dict:
     try:
         for preset in args.presets.split(","):
             path = config_dir / PRESETS.get(preset, preset)
-            if preset not in PRESETS or not path.is_file():
+            if not path.is_file():
                 print(f"# skip {preset}: no config {path}", flush=True)
                 continue
             rows = _bench_preset(preset, path, modes, device, args, iters, rounds, warmup, peaks, Path(tmp.name))
@@ -506,4 +516,8 @@ def _bench_inception(device, n: int) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="train_throughput", description=__doc__.splitlines()[0])
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    try:
+        return run(parser.parse_args(argv))
+    except GanforgeError as exc:
+        print(f"train_throughput: {exc}", file=sys.stderr)
+        return 2
