@@ -25,13 +25,20 @@ class EMA:
     def __init__(self, model: nn.Module, decay: float, start: int = 0):
         self.decay, self.start = decay, start
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self._params = list(self.model.parameters())
+        self._buffers = list(self.model.buffers())
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         """Call after each generator step; ``step`` counts completed G steps."""
         t = step - self.start
         decay = 0.0 if t <= 0 else min(self.decay, (1 + t) / (10 + t))
-        for ema_p, p in zip(self.model.parameters(), model.parameters()):
-            ema_p.lerp_(p.detach(), 1.0 - decay)
-        for ema_b, b in zip(self.model.buffers(), model.buffers()):
-            ema_b.copy_(b)
+        params = [p.detach() for p in model.parameters()]
+        buffers = list(model.buffers())
+        if len(params) != len(self._params) or len(buffers) != len(self._buffers):
+            raise ValueError("EMA.update: the model's parameters no longer match the averaged copy's")
+        # One multi-tensor kernel per list instead of one per tensor: the update runs
+        # after every G step, and on a GPU the per-tensor launches cost more than the math.
+        torch._foreach_lerp_(self._params, params, 1.0 - decay)
+        if self._buffers:
+            torch._foreach_copy_(self._buffers, buffers)
