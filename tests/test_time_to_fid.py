@@ -37,13 +37,17 @@ def test_first_crossings_pick_the_first_point_below_each_threshold(ttf):
     assert hits["20"]["step"] == 4 and hits["10"]["step"] == 8 and hits["5"] is None
 
 
-def test_runs_until_budget_and_reports_the_curve(ttf, tiny_preset, tmp_path, stand_in_extractor):
+def _run(ttf, preset, tmp_path, thresholds: str, max_steps: int) -> dict:
     out = tmp_path / "ttf.json"
-    # the stand-in FID of tiny random data is far above 0.001 and far below 1e9
-    assert ttf.main(["--config", str(tiny_preset), "--device", "cpu", "--thresholds", "1e9,0.001",
-                     "--eval-every", "2", "--eval-n", "16", "--max-steps", "6", "--run-dir", str(tmp_path / "run"),
+    assert ttf.main(["--config", str(preset), "--device", "cpu", "--thresholds", thresholds, "--eval-every", "2",
+                     "--eval-n", "16", "--max-steps", str(max_steps), "--run-dir", str(tmp_path / "run"),
                      "--json", str(out)]) == 0
-    result = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def test_runs_until_budget_and_reports_the_curve(ttf, tiny_preset, tmp_path, stand_in_extractor):
+    # the stand-in FID of tiny random data is far above 0.001 and far below 1e9
+    result = _run(ttf, tiny_preset, tmp_path, "1e9,0.001", max_steps=6)
     assert [pt["step"] for pt in result["curve"]] == [2, 4, 6] and result["steps"] == 6
     assert result["thresholds"]["1e+09"]["step"] == 2 and result["thresholds"]["0.001"] is None
     seconds = [pt["train_seconds"] for pt in result["curve"]]
@@ -52,11 +56,7 @@ def test_runs_until_budget_and_reports_the_curve(ttf, tiny_preset, tmp_path, sta
 
 
 def test_stops_once_every_threshold_is_reached(ttf, tiny_preset, tmp_path, stand_in_extractor):
-    out = tmp_path / "ttf.json"
-    assert ttf.main(["--config", str(tiny_preset), "--device", "cpu", "--thresholds", "1e9",
-                     "--eval-every", "2", "--eval-n", "16", "--max-steps", "50", "--run-dir", str(tmp_path / "run"),
-                     "--json", str(out)]) == 0
-    result = json.loads(out.read_text())
+    result = _run(ttf, tiny_preset, tmp_path, "1e9", max_steps=50)
     assert result["steps"] == 2 and len(result["curve"]) == 1
 
 
