@@ -62,7 +62,11 @@ def _launch(tmp_path, *extra, nproc=2):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
-@pytest.mark.parametrize("extra", [[], ["model.arch=mlp", "model.num_classes=10", "loss.name=hinge"]])
+@pytest.mark.parametrize("extra", [
+    [], ["model.arch=mlp", "model.num_classes=10", "loss.name=hinge"],
+    # double backward through DDP: the gradient penalty and lazy R1
+    ["loss.name=wgan-gp", "model.d_batchnorm=false", "optim.n_dis=2"],
+    ["model.arch=mlp", "loss.r1_weight=1.0", "loss.r1_every=2"]])
 def test_two_processes_train_one_model_and_write_one_run(tmp_path, extra):
     _launch(tmp_path, *extra)
     g0 = torch.load(tmp_path / "g_rank0.pt")
@@ -72,7 +76,8 @@ def test_two_processes_train_one_model_and_write_one_run(tmp_path, extra):
         assert torch.equal(g0[k], g1[k]), k
     s0 = json.loads((tmp_path / "summary_rank0.json").read_text())
     assert s0["world"] == 2 and s0["local_batch"] == 8 and s0["step"] == 4
-    assert s0["images_seen"] == 4 * 16  # global images: each rank trained on its half of every batch
+    n_dis = 2 if "optim.n_dis=2" in extra else 1
+    assert s0["images_seen"] == 4 * 16 * n_dis  # global images: each rank trained on its half of every batch
     # Only rank 0 wrote: one run directory, one checkpoint set, one metrics line per step.
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["run"]
     run = tmp_path / "run"
