@@ -105,3 +105,16 @@ def test_dataset_conversion_helpers(tmp_path):
         load_dataset(str(tmp_path / "g.npz"), split="val")
     with pytest.raises(DataError, match="not a known dataset name"):
         load_dataset(str(tmp_path / "missing"))
+
+
+def test_shards_split_each_global_batch_between_ranks():
+    full = InMemoryBatcher(_indexed(10), 4, seed=2)
+    ranks = [InMemoryBatcher(_indexed(10), 4, seed=2, shard=(r, 2)) for r in (0, 1)]
+    for _ in range(5):  # across an epoch boundary
+        x, y = next(full)
+        parts = [next(b) for b in ranks]
+        assert _ids(parts[0][0]) + _ids(parts[1][0]) == _ids(x)
+        assert parts[0][1].tolist() + parts[1][1].tolist() == y.tolist()
+    assert ranks[0].state_dict() == ranks[1].state_dict() == full.state_dict()
+    with pytest.raises(ValueError):
+        InMemoryBatcher(_indexed(10), 3, seed=0, shard=(0, 2))

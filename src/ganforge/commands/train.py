@@ -34,6 +34,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ganforge.config import diff_configs, dump_yaml, load_config
+    from ganforge.train import distributed
     from ganforge.train.trainer import Trainer, new_run_dir
 
     if args.resume:
@@ -61,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
         if (run_dir / "checkpoints").exists():
             raise ConfigError("--run-dir", f"{run_dir} already holds a run; use --resume {run_dir}")
         trainer = Trainer(cfg, run_dir)
-    summary = trainer.train()
+    try:
+        summary = trainer.train()
+    finally:
+        distributed.shutdown()  # leave the process group cleanly under torchrun (no-op otherwise)
     if not trainer.dist.is_main:  # under torchrun every rank runs this; one summary is enough
         return 0
     print(f"run directory: {summary['run_dir']}")

@@ -30,6 +30,10 @@ class InMemoryBatcher:
         device: where batches are produced.
         drop_last: skip the incomplete batch at the end of an epoch (so every batch has
             exactly ``batch_size`` images); otherwise the last batch of an epoch is smaller.
+        shard: ``(rank, world_size)`` for data-parallel training: ``batch_size`` is the
+            global batch and this process yields only rows ``[rank * b, (rank + 1) * b)``
+            of it, ``b = batch_size // world_size``. The stream position is global, so
+            every rank's state is the same and any rank's state resumes all of them.
 
     Yields:
         ``(images, labels)``: images float32 ``(B, C, H, W)`` in ``[-1, 1]`` on ``device``
@@ -44,6 +48,7 @@ class InMemoryBatcher:
         seed: int,
         device: torch.device | str = "cpu",
         drop_last: bool = True,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         n = len(dataset)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -52,6 +57,11 @@ class InMemoryBatcher:
             raise DataError(dataset.name, "dataset is empty")
         if batch_size > n:
             raise DataError(dataset.name, f"batch_size {batch_size} is larger than the dataset ({n} images)")
+        rank, world = shard
+        if world > 1 and (batch_size % world or not drop_last):
+            raise ValueError(f"a sharded batch needs drop_last and batch_size divisible by {world}, "
+                             f"got {batch_size}")
+        self._rows = slice(rank * (batch_size // world), (rank + 1) * (batch_size // world)) if world > 1 else None
         self.device = torch.device(device)
         self.images = dataset.images.to(self.device)
         self.labels = None if dataset.labels is None else dataset.labels.to(self.device)
@@ -93,6 +103,8 @@ class InMemoryBatcher:
             self._perm = self._permutation(self._epoch)
         idx = self._perm[self._index : self._index + self.batch_size]
         self._index += idx.numel()
+        if self._rows is not None:
+            idx = idx[self._rows]  # gather and convert this rank's rows only
         images = self.images.index_select(0, idx).float().div_(127.5).sub_(1.0)
         labels = None if self.labels is None else self.labels.index_select(0, idx)
         return images, labels

@@ -45,6 +45,7 @@ from ganforge.errors import ConfigError
 from ganforge.imageio import save_grid
 from ganforge.losses import LOSSES, gradient_penalty, r1_penalty
 from ganforge.restore.masks import make_masks
+from ganforge.train.task import task_fast_paths
 
 PREVIEW_SEED_OFFSET = 4243  # preview masks come from train.seed + this, not from the task's generator
 
@@ -72,9 +73,7 @@ class InpaintingTask:
         self.loss = LOSSES[cfg.loss.name]
         self.size = cfg.data.image_size
         self.d_steps = 0
-        fast = getattr(cfg.train, "fast", True)
-        self.reuse_fake = fast and getattr(cfg.train, "reuse_fake", True)
-        self.batch_d = fast and getattr(cfg.train, "batch_d", True)
+        self.reuse_fake, self.batch_d = task_fast_paths(cfg, D)
         self._real: Tensor | None = None
         self._mask: Tensor | None = None
         self._pending: tuple[Tensor, Tensor] | None = None  # (filled, raw) with grad, for the G step

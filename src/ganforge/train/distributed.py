@@ -2,7 +2,7 @@
 
 Run the usual command under torchrun; nothing else changes::
 
-    torchrun --standalone --nproc_per_node=2 -m ganforge.cli train -c configs/dcgan-fashion-mnist.yaml
+    torchrun --standalone --nproc_per_node=2 -m ganforge train -c configs/dcgan-fashion-mnist.yaml
 
 When ``WORLD_SIZE > 1`` the trainer:
 
@@ -13,8 +13,8 @@ When ``WORLD_SIZE > 1`` the trainer:
   models start identical: same seed, and DDP broadcasts rank 0's weights);
 * splits every batch: ``train.batch_size`` is the *global* batch, each rank
   trains on its own slice of the same shuffled global batch
-  (:class:`ShardedBatcher`), so a run sees the same images per step at any
-  process count;
+  (``InMemoryBatcher(shard=(rank, world_size))``), so a run sees the same
+  images per step at any process count;
 * draws different noise on each rank (the task's generator is seeded per rank);
 * lets only rank 0 write the run directory (config, metrics, samples,
   checkpoints). Checkpoints hold the unwrapped modules, so a run trained on
@@ -131,35 +131,10 @@ def init_from_env(device_name: str = "auto") -> tuple[DistContext, torch.device 
     return DistContext(rank, world, local_rank, backend), device
 
 
-def unwrap_ddp(module: nn.Module) -> nn.Module:
-    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
-
-
-class ShardedBatcher:
-    """This rank's slice of every global batch of an :class:`~ganforge.data.InMemoryBatcher`.
-
-    All ranks run identical global batchers (same seed, same state), so the
-    saved state of rank 0 describes every rank's position, and rank ``r`` takes
-    rows ``[r * b, (r + 1) * b)`` of each batch of ``b * world_size`` images.
-    """
-
-    def __init__(self, batcher, ctx: DistContext):
-        self.inner, self.ctx = batcher, ctx
-        self.local = ctx.local_batch(batcher.batch_size)
-
-    def __iter__(self) -> "ShardedBatcher":
-        return self
-
-    def __next__(self):
-        images, labels = next(self.inner)
-        lo = self.ctx.rank * self.local
-        return images[lo:lo + self.local], None if labels is None else labels[lo:lo + self.local]
-
-    def state_dict(self) -> dict:
-        return self.inner.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.inner.load_state_dict(state)
+def unwrap(module: nn.Module) -> nn.Module:
+    """The plain module under DDP / torch.compile wrappers (so saved names carry no prefixes)."""
+    module = module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+    return getattr(module, "_orig_mod", module)
 
 
 def shutdown() -> None:

@@ -18,12 +18,10 @@ from pathlib import Path
 
 import torch
 
+from ganforge.data.sources import canonical_name
 from ganforge.train import checkpoint as ckpt
 
 log = logging.getLogger(__name__)
-
-NAMED = ("fashion-mnist", "mnist", "cifar10")
-
 
 def best_so_far(run_dir: Path) -> float | None:
     path = Path(run_dir) / "checkpoints" / "best" / "best.json"
@@ -49,11 +47,11 @@ def evaluate_during_training(trainer) -> dict:
     """Compute FID now; log it; keep the best checkpoint. Returns the metrics record."""
     from ganforge.metrics.evaluate import compute_metrics
     from ganforge.sampling import generate
-    from ganforge.train.trainer import unwrap
+    from ganforge.train.distributed import unwrap
 
     cfg = trainer.cfg
     model = trainer.ema.model if trainer.ema is not None else unwrap(trainer.G)
-    split = "test" if cfg.data.dataset.lower() in NAMED else cfg.data.split
+    split = "test" if canonical_name(cfg.data.dataset) else cfg.data.split
     was_training = model.training
     model.eval()
     devices = [trainer.device.index or 0] if trainer.device.type == "cuda" else []

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from ganforge.augment import DiffAugment
 from ganforge.config import RunConfig
 from ganforge.losses import LOSSES, gradient_penalty, r1_penalty
+from ganforge.train.distributed import unwrap
 
 
 def has_batchnorm(module: nn.Module) -> bool:
@@ -39,9 +40,13 @@ def has_batchnorm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
-def _plain(module: nn.Module) -> nn.Module:
-    module = getattr(module, "module", module)
-    return getattr(module, "_orig_mod", module)
+def task_fast_paths(cfg: RunConfig, D: nn.Module) -> tuple[bool, bool]:
+    """``(reuse_fake, batch_d)`` for a task: on with ``train.fast`` unless switched off; one D
+    forward only when D has no BatchNorm."""
+    fast = getattr(cfg.train, "fast", True)
+    reuse_fake = fast and getattr(cfg.train, "reuse_fake", True)
+    batch_d = fast and getattr(cfg.train, "batch_d", True) and not has_batchnorm(unwrap(D))
+    return reuse_fake, batch_d
 
 
 class DrawTape:
@@ -98,9 +103,7 @@ class GenerationTask:
         self.augment = DiffAugment(cfg.train.augment)
         self.num_classes = cfg.model.num_classes
         self.d_steps = 0  # counts D steps, for lazy R1
-        fast = getattr(cfg.train, "fast", True)
-        self.reuse_fake = fast and getattr(cfg.train, "reuse_fake", True)
-        self.batch_d = fast and getattr(cfg.train, "batch_d", True) and not has_batchnorm(_plain(D))
+        self.reuse_fake, self.batch_d = task_fast_paths(cfg, D)
         self.tape: DrawTape | None = None  # set by the trainer for CUDA-graph capture
         self._pending: tuple[Tensor, Tensor | None] | None = None  # fakes (with grad) kept for the G step
 

@@ -47,6 +47,7 @@ from ganforge.imageio import save_grid
 from ganforge.models import build_models
 from ganforge.train import checkpoint as ckpt
 from ganforge.train import distributed
+from ganforge.train.distributed import unwrap
 from ganforge.train.ema import EMA
 from ganforge.train.precision import Precision, resolve_device, resolve_precision
 from ganforge.train.runlog import MetricsLog, Progress, Stopwatch
@@ -77,12 +78,6 @@ def fixed_noise(cfg: RunConfig, n: int) -> tuple[torch.Tensor, torch.Tensor | No
     k = cfg.model.num_classes
     y = torch.arange(n) // max(1, n // k) % k if k else None
     return z, y
-
-
-def unwrap(module: nn.Module) -> nn.Module:
-    """The plain module under DDP / torch.compile wrappers (so saved names carry no prefixes)."""
-    module = getattr(module, "module", module)
-    return getattr(module, "_orig_mod", module)
 
 
 def fast_paths(cfg: RunConfig, device: torch.device) -> dict[str, bool]:
@@ -123,9 +118,8 @@ class Trainer:
             raise ConfigError("model.num_classes", f"{self.dataset.name} has {self.dataset.num_classes} classes, "
                               f"more than model.num_classes={cfg.model.num_classes}")
         self.local_batch = self.dist.local_batch(cfg.train.batch_size)
-        self.batcher = InMemoryBatcher(self.dataset, cfg.train.batch_size, seed=cfg.train.seed, device=self.device)
-        if self.dist.enabled:
-            self.batcher = distributed.ShardedBatcher(self.batcher, self.dist)
+        self.batcher = InMemoryBatcher(self.dataset, cfg.train.batch_size, seed=cfg.train.seed, device=self.device,
+                                       shard=(self.dist.rank, self.dist.world_size))
         G, D = (m.to(self.device) for m in build_models(cfg))
         if self.dist.enabled:  # distinct dropout masks per rank; the weights are already initialised alike
             torch.manual_seed(cfg.train.seed + self.dist.seed_offset())
