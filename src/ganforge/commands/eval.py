@@ -8,9 +8,6 @@ from pathlib import Path
 
 from ganforge.errors import ConfigError
 
-NAMED = ("fashion-mnist", "mnist", "cifar10")
-
-
 def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a run (or two image sets) with FID/KID/PR/classifier scores",
                        description="Evaluate a run's generator against its data set, or --fake DIR against "
@@ -34,7 +31,9 @@ def register(sub) -> None:
 
 def default_metrics(real: str) -> str:
     """The domain-classifier score needs a labelled named data set."""
-    return "fid,kid,pr,cls" if real.lower() in NAMED else "fid,kid,pr"
+    from ganforge.data.sources import canonical_name
+
+    return "fid,kid,pr,cls" if canonical_name(real) else "fid,kid,pr"
 
 
 def print_table(result: dict, out=None) -> None:

@@ -7,9 +7,6 @@ from pathlib import Path
 
 from ganforge.errors import ConfigError, DataError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
-
-
 def register(sub) -> None:
     p = sub.add_parser("inpaint", help="inpaint images with a trained run",
                        description="Fill the white (missing) pixels of a mask in an image, or in every image of "
@@ -40,6 +37,8 @@ def _read_image(path: Path):
 
 
 def _images_in(folder: Path) -> list[Path]:
+    from ganforge.data.folder import IMAGE_EXTENSIONS
+
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
                    and not p.name.startswith("."))
     if not files:
@@ -56,6 +55,8 @@ def _mask_for(image: Path, mask_arg: Path) -> Path:
     exact = mask_arg / image.name
     if exact.is_file():
         return exact
+    from ganforge.data.folder import IMAGE_EXTENSIONS
+
     same_stem = sorted(p for p in mask_arg.glob(f"{image.stem}.*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not same_stem:
         raise DataError(image, f"no mask named {image.stem}.* in {mask_arg}")
