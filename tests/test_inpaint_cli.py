@@ -13,15 +13,6 @@ from ganforge.cli import main
 HAVE_BASELINES = all(importlib.util.find_spec(m) is not None for m in ("cv2", "skimage"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions run faster on one thread than on two that must synchronise per op."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _png(arr, path):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr).save(path)

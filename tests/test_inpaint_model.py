@@ -19,15 +19,6 @@ from ganforge.train.trainer import Trainer
 INPAINT = ["model.arch=inpaint", "loss.name=hinge", "model.res_blocks=2", "optim.lr_g=1e-3"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions run faster on one thread than on two that must synchronise per op."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def smooth_dataset(n=64, size=28, channels=1, seed=0):
     """Images whose holes are predictable from their surroundings: a random level plus a gentle ramp."""
     rng = np.random.default_rng(seed)

@@ -24,15 +24,6 @@ TINY = ["model.g_width=8", "model.d_width=8", "train.batch_size=8", "train.steps
         "train.compile=false", "train.device=cpu"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run faster on one thread than on two that must synchronise per op."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_there_are_presets():
     names = {p.stem for p in PRESETS}
     assert {"resnet-fashion-mnist", "cresnet-fashion-mnist", "wgan-gp-fashion-mnist", "resnet-cifar10",

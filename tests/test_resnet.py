@@ -9,15 +9,6 @@ from ganforge.models.conditional import ConditionalBatchNorm2d, ProjectionHead
 from ganforge.models.resnet import DBlock, DenseResBlock, GBlock, ResNetDiscriminator, ResNetGenerator
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run faster on one thread than on two that must synchronise per op."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _cfg(arch, size=28, channels=1, classes=0, *extra):
     return load_config(None, [f"model.arch={arch}", f"data.image_size={size}", f"data.channels={channels}",
                               "model.g_width=8", "model.d_width=8", "model.z_dim=12", "model.g_layers=2",
