@@ -34,7 +34,9 @@ from pathlib import Path
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="time_to_fid", description=__doc__.split("\n\n")[0])
+    from ganforge.cli import OneLineErrorParser
+
+    p = OneLineErrorParser(prog="time_to_fid", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="preset YAML, e.g. configs/resnet-fashion-mnist.yaml")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--thresholds", default="20,10", help="comma-separated FID thresholds (default 20,10)")

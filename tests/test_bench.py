@@ -35,7 +35,10 @@ def test_bench_reports_each_mode_with_consistent_numbers(tmp_path, monkeypatch):
     assert report["peaks"]["fp32"]["gflops"] > 0
 
 
-def test_bench_bad_mode_is_one_line_exit_2(capsys):
-    assert main(["bench", "--modes", "reference,warp-drive"]) == 2
+@pytest.mark.parametrize("argv, named", [(["--modes", "reference,warp-drive"], "warp-drive"),
+                                         (["--presets", "dcgan-29"], "--presets"),
+                                         (["--iters", "-1"], "--iters"), (["--threads", "-2"], "--threads")])
+def test_bench_bad_option_is_one_line_exit_2(argv, named, capsys):
+    assert main(["bench", *argv]) == 2
     err = capsys.readouterr().err.strip()
-    assert "--modes" in err and "warp-drive" in err and len(err.splitlines()) == 1
+    assert named in err and len(err.splitlines()) == 1

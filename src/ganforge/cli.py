@@ -17,18 +17,20 @@ from ganforge.errors import GanforgeError, TrainingError
 COMMANDS = ("train", "sample", "export", "datasets", "eval", "inpaint", "eval_inpaint", "bench")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2 (argparse would also print the usage)
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line on stderr and exit code 2."""
+
+    def error(self, message: str):  # argparse would also print the usage
         self.exit(2, f"error: {self.prog}: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from ganforge import __version__
 
-    parser = _Parser(prog="ganforge", description="Train, sample and evaluate GANs; inpaint images.")
+    parser = OneLineErrorParser(prog="ganforge", description="Train, sample and evaluate GANs; inpaint images.")
     parser.add_argument("--version", action="version", version=f"ganforge {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineErrorParser)
     sub.required = True
     for name in COMMANDS:
         try:

@@ -288,6 +288,12 @@ def bench(args: argparse.Namespace) -> dict:
 
     from ganforge.train.precision import resolve_device
 
+    for name in ("batch", "iters", "rounds", "warmup", "threads", "peak_size"):
+        if getattr(args, name) < 0:
+            raise ConfigError(f"--{name.replace('_', '-')}", f"must be >= 0 (0: the default), got {getattr(args, name)}")
+    for name in ("sampling", "inception"):
+        if getattr(args, name) < -1:
+            raise ConfigError(f"--{name}", f"must be >= 0 (0: skip), got {getattr(args, name)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -514,7 +520,9 @@ def _bench_inception(device, n: int) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="train_throughput", description=__doc__.splitlines()[0])
+    from ganforge.cli import OneLineErrorParser
+
+    parser = OneLineErrorParser(prog="train_throughput", description=__doc__.splitlines()[0])
     add_arguments(parser)
     try:
         return run(parser.parse_args(argv))
