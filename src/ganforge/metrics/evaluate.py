@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ganforge.data.folder import IMAGE_EXTENSIONS
 from ganforge.errors import ConfigError, DataError
 from ganforge.metrics.cache import cached_stats, stats_key
 from ganforge.metrics.classifier import classifier_score, dataset_key, get_domain_classifier
@@ -45,7 +46,6 @@ from ganforge.metrics.prdc import precision_recall
 from ganforge.metrics.stats import FeatureStats
 
 METRICS = ("fid", "kid", "pr", "cls")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 def count_tag(n: int) -> str:
@@ -62,9 +62,9 @@ def iter_image_folder(path: str | os.PathLike, batch_size: int = 64) -> Iterator
     root = Path(path)
     if not root.is_dir():
         raise DataError(root, "not a directory of images")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
-        raise DataError(root, f"no images ({', '.join(IMAGE_SUFFIXES)}) found")
+        raise DataError(root, f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found")
     size = None
     for start in range(0, len(files), batch_size):
         arrays = []
