@@ -17,7 +17,7 @@ import torch
 torch.set_num_threads(1)
 
 from conftest import tiny_config, tiny_dataset  # noqa: E402
-from ganforge.train import checkpoint as ckpt  # noqa: E402
+from ganforge import checkpoint as ckpt  # noqa: E402
 from ganforge.train.trainer import Trainer  # noqa: E402
 
 

@@ -7,7 +7,7 @@ import torch
 
 from conftest import tiny_config, tiny_dataset
 from ganforge.errors import CheckpointError
-from ganforge.train import checkpoint as ckpt
+from ganforge import checkpoint as ckpt
 from ganforge.train.trainer import Trainer
 
 

@@ -11,9 +11,9 @@ from conftest import tiny_config
 from ganforge.data import ImageDataset
 from ganforge.models import build_models
 from ganforge.models.inpaint import InpaintGenerator, PatchDiscriminator
-from ganforge.restore.masks import make_masks
-from ganforge.restore.pipeline import InpaintingPipeline
-from ganforge.restore.task import InpaintingTask, masked_l1
+from ganforge.inpaint.masks import make_masks
+from ganforge.inpaint.pipeline import InpaintingPipeline
+from ganforge.inpaint.task import InpaintingTask, masked_l1
 from ganforge.train.trainer import Trainer
 
 INPAINT = ["model.arch=inpaint", "loss.name=hinge", "model.res_blocks=2", "optim.lr_g=1e-3"]

@@ -13,7 +13,7 @@ from conftest import tiny_config, tiny_dataset
 from ganforge.cli import main
 from ganforge.errors import CheckpointError
 from ganforge.models import build_models
-from ganforge.train import checkpoint as ckpt
+from ganforge import checkpoint as ckpt
 from ganforge.train.trainer import Trainer
 from ganforge.weights import load_weights, read_state_file
 
@@ -113,7 +113,7 @@ def test_export_round_trip_and_sampling_from_export(tmp_path):
     assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "exported")]) == 0
     assert (tmp_path / "exported" / "generator.safetensors").is_file()
     assert main(["sample", str(tmp_path / "exported"), "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
-    from ganforge.sampling import load_generator
+    from ganforge.artifacts import load_generator
 
     a, _, _ = load_generator(tmp_path / "run")
     b, _, _ = load_generator(tmp_path / "exported")

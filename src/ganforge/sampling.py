@@ -1,46 +1,18 @@
-"""Loading a trained generator from a run and drawing images from it (inference only)."""
+"""Drawing images from a trained generator (inference only).
+
+Load one with :func:`ganforge.artifacts.load_generator` (re-exported here).
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterator
 
 import torch
 from torch import Tensor, nn
 
-from ganforge.config import RunConfig, load_config
-from ganforge.errors import CheckpointError, ConfigError
-from ganforge.train import checkpoint as ckpt
-
-
-def load_generator(run_dir: str | Path, checkpoint: str | Path | None = None, ema: bool = True,
-                   device: str | torch.device = "cpu") -> tuple[nn.Module, RunConfig, int]:
-    """The generator of a run (or of an exported generator directory) in eval mode: ``(G, config, step)``.
-
-    Uses the EMA generator when the run has one and ``ema`` is true. ``checkpoint``
-    selects a checkpoint directory (default: the newest one that verifies).
-    """
-    from ganforge.models import build_models
-
-    from ganforge.weights import EXPORT_WEIGHTS, load_weights
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise CheckpointError(run_dir, "not a run directory (no config.yaml)")
-    cfg = load_config(run_dir / "config.yaml")
-    if (run_dir / EXPORT_WEIGHTS).is_file() and not (run_dir / "checkpoints").is_dir():
-        G, _ = build_models(cfg)  # an exported generator (ganforge export)
-        load_weights(G, run_dir / EXPORT_WEIGHTS)
-        return G.to(device).eval().requires_grad_(False), cfg, -1
-    c = ckpt.load_checkpoint(Path(checkpoint)) if checkpoint else ckpt.find_latest(run_dir)
-    if c is None:
-        raise CheckpointError(run_dir / "checkpoints", "no valid checkpoint in this run")
-    G, _ = build_models(cfg)
-    name = "G_ema" if ema and "G_ema" in c.weights else "G"
-    if name not in c.weights:
-        raise CheckpointError(c.path, "has no generator weights")
-    ckpt.load_module_state(G, c.weights[name], c.path / "weights.safetensors")
-    return G.to(device).eval().requires_grad_(False), cfg, c.step
+from ganforge.artifacts import load_generator  # noqa: F401  (the usual companion of generate)
+from ganforge.config import RunConfig
+from ganforge.errors import ConfigError
 
 
 def class_labels(cfg: RunConfig, n: int, label: int | None, gen: torch.Generator) -> Tensor | None:

@@ -1,4 +1,4 @@
-"""Loading weights that come from elsewhere, safely; exporting a generator to share.
+"""Loading weights that come from elsewhere, safely.
 
 User-supplied weights are read from safetensors files only: a safetensors
 file is a JSON header plus raw bytes and cannot execute code. Pickle-based
@@ -8,27 +8,22 @@ even then they go through ``torch.load(weights_only=True)``, which only
 rebuilds tensors and plain containers (torch >= 2.6 closes the known bypass,
 CVE-2025-32434; see pyproject.toml). Every tensor's name, shape, dtype and
 finiteness is checked against the model before it is loaded.
-
-An exported generator is a directory ``config.yaml`` + ``generator.safetensors``
-(the layout of :func:`export_generator`), which :func:`ganforge.sampling.load_generator`
-and the inpainting pipeline accept in place of a run directory.
 """
 
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
+from ganforge.checkpoint import load_module_state
 from ganforge.errors import CheckpointError
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
-EXPORT_WEIGHTS = "generator.safetensors"
 
 
 def read_state_file(path: str | Path, unsafe_pickle: bool = False) -> dict[str, torch.Tensor]:
@@ -63,26 +58,8 @@ def _read_weights_only_pickle(path: Path) -> dict[str, torch.Tensor]:
 
 def load_weights(module: nn.Module, path: str | Path, unsafe_pickle: bool = False, prefix: str = "") -> nn.Module:
     """Load checked weights into ``module``; ``prefix`` selects e.g. ``"G."`` entries of a larger file."""
-    from ganforge.train.checkpoint import load_module_state
-
     state = read_state_file(path, unsafe_pickle)
     if prefix:
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     load_module_state(module, state, path)
     return module
-
-
-def export_generator(run_dir: str | Path, out_dir: str | Path, ema: bool = True) -> Path:
-    """Write a run's generator as ``out_dir/config.yaml`` + ``out_dir/generator.safetensors``."""
-    from ganforge.config import dump_yaml
-    from ganforge.sampling import load_generator
-
-    G, cfg, step = load_generator(run_dir, ema=ema)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().clone() for k, v in G.state_dict().items()}
-    meta = {"ganforge_step": str(step), "source": "ema" if ema else "generator"}
-    save_file(tensors, str(out / EXPORT_WEIGHTS), metadata=meta)
-    (out / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
-    (out / "export.json").write_text(json.dumps({"step": step, **meta}, indent=1), encoding="utf-8")
-    return out

@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     if args.run_dir and (args.fake or args.real):
         raise ConfigError("--fake", "give either RUN_DIR or --real/--fake, not both")
     if args.run_dir:
-        from ganforge.sampling import generate, load_generator
+        from ganforge.artifacts import load_generator
+        from ganforge.sampling import generate
 
         G, cfg, step = load_generator(args.run_dir, args.checkpoint, ema=not args.no_ema, device=args.device)
         stream = generate(G, cfg, args.n, seed=args.seed, device=args.device, batch_size=args.batch_size)

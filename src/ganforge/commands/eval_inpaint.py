@@ -10,7 +10,7 @@ from ganforge.errors import ConfigError
 
 
 def register(sub) -> None:
-    from ganforge.restore.masks import MASK_KINDS
+    from ganforge.inpaint.masks import MASK_KINDS
 
     p = sub.add_parser("eval-inpaint", help="evaluate inpainting against classical baselines",
                        description="Mask test images, fill them with the run's generator and with OpenCV "
@@ -37,7 +37,7 @@ def register(sub) -> None:
 
 
 def _methods(text: str | None) -> list[str] | None:
-    from ganforge.restore.baselines import BASELINES
+    from ganforge.inpaint.baselines import BASELINES
 
     if text is None:
         return None
@@ -51,7 +51,7 @@ def _methods(text: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ganforge.restore.evaluate import evaluate_inpainting, format_table
+    from ganforge.inpaint.evaluate import evaluate_inpainting, format_table
     from ganforge.train.runlog import MetricsLog
 
     result = evaluate_inpainting(args.run_dir, masks=args.masks, n=args.n, hole_ratio=args.ratio, seed=args.seed,

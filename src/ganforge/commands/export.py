@@ -14,7 +14,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ganforge.weights import export_generator
+    from ganforge.artifacts import export_generator
 
     out = export_generator(args.run_dir, args.out, ema=not args.no_ema)
     print(f"exported generator to {out}")

@@ -67,7 +67,7 @@ def _inpaint_one(pipe, image_path: Path, mask_path: Path, out_path: Path) -> Pat
     import numpy as np
 
     from ganforge.imageio import save_png
-    from ganforge.restore.masks import load_mask
+    from ganforge.inpaint.masks import load_mask
 
     image = _read_image(image_path)
     mask = load_mask(mask_path, size=(image.height, image.width), image_path=image_path)
@@ -76,7 +76,7 @@ def _inpaint_one(pipe, image_path: Path, mask_path: Path, out_path: Path) -> Pat
 
 
 def run(args: argparse.Namespace) -> int:
-    from ganforge.restore.pipeline import InpaintingPipeline
+    from ganforge.inpaint.pipeline import InpaintingPipeline
 
     image, mask, out = Path(args.image), Path(args.mask), Path(args.out)
     if not image.exists():

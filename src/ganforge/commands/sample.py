@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ganforge.imageio import save_grid, save_png, to_uint8
-    from ganforge.sampling import generate, load_generator, per_class_labels
+    from ganforge.artifacts import load_generator
+    from ganforge.sampling import generate, per_class_labels
 
     if args.n <= 0:
         raise ConfigError("--n", f"must be positive, got {args.n}")

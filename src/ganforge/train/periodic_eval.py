@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ganforge.data.sources import canonical_name
-from ganforge.train import checkpoint as ckpt
+from ganforge import checkpoint as ckpt
 
 log = logging.getLogger(__name__)
 

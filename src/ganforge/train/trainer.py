@@ -5,7 +5,7 @@ One :class:`Trainer` owns a run directory::
     RUN/config.yaml        the resolved config
     RUN/metrics.jsonl      one JSON object per logged step
     RUN/samples/*.png      fixed-noise sample grids
-    RUN/checkpoints/       see :mod:`ganforge.train.checkpoint`
+    RUN/checkpoints/       see :mod:`ganforge.checkpoint`
 
 Models only ``forward``; the task computes losses; this module does the
 updates, precision, EMA, logging, checkpoints and exact resume.
@@ -45,7 +45,7 @@ from ganforge.data import InMemoryBatcher, load_dataset
 from ganforge.errors import CheckpointError, ConfigError, TrainingError
 from ganforge.imageio import save_grid
 from ganforge.models import build_models
-from ganforge.train import checkpoint as ckpt
+from ganforge import checkpoint as ckpt
 from ganforge.train import distributed
 from ganforge.train.distributed import unwrap
 from ganforge.train.ema import EMA
@@ -792,7 +792,7 @@ def _host_floats(logs: dict) -> dict[str, float]:
 
 def _default_task_factory(cfg: RunConfig) -> TaskFactory:
     if cfg.model.arch == "inpaint":
-        from ganforge.restore.task import InpaintingTask
+        from ganforge.inpaint.task import InpaintingTask
 
         return InpaintingTask
     return GenerationTask

@@ -44,7 +44,7 @@ from ganforge.config import RunConfig
 from ganforge.errors import ConfigError
 from ganforge.imageio import save_grid
 from ganforge.losses import LOSSES, gradient_penalty, r1_penalty
-from ganforge.restore.masks import make_masks
+from ganforge.inpaint.masks import make_masks
 from ganforge.train.task import task_fast_paths
 
 PREVIEW_SEED_OFFSET = 4243  # preview masks come from train.seed + this, not from the task's generator

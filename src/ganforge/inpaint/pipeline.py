@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from ganforge.errors import DataError
 from ganforge.imageio import to_uint8
-from ganforge.restore.masks import mask_from_array
+from ganforge.inpaint.masks import mask_from_array
 
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -94,7 +94,7 @@ class InpaintingPipeline:
                  checkpoint: str | Path | None = None) -> "InpaintingPipeline":
         """The pipeline of a run's newest (or given) checkpoint, EMA generator when present."""
         from ganforge.errors import ConfigError
-        from ganforge.sampling import load_generator
+        from ganforge.artifacts import load_generator
 
         G, cfg, step = load_generator(run_dir, checkpoint, ema=ema, device=device)
         if cfg.model.arch != "inpaint":

@@ -34,8 +34,8 @@ import torch
 from torch import Tensor
 
 from ganforge.errors import ConfigError, GanforgeError
-from ganforge.restore import baselines as bl
-from ganforge.restore.masks import MASK_KINDS, make_masks
+from ganforge.inpaint import baselines as bl
+from ganforge.inpaint.masks import MASK_KINDS, make_masks
 
 METRICS = ("psnr_hole", "ssim_hole", "psnr", "ssim", "l1_hole", "fid")
 PSNR_CAP = 100.0  # dB, for an image reproduced exactly (zero error)
@@ -138,7 +138,7 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
     """
     from ganforge.data import load_dataset
     from ganforge.imageio import to_uint8
-    from ganforge.restore.pipeline import InpaintingPipeline
+    from ganforge.inpaint.pipeline import InpaintingPipeline
 
     if masks not in MASK_KINDS:
         raise ConfigError("--masks", f"must be one of {', '.join(MASK_KINDS)}, got {masks!r}")

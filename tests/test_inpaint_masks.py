@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from ganforge.errors import ConfigError, DataError
-from ganforge.restore.masks import DEFAULT_TOL, MASK_KINDS, load_mask, make_masks, mask_from_array
+from ganforge.inpaint.masks import DEFAULT_TOL, MASK_KINDS, load_mask, make_masks, mask_from_array
 
 
 def _gen(seed):
