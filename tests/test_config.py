@@ -63,3 +63,12 @@ def test_dump_roundtrip_and_diff(tmp_path):
     assert again == cfg
     other = load_config(p, ["optim.lr_d=1e-3"])
     assert diff_configs(cfg, other) == {"optim.lr_d": (2e-4, 1e-3)}
+
+
+def test_inpainting_loss_weights_moved_from_loss_to_inpaint():
+    # Configs written before the inpainting section owned its loss weights still load.
+    cfg = load_config(None, ["loss.l1_hole=3.0", "loss.feature_matching=0.5"])
+    assert cfg.inpaint.l1_hole == 3.0 and cfg.inpaint.feature_matching == 0.5
+    assert not hasattr(cfg.loss, "l1_hole")
+    with pytest.raises(ConfigError, match="loss.l1_hole"):
+        load_config(None, ["loss.l1_hole=3.0", "inpaint.l1_hole=2.0"])

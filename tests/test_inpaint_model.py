@@ -186,7 +186,7 @@ def test_pipeline_from_run(trained_run):
 
 def test_resumed_inpainting_run_equals_uninterrupted(tmp_path):
     cfg = tiny_config(tmp_path, *INPAINT, "train.steps=4", "train.ckpt_every=100", "train.sample_every=100",
-                      "inpaint.masks=mixed", "loss.feature_matching=1.0")
+                      "inpaint.masks=mixed", "inpaint.feature_matching=1.0")
     ds = smooth_dataset(n=40)
     full = Trainer(cfg, tmp_path / "full", dataset=ds)
     full.train()

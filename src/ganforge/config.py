@@ -9,6 +9,7 @@ impossible values raise :class:`ConfigError` naming the key.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from typing import Any
 import yaml
 
 from ganforge.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,11 +63,6 @@ class LossConfig:
     r1_every: int = 16  # lazy R1: every k D steps, scaled by k
     label_smoothing: float = 0.0  # one-sided: real target 1 - s
     weight_clip: float = 0.01  # WGAN critic weight clipping
-    # Inpainting reconstruction terms.
-    l1_hole: float = 6.0
-    l1_valid: float = 1.0
-    feature_matching: float = 0.0
-    adv_weight: float = 0.1
 
 
 @dataclass
@@ -120,12 +118,17 @@ class TrainConfig:
 
 @dataclass
 class InpaintConfig:
-    """Masks used to train and evaluate inpainting."""
+    """Inpainting (``model.arch: inpaint``): masks, crops and the generator's loss weights."""
 
     masks: str = "mixed"  # center | boxes | strokes | mixed
     hole_ratio: float = 0.25  # target fraction of missing pixels
     random_crop: bool = False  # train on random crops of images loaded at load_size
     load_size: int = 0  # 0: same as data.image_size
+    # G loss = l1_hole * L1(hole) + l1_valid * L1(known) + adv_weight * adversarial + feature_matching * FM
+    l1_hole: float = 6.0
+    l1_valid: float = 1.0
+    feature_matching: float = 0.0
+    adv_weight: float = 0.1
 
 
 @dataclass
@@ -153,8 +156,8 @@ _POSITIVE = ("train.steps", "train.batch_size", "optim.n_dis", "data.image_size"
              "model.g_width", "model.d_width", "train.log_every", "train.sample_every",
              "train.ckpt_every", "train.keep_last", "loss.r1_every", "train.sample_grid", "train.max_bad_steps")
 _NON_NEGATIVE = ("optim.grad_clip", "loss.gp_weight", "loss.r1_weight", "loss.weight_clip",
-                 "model.num_classes", "train.eval_every", "loss.l1_hole", "loss.l1_valid",
-                 "loss.feature_matching", "loss.adv_weight", "train.ema_start", "model.dropout",
+                 "model.num_classes", "train.eval_every", "inpaint.l1_hole", "inpaint.l1_valid",
+                 "inpaint.feature_matching", "inpaint.adv_weight", "train.ema_start", "model.dropout",
                  "train.max_rollbacks")
 
 
@@ -251,9 +254,30 @@ def validate(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+# Keys that moved between sections: (old section, new section, key). Configs written before
+# the move (presets, a run's config.yaml, overrides) are migrated with a log line.
+MOVED_KEYS = tuple(("loss", "inpaint", k) for k in ("l1_hole", "l1_valid", "feature_matching", "adv_weight"))
+
+
+def migrate(data: dict) -> dict:
+    """Move keys of :data:`MOVED_KEYS` to their new section (in place); a key given in both is an error."""
+    for old, new, key in MOVED_KEYS:
+        section = data.get(old)
+        if not isinstance(section, dict) or key not in section:
+            continue
+        target = data.setdefault(new, {})
+        if not isinstance(target, dict):
+            continue  # _build reports the malformed section
+        if key in target:
+            raise ConfigError(f"{old}.{key}", f"moved to {new}.{key}, which is also set; keep only {new}.{key}")
+        target[key] = section.pop(key)
+        log.info("config: %s.%s is now %s.%s", old, key, new, key)
+    return data
+
+
 def from_dict(data: dict) -> RunConfig:
-    """Build and validate a :class:`RunConfig` from a nested dict."""
-    return validate(_build(RunConfig, data or {}, ""))
+    """Build and validate a :class:`RunConfig` from a nested dict (old key names are migrated)."""
+    return validate(_build(RunConfig, migrate(data or {}), ""))
 
 
 def to_dict(cfg: RunConfig) -> dict:

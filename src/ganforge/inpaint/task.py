@@ -160,7 +160,7 @@ class InpaintingTask:
         """Loss of one G step on the batch and masks of the latest D step (``batch_size`` is not used)."""
         if self._real is None:
             raise RuntimeError("InpaintingTask.g_loss needs a preceding d_loss call (it reuses that batch)")
-        c = self.cfg.loss
+        c = self.cfg.inpaint
         real, mask = self._real, self._mask
         pending, self._pending = self._pending, None
         filled, raw = pending if pending is not None else self.G(real, mask, return_raw=True)
