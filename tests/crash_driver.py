@@ -35,7 +35,7 @@ def main() -> None:
         if pid == 0:  # child: save forever, advancing the step counter
             try:
                 while True:
-                    trainer.step += 1
+                    trainer.counters.step += 1
                     trainer.save()
             finally:
                 os._exit(0)
@@ -49,7 +49,7 @@ def main() -> None:
         if latest is not None:
             results["loaded"] += 1
             results["steps_seen"].add(latest.step)
-            trainer.step = max(trainer.step, latest.step)  # next child continues past it
+            trainer.counters.step = max(trainer.step, latest.step)  # next child continues past it
         results["stale_cleaned"] += ckpt.clean_stale(root)
     results["steps_seen"] = len(results["steps_seen"])
     print(json.dumps(results))

@@ -44,7 +44,7 @@ WORKER = textwrap.dedent("""
                out / f"g_rank{rank}.pt")
     (out / f"summary_rank{rank}.json").write_text(
         __import__("json").dumps({"step": summary["step"], "local_batch": trainer.local_batch,
-                                  "images_seen": trainer.images_seen, "world": trainer.dist.world_size}))
+                                  "images_seen": trainer.counters.images_seen, "world": trainer.dist.world_size}))
     if dist.is_initialized():
         dist.destroy_process_group()
 """)

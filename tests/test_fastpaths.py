@@ -1,5 +1,7 @@
 """The fast training paths train correctly: finite losses, and the same results as the reference path."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -34,19 +36,20 @@ REFERENCE = {"fast": False, "precision": "fp32"}
 def test_default_resolves_to_the_fastest_correct_mode(tmp_path):
     t = _trainer(tmp_path, "run")
     assert t.precision.mode == ("bf16" if cpu_supports_bf16() else "fp32")
-    assert t.paths["fast"] and t.paths["fused_optim"]
+    assert t.plan.fused_optim and t.plan.skip_on_device
     assert t.opt_d.param_groups[0]["fused"] and t.opt_g.param_groups[0]["fused"]
-    assert t.task.reuse_fake
-    assert not t.task.batch_d  # DCGAN's D has BatchNorm: one forward would mix real and fake statistics
-    assert not t.paths["cuda_graphs"]  # CPU
+    assert t.plan.reuse_fake
+    assert not t.plan.batch_d  # DCGAN's D has BatchNorm: one forward would mix real and fake statistics
+    assert "BatchNorm" in t.plan.reasons["batch_d"]
+    assert not t.plan.cuda_graphs and t.plan.reasons["cuda_graphs"] == "CUDA only"
     mlp = _trainer(tmp_path, "mlp", "model.arch=mlp")
-    assert mlp.task.batch_d
+    assert mlp.plan.batch_d
 
 
 def test_reference_path_switches_everything_off(tmp_path):
     t = _trainer(tmp_path, "run", **REFERENCE)
     assert t.precision.mode == "fp32"
-    assert not t.task.reuse_fake and not t.task.batch_d
+    assert not t.plan.reuse_fake and not t.plan.batch_d and not t.plan.fused_optim and not t.plan.skip_on_device
     assert not t.opt_d.param_groups[0]["fused"]
     t2 = _trainer(tmp_path, "auto", fast=False)  # precision auto means fp32 on the reference path
     assert t2.precision.mode == "fp32"
@@ -135,7 +138,7 @@ def test_reuse_fake_with_several_d_steps_keeps_the_last_fakes(tmp_path):
     t = _trainer(tmp_path, "run", "optim.n_dis=3", fast=True)
     logs = _run(t, 2)
     assert all(torch.isfinite(torch.tensor(v)) for step in logs for v in step.values())
-    assert t.task.d_steps == 6 and t.images_seen == 2 * 3 * 16
+    assert t.step == 2 and t.counters.images_seen == 2 * 3 * 16
 
 
 def test_one_d_forward_matches_two(tmp_path):
@@ -144,7 +147,7 @@ def test_one_d_forward_matches_two(tmp_path):
     common = ("model.arch=mlp", "model.dropout=0")
     a = _trainer(tmp_path, "two", *common, fast=True, precision="fp32", batch_d=False)
     b = _trainer(tmp_path, "one", *common, fast=True, precision="fp32", batch_d=True)
-    assert b.task.batch_d and not a.task.batch_d
+    assert b.plan.batch_d and not a.plan.batch_d
     for x, y in zip(_run(a), _run(b)):
         for k in ("d_loss", "g_loss", "d_real", "d_fake"):
             assert y[k] == pytest.approx(x[k], rel=1e-5, abs=1e-6), k
@@ -154,7 +157,7 @@ def test_one_d_forward_matches_two(tmp_path):
 def test_one_d_forward_with_gradient_penalty_and_labels(tmp_path):
     t = _trainer(tmp_path, "gp", "loss.name=wgan-gp", "model.d_batchnorm=false", "model.num_classes=10",
                  fast=True)
-    assert t.task.batch_d
+    assert t.plan.batch_d
     logs = _run(t, 2)
     assert all(torch.isfinite(torch.tensor(step[k])) for step in logs for k in ("d_loss", "g_loss", "gp"))
 
@@ -166,16 +169,17 @@ def test_fast_path_skips_a_non_finite_update_on_the_device(tmp_path):
     p0 = next(iter(t.D.parameters()))
     step0 = t.opt_d.state[p0]["step"].clone()
     moment0 = t.opt_d.state[p0]["exp_avg"].clone()
-    original = t.task.d_loss
-    t.task.d_loss = lambda real, labels: (lambda out: (out[0] * float("nan"), out[1]))(original(real, labels))
+    adversarial = t.step_fn.adversarial
+    t.step_fn.adversarial = dataclasses.replace(
+        adversarial, d_loss=lambda real, fake, s=0.0: adversarial.d_loss(real, fake, s) * float("nan"))
     t.train_step()
-    assert t.skipped_steps == 1 and t.bad_in_a_row == 1
+    assert t.counters.skipped_steps == 1 and t.counters.bad_in_a_row == 1
     assert all(torch.equal(a, b) for a, b in zip(d0, t.D.parameters()))
     assert torch.equal(t.opt_d.state[p0]["step"], step0)  # the fused kernel undid its step count
     assert torch.equal(t.opt_d.state[p0]["exp_avg"], moment0)
-    t.task.d_loss = original
+    t.step_fn.adversarial = adversarial
     t.train_step()
-    assert t.bad_in_a_row == 0 and not all(torch.equal(a, b) for a, b in zip(d0, t.D.parameters()))
+    assert t.counters.bad_in_a_row == 0 and not all(torch.equal(a, b) for a, b in zip(d0, t.D.parameters()))
 
 
 def test_a_checkpoint_of_the_reference_path_resumes_on_the_fast_path(tmp_path):

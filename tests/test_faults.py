@@ -1,5 +1,6 @@
 """Numerical faults: non-finite steps are skipped and counted, runs roll back, then stop with a diagnosis."""
 
+import dataclasses
 import json
 
 import pytest
@@ -8,23 +9,24 @@ import torch
 from conftest import tiny_config, tiny_dataset
 from ganforge.errors import TrainingError
 from ganforge import checkpoint as ckpt
-from ganforge.train.trainer import CollapseMonitor, Trainer
+from ganforge.train.monitor import CollapseMonitor
+from ganforge.train.trainer import Trainer
 
 
 def _poison(trainer, bad_steps, once=False):
     """Make the D loss NaN on the given (1-based) iterations (only the first time each, if ``once``)."""
-    original = trainer.task.d_loss
+    adversarial = trainer.step_fn.adversarial
     remaining = set(bad_steps)
 
-    def d_loss(real, labels):
-        loss, logs = original(real, labels)
+    def d_loss(real, fake, smoothing=0.0):
+        loss = adversarial.d_loss(real, fake, smoothing)
         if trainer.step + 1 in remaining:
             if once:
                 remaining.discard(trainer.step + 1)
             loss = loss * float("nan")
-        return loss, logs
+        return loss
 
-    trainer.task.d_loss = d_loss
+    trainer.step_fn.adversarial = dataclasses.replace(adversarial, d_loss=d_loss)
 
 
 def test_nan_step_is_skipped_and_counted(tmp_path):
@@ -36,7 +38,7 @@ def test_nan_step_is_skipped_and_counted(tmp_path):
     d_before = [p.detach().clone() for p in t.D.parameters()]
     t.train_step()  # step 2: D update skipped
     assert all(torch.equal(a, b) for a, b in zip(d_before, t.D.parameters()))
-    assert t.skipped_steps == 1
+    assert t.counters.skipped_steps == 1
     t.train()
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["skipped_steps"] == 1
@@ -49,14 +51,14 @@ def test_consecutive_bad_steps_roll_back_and_lower_the_learning_rate(tmp_path):
     t = Trainer(cfg, tmp_path / "run", dataset=tiny_dataset())
     _poison(t, {6, 7, 8}, once=True)  # three bad iterations in a row after the step-4 checkpoint
     t.train()
-    assert t.rollbacks == 1 and t.step == 12
+    assert t.counters.rollbacks == 1 and t.step == 12
     assert t.opt_g.param_groups[0]["lr"] == pytest.approx(cfg.optim.lr_g * 0.5)
     events = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     rollback = [e for e in events if e.get("event") == "rollback"]
     assert rollback and rollback[0]["step"] == 4 and rollback[0]["from_step"] == 8
     # the lowered rate survives a resume
     again = Trainer.resume(tmp_path / "run", dataset=tiny_dataset())
-    assert again.rollbacks == 1 and again.opt_d.param_groups[0]["lr"] == pytest.approx(cfg.optim.lr_d * 0.5)
+    assert again.counters.rollbacks == 1 and again.opt_d.param_groups[0]["lr"] == pytest.approx(cfg.optim.lr_d * 0.5)
 
 
 def test_persistent_divergence_stops_with_a_diagnosis(tmp_path):
@@ -65,7 +67,7 @@ def test_persistent_divergence_stops_with_a_diagnosis(tmp_path):
     _poison(t, set(range(1, 100)))
     with pytest.raises(TrainingError, match="diverged"):
         t.train()
-    assert t.rollbacks == 2
+    assert t.counters.rollbacks == 2
     # nothing non-finite was ever written
     for _, path in ckpt.list_checkpoints(tmp_path / "run" / "checkpoints"):
         c = ckpt.load_checkpoint(path)

@@ -14,6 +14,7 @@ from ganforge.models.inpaint import InpaintGenerator, PatchDiscriminator
 from ganforge.inpaint.masks import make_masks
 from ganforge.inpaint.pipeline import InpaintingPipeline
 from ganforge.inpaint.task import InpaintingTask, masked_l1
+from ganforge.tasks.draws import Draws
 from ganforge.train.trainer import Trainer
 
 INPAINT = ["model.arch=inpaint", "loss.name=hinge", "model.res_blocks=2", "optim.lr_g=1e-3"]
@@ -118,15 +119,17 @@ def test_pipeline_rejects_a_mask_of_another_size():
 def test_task_reuses_the_d_batch_in_g_step_and_crops(tmp_path):
     cfg = tiny_config(tmp_path, *INPAINT, "inpaint.random_crop=true", "inpaint.load_size=36")
     G, D = build_models(cfg)
-    task = InpaintingTask(cfg, G, D, torch.device("cpu"), torch.Generator().manual_seed(0))
-    with pytest.raises(RuntimeError, match="d_loss"):
-        task.g_loss(4)
+    task = InpaintingTask(cfg, G, D, Draws(torch.Generator().manual_seed(0)))
     real = torch.rand(4, 1, 36, 36) * 2 - 1
-    loss, logs = task.d_loss(real, None)
-    assert task._real.shape == (4, 1, 28, 28) and torch.isfinite(loss)
-    kept = task._real.clone()
-    g, g_logs = task.g_loss(4)
-    assert torch.equal(task._real, kept) and {"l1_hole", "l1_valid", "g_adv"} <= set(g_logs)
+    batch = task.d_batch(real, None)
+    assert batch.real.shape == (4, 1, 28, 28) and batch.cond.shape == (4, 1, 28, 28)
+    assert set(batch.cond.unique().tolist()) <= {0.0, 1.0} and batch.cond.sum() > 0
+    assert task.g_batch(batch) is batch  # G learns on the D phase's images and masks
+    fake = task.generate(batch)
+    known = batch.cond == 0
+    assert torch.equal(fake.images[known.expand_as(fake.images)], batch.real[known.expand_as(batch.real)])
+    g, g_logs = task.g_loss(batch, fake)
+    assert torch.isfinite(g) and {"l1_hole", "l1_valid", "g_adv"} <= set(g_logs)
     crops = [task.crop(real) for _ in range(3)]
     assert not all(torch.equal(crops[0], c) for c in crops[1:])  # random positions
 

@@ -195,3 +195,23 @@ def test_odd_size_names_the_key():
     with pytest.raises(ConfigError) as err:
         build_models(_cfg("resnet", 27))
     assert err.value.where == "data.image_size"
+
+
+def test_class_table_lookup_matches_embedding_values_and_gradients():
+    # Conditional layers look up per-class rows with a one-hot product (no Embedding backward,
+    # which syncs with the host on CUDA); values and gradients must be the embedding's.
+    from ganforge.models.layers import lookup_rows
+
+    torch.manual_seed(0)
+    table = torch.nn.Embedding(10, 7)
+    y = torch.tensor([3, 0, 9, 3, 5])
+    upstream = torch.randn(5, 7)
+    (table(y) * upstream).sum().backward()
+    want = table.weight.grad.clone()
+    table.weight.grad = None
+    rows = lookup_rows(table.weight, y)
+    assert torch.equal(rows, table(y))
+    (rows * upstream).sum().backward()
+    torch.testing.assert_close(table.weight.grad, want)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert lookup_rows(table.weight, y).dtype == torch.float32  # autocast leaves the rows exact

@@ -27,7 +27,7 @@ def test_n_dis_consumes_that_many_real_batches(tmp_path):
     cfg = tiny_config(tmp_path, "optim.n_dis=3")
     t = Trainer(cfg, tmp_path / "run", dataset=tiny_dataset())
     t.train_step()
-    assert t.images_seen == 3 * 16
+    assert t.counters.images_seen == 3 * 16
     assert t.opt_d.state[next(iter(t.D.parameters()))]["step"].item() == 3
     assert t.opt_g.state[next(iter(t.G.parameters()))]["step"].item() == 1
 

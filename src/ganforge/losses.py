@@ -1,4 +1,4 @@
-"""Adversarial losses as pure functions of discriminator logits, and regularisers.
+"""Adversarial losses as pure functions of discriminator logits (regularisers: :mod:`ganforge.regularizers`).
 
 Sign convention (used everywhere in ganforge): the discriminator gives a
 **high logit to real images**. For the logistic losses D(x) = sigmoid(logit).
@@ -100,41 +100,3 @@ LOSSES: dict[str, AdversarialLoss] = {
     "hinge": AdversarialLoss(hinge_d_loss, wgan_g_loss, logistic=False),
     "ls": AdversarialLoss(ls_d_loss, ls_g_loss, logistic=False),
 }
-
-
-def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
-                     generator: torch.Generator | None = None) -> Tensor:
-    """WGAN-GP penalty E[(||grad_x f(x_hat)||_2 - 1)^2] (Gulrajani et al. 2017).
-
-    ``x_hat = a * real + (1 - a) * fake`` with one ``a ~ U[0, 1]`` per sample.
-
-    Args:
-        critic: maps (N, C, H, W) -> (N,) logits (labels already bound if conditional).
-        real, fake: (N, C, H, W); ``fake`` should be detached.
-    Returns: a scalar (unweighted).
-    """
-    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, generator=generator)
-    x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-    out = critic(x_hat)
-    (grad,) = torch.autograd.grad(out.float().sum(), x_hat, create_graph=True)
-    norms = grad.float().reshape(grad.shape[0], -1).norm(2, dim=1)
-    return ((norms - 1.0) ** 2).mean()
-
-
-def r1_penalty(critic: Callable[[Tensor], Tensor], real: Tensor) -> Tensor:
-    """R1 penalty E[||grad_x D(x)||^2] on real data (Mescheder et al. 2018), unweighted.
-
-    The usual weight is gamma / 2; lazy regularisation (every k steps) multiplies by k.
-    """
-    x = real.detach().requires_grad_(True)
-    out = critic(x)
-    (grad,) = torch.autograd.grad(out.float().sum(), x, create_graph=True)
-    return grad.float().reshape(grad.shape[0], -1).pow(2).sum(dim=1).mean()
-
-
-def d_output_summary(real: Tensor, fake: Tensor, logistic: bool) -> tuple[float, float]:
-    """Mean D(x) and D(G(z)): probabilities for logistic losses, raw critic values otherwise."""
-    real, fake = _f32(real).detach(), _f32(fake).detach()
-    if logistic:
-        real, fake = torch.sigmoid(real), torch.sigmoid(fake)
-    return real.mean().item(), fake.mean().item()

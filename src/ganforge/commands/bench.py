@@ -232,17 +232,17 @@ def load_preset(path: Path, device: str, overrides: list[str], mode: dict):
 
 
 def describe(trainer) -> dict:
-    """What actually ran, after the trainer resolved ``auto`` and checked eligibility."""
-    task = trainer.task
+    """What actually ran: the trainer's resolved execution plan."""
+    plan = trainer.plan
     return {
-        "precision": trainer.precision.mode,
-        "channels_last": bool(trainer.cfg.train.channels_last),
-        "compile": bool(trainer.cfg.train.compile),
-        "fused_adam": bool(trainer.paths["fused_optim"]),
-        "reuse_fake": bool(getattr(task, "reuse_fake", False)),
-        "batch_d": bool(getattr(task, "batch_d", False)),
-        "cuda_graphs": bool(getattr(trainer, "_capturable", False)),
-        "sync_per_update": not trainer.paths["fast"],
+        "precision": plan.precision,
+        "channels_last": plan.channels_last,
+        "compile": plan.compile_g or plan.compile_d,
+        "fused_adam": plan.fused_optim,
+        "reuse_fake": plan.reuse_fake,
+        "batch_d": plan.batch_d,
+        "cuda_graphs": plan.cuda_graphs,
+        "sync_per_update": not plan.skip_on_device,
     }
 
 

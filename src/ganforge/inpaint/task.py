@@ -1,16 +1,16 @@
-"""The inpainting objective: what one discriminator step and one generator step compute.
+"""The inpainting task: what D and G see, and G's reconstruction-plus-adversarial loss.
 
-:class:`InpaintingTask` has the interface of :class:`ganforge.train.task.GenerationTask`,
-so inpainting trains in the same :class:`~ganforge.train.trainer.Trainer` loop.
+:class:`InpaintingTask` implements :class:`ganforge.tasks.base.Task`, so
+inpainting trains in the same step and loop as generation.
 
-D step: masks are drawn for the real batch, G fills the holes (no gradient),
-and D scores real images against filled ones. D gets the mask as an extra
-channel, the same mask for both, so the mask says where to look without
+D phases: masks are drawn for the real batch (cropped first with
+``inpaint.random_crop``), G fills the holes, and D scores real images against
+filled ones. The batch's conditioning ``cond`` is the mask: D gets it as an
+extra channel, the same mask for both, so the mask says where to look without
 saying which image is real.
 
-G step: the trainer passes only a batch size, so the task **reuses the real
-batch and masks of the most recent D step** (with ``optim.n_dis > 1``, the last
-of them). The loss is
+G phase: the last D phase's real batch and masks (:meth:`InpaintingTask.g_batch`).
+The loss is
 
     l1_hole * |raw - x|_hole + l1_valid * |raw - x|_valid
     + adv_weight * g_loss(D(filled, mask)) + feature_matching * FM
@@ -20,16 +20,9 @@ over the pixels (and channels) of its region, and FM is the L1 distance
 between D's intermediate features of the real and the filled image (Wang et
 al. 2018; as used for inpainting by Nazeri et al. 2019), averaged over D's blocks.
 The adversarial term only reaches the hole pixels, because D sees the
-composited image. Default weights (6 hole, 1 valid) are those of Liu et al.
-2018 ("Image Inpainting for Irregular Holes Using Partial Convolutions").
-
-The fast-path switches of :mod:`ganforge.train.task` apply here too (both on
-unless ``train.fast`` is false): with ``train.reuse_fake`` the last D step runs
-G *with* gradients, D trains on the detached fill, and the G step
-back-propagates through that same forward pass (scored by the updated D), which
-saves one G forward per iteration; with ``train.batch_d`` D scores
-``cat(real, filled)`` in one call (it has no BatchNorm, so this is the same
-function). Logs are 0-dim tensors, read by the trainer in one synchronisation.
+composited image. Weights live in the ``inpaint`` config section; the defaults
+(6 hole, 1 valid) are those of Liu et al. 2018 ("Image Inpainting for Irregular
+Holes Using Partial Convolutions").
 """
 
 from __future__ import annotations
@@ -43,9 +36,10 @@ from torch import Tensor, nn
 from ganforge.config import RunConfig
 from ganforge.errors import ConfigError
 from ganforge.imageio import save_grid
-from ganforge.losses import LOSSES, gradient_penalty, r1_penalty
 from ganforge.inpaint.masks import make_masks
-from ganforge.train.task import task_fast_paths
+from ganforge.losses import LOSSES
+from ganforge.tasks.base import Batch, Fake, TaskCapabilities, has_batchnorm
+from ganforge.tasks.draws import Draws
 
 PREVIEW_SEED_OFFSET = 4243  # preview masks come from train.seed + this, not from the task's generator
 
@@ -63,31 +57,34 @@ def masked_l1(pred: Tensor, target: Tensor, region: Tensor) -> Tensor:
 class InpaintingTask:
     """Masked reconstruction plus an adversarial loss from ``LOSSES[cfg.loss.name]``.
 
-    With ``inpaint.random_crop``, real batches larger than ``data.image_size``
-    (loaded at ``inpaint.load_size``) are cropped to ``data.image_size`` at a
-    random position per image, drawn from the task's generator.
+    ``G(image (B, C, H, W), mask (B, 1, H, W), return_raw=True) -> (filled, raw)``;
+    ``D(x, mask) -> (B,)`` logits. With ``inpaint.random_crop``, real batches larger
+    than ``data.image_size`` (loaded at ``inpaint.load_size``) are cropped to
+    ``data.image_size`` at a random position per image, drawn from the run's generator.
     """
 
-    def __init__(self, cfg: RunConfig, G: nn.Module, D: nn.Module, device: torch.device, gen: torch.Generator):
-        self.cfg, self.G, self.D, self.device, self.gen = cfg, G, D, device, gen
-        self.loss = LOSSES[cfg.loss.name]
+    def __init__(self, cfg: RunConfig, G: nn.Module, D: nn.Module, draws: Draws):
+        self.cfg, self.G, self.D, self.draws = cfg, G, D, draws
+        self.adversarial = LOSSES[cfg.loss.name]
         self.size = cfg.data.image_size
-        self.d_steps = 0
-        self.reuse_fake, self.batch_d = task_fast_paths(cfg, D)
-        self._real: Tensor | None = None
-        self._mask: Tensor | None = None
-        self._pending: tuple[Tensor, Tensor] | None = None  # (filled, raw) with grad, for the G step
         self._preview_images: Tensor | None = None  # first images this task saw, for preview()
+        self.capabilities = self.capabilities_for(cfg, D)
+
+    @classmethod
+    def capabilities_for(cls, cfg: RunConfig, D: nn.Module) -> TaskCapabilities:
+        # Masks and crops are drawn on the host, so a step is not a CUDA graph.
+        return TaskCapabilities(d_has_batchnorm=has_batchnorm(D), graph_capturable=False, preview=True)
+
+    @staticmethod
+    def load_size(cfg: RunConfig) -> int:
+        """Training images are loaded at ``inpaint.load_size`` to crop from (with ``random_crop``)."""
+        i = cfg.inpaint
+        return i.load_size if i.random_crop and i.load_size else cfg.data.image_size
 
     @property
     def preview_columns(self) -> int:
         """Images per preview row: a third of ``train.sample_grid`` (three rows), at least 1."""
         return max(1, self.cfg.train.sample_grid // 3)
-
-    @property
-    def uses_generator_in_losses(self) -> bool:
-        """Masks (and crops) are drawn in every step, so yes."""
-        return True
 
     # ------------------------------------------------------------- inputs
 
@@ -103,73 +100,45 @@ class InpaintingTask:
             top, left = (h - s) // 2, (w - s) // 2
             return real[:, :, top:top + s, left:left + s]
         b = real.shape[0]
-        tops = torch.randint(0, h - s + 1, (b,), generator=self.gen, device=self.gen.device).tolist()
-        lefts = torch.randint(0, w - s + 1, (b,), generator=self.gen, device=self.gen.device).tolist()
+        gen = self.draws.generator
+        tops = torch.randint(0, h - s + 1, (b,), generator=gen, device=gen.device).tolist()
+        lefts = torch.randint(0, w - s + 1, (b,), generator=gen, device=gen.device).tolist()
         return torch.stack([real[i, :, t:t + s, l:l + s] for i, (t, l) in enumerate(zip(tops, lefts))])
 
     def masks(self, n: int) -> Tensor:
-        """(n, 1, size, size) training masks of ``inpaint.masks`` kind, from the task's generator."""
+        """(n, 1, size, size) training masks of ``inpaint.masks`` kind, from the run's generator."""
         i = self.cfg.inpaint
-        return make_masks(i.masks, n, self.size, i.hole_ratio, self.gen, device=self.device)
+        return make_masks(i.masks, n, self.size, i.hole_ratio, self.draws.generator, device=self.draws.device)
 
-    # -------------------------------------------------------------- steps
+    # ------------------------------------------------------------- phases
 
-    def _d_logits(self, real: Tensor, fake: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        if self.batch_d:
-            logits = self.D(torch.cat([real, fake]), torch.cat([mask, mask]))
-            return logits[: real.shape[0]], logits[real.shape[0]:]
-        return self.D(real, mask), self.D(fake, mask)
-
-    def d_loss(self, real: Tensor, labels: Tensor | None) -> tuple[Tensor, dict]:
-        """Loss of one D step on a real batch (B, C, H, W) in [-1, 1]; labels are not used.
-
-        Keeps the (cropped) batch and its masks for the next :meth:`g_loss`.
-        """
-        cfg = self.cfg
+    def d_batch(self, real: Tensor, labels: Tensor | None) -> Batch:
+        """A (cropped) real batch with fresh masks as its conditioning; labels are not used."""
         real = self.crop(real).detach()
-        mask = self.masks(real.shape[0])
         if self._preview_images is None:
             self._preview_images = real[:self.preview_columns].float().cpu().clone()
-        if self.reuse_fake and (self.d_steps + 1) % cfg.optim.n_dis == 0:
-            filled, raw = self.G(real, mask, return_raw=True)
-            self._pending = (filled, raw)
-            fake = filled.detach()
-        else:
-            with torch.no_grad():
-                fake = self.G(real, mask)
-        real_logits, fake_logits = self._d_logits(real, fake, mask)
-        loss = self.loss.d_loss(real_logits, fake_logits, cfg.loss.label_smoothing)
-        logs = {}
-        if self.loss.gradient_penalty:
-            gp = gradient_penalty(lambda x: self.D(x, mask), real, fake, self.gen)
-            loss = loss + cfg.loss.gp_weight * gp
-            logs["gp"] = gp.detach()
-        if cfg.loss.r1_weight > 0 and self.d_steps % cfg.loss.r1_every == 0:
-            r1 = r1_penalty(lambda x: self.D(x, mask), real)
-            loss = loss + 0.5 * cfg.loss.r1_weight * cfg.loss.r1_every * r1
-            logs["r1"] = r1.detach()
-        self.d_steps += 1
-        self._real, self._mask = real, mask
-        r, f = real_logits.detach().float(), fake_logits.detach().float()
-        if self.loss.logistic:
-            r, f = torch.sigmoid(r), torch.sigmoid(f)
-        logs.update(d_real=r.mean(), d_fake=f.mean())
-        return loss, logs
+        return Batch(real, self.masks(real.shape[0]))
 
-    def g_loss(self, batch_size: int) -> tuple[Tensor, dict]:
-        """Loss of one G step on the batch and masks of the latest D step (``batch_size`` is not used)."""
-        if self._real is None:
-            raise RuntimeError("InpaintingTask.g_loss needs a preceding d_loss call (it reuses that batch)")
+    def g_batch(self, d_batch: Batch) -> Batch:
+        """G learns on the last D phase's images and masks (it needs the real pixels around the holes)."""
+        return d_batch
+
+    def generate(self, batch: Batch) -> Fake:
+        filled, raw = self.G(batch.real, batch.cond, return_raw=True)
+        return Fake(filled, {"raw": raw})
+
+    def augment(self, x: Tensor) -> Tensor:
+        return x
+
+    def g_loss(self, batch: Batch, fake: Fake) -> tuple[Tensor, dict[str, Tensor]]:
         c = self.cfg.inpaint
-        real, mask = self._real, self._mask
-        pending, self._pending = self._pending, None
-        filled, raw = pending if pending is not None else self.G(real, mask, return_raw=True)
+        real, mask, filled, raw = batch.real, batch.cond, fake.images, fake.extras["raw"]
         l1_hole = masked_l1(raw, real, mask)
         l1_valid = masked_l1(raw, real, 1 - mask)
         want_fm = c.feature_matching > 0
         out = self.D(filled, mask, return_features=want_fm)
         logits, feats = out if want_fm else (out, None)
-        adv = self.loss.g_loss(logits)
+        adv = self.adversarial.g_loss(logits)
         loss = c.l1_hole * l1_hole + c.l1_valid * l1_valid + c.adv_weight * adv
         logs = {"l1_hole": l1_hole.detach(), "l1_valid": l1_valid.detach(), "g_adv": adv.detach()}
         if want_fm:
@@ -203,7 +172,7 @@ class InpaintingTask:
         elif self._preview_images is not None:
             images = self._preview_images[:n]
         else:
-            raise RuntimeError("preview needs a dataset or a preceding d_loss call")
+            raise RuntimeError("preview needs a dataset or a preceding d_batch call")
         gen = torch.Generator().manual_seed(self.cfg.train.seed + PREVIEW_SEED_OFFSET)
         i = self.cfg.inpaint
         masks = make_masks(i.masks, images.shape[0], self.size, i.hole_ratio, gen)
@@ -228,12 +197,3 @@ class InpaintingTask:
         shown = images * (1 - masks) + masks  # holes in white
         grid = torch.cat([shown, out, images])
         return save_grid(grid, path, nrow=images.shape[0])
-
-    # -------------------------------------------------------------- state
-
-    def state_dict(self) -> dict:
-        return {"d_steps": self.d_steps}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.d_steps = int(state.get("d_steps", 0))
-        self._pending = None

@@ -2,7 +2,8 @@
 
 * :class:`ConditionalBatchNorm2d` (de Vries et al. 2017; Dumoulin et al. 2017; used in the
   generators of Miyato & Koyama 2018 and BigGAN): batch normalisation without its own
-  affine transform, followed by a per-class scale and shift looked up from embeddings.
+  affine transform, followed by a per-class scale and shift looked up from class tables
+  (:func:`~ganforge.models.layers.lookup_rows`, which keeps a training step CUDA-graph-capturable).
 * :class:`ProjectionHead` (Miyato & Koyama, "cGANs with Projection Discriminator", 2018):
   the class-dependent part of a discriminator's logit, ``<embed(y), phi(x)>``, added to
   the unconditional ``psi(phi(x))``.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ganforge.models.layers import maybe_sn
+from ganforge.models.layers import lookup_rows, maybe_sn
 
 
 class ConditionalBatchNorm2d(nn.Module):
@@ -44,8 +45,8 @@ class ConditionalBatchNorm2d(nn.Module):
             return h
         if y is None:
             raise ValueError("ConditionalBatchNorm2d is class-conditional: pass labels y of shape (N,)")
-        gamma = self.gamma(y).to(h.dtype)[:, :, None, None]
-        beta = self.beta(y).to(h.dtype)[:, :, None, None]
+        gamma = lookup_rows(self.gamma.weight, y).to(h.dtype)[:, :, None, None]
+        beta = lookup_rows(self.beta.weight, y).to(h.dtype)[:, :, None, None]
         return gamma * h + beta
 
     def extra_repr(self) -> str:
@@ -70,5 +71,5 @@ class ProjectionHead(nn.Module):
         self.embed = maybe_sn(embed, spectral_norm)
 
     def forward(self, h: Tensor, y: Tensor) -> Tensor:
-        return (self.embed(y).to(h.dtype) * h).sum(dim=1)
+        return (lookup_rows(self.embed.weight, y).to(h.dtype) * h).sum(dim=1)
 

@@ -40,6 +40,19 @@ class LabelEmbedding(nn.Module):
         return nn.functional.one_hot(y, self.num_classes).to(dtype)
 
 
+def lookup_rows(weight: Tensor, y: Tensor) -> Tensor:
+    """``weight[y]``: rows (N, F) of a (K, F) class table for labels (N,), as a one-hot product.
+
+    Same values as ``nn.Embedding`` (the products with 0 and 1 are exact), but the
+    backward pass is an elementwise product and a sum: ``nn.Embedding``'s CUDA
+    backward reads a segment count back to the host, which forbids capturing a
+    training step of a conditional model as a CUDA graph. Not a matmul, so autocast
+    leaves the rows in float32. Costs N x K x F multiply-adds (K is small).
+    """
+    onehot = (y.unsqueeze(1) == torch.arange(weight.shape[0], device=y.device)).to(weight.dtype)
+    return (onehot.unsqueeze(2) * weight.unsqueeze(0)).sum(1)
+
+
 def check_labels(y: Tensor | None, num_classes: int, who: str) -> None:
     """Conditional models need labels; unconditional ones ignore them."""
     if num_classes > 0 and y is None:

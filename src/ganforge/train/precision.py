@@ -1,15 +1,12 @@
 """Execution precision: float32, or autocast to bfloat16 / float16 with losses kept in float32.
 
-``train.precision: auto`` picks the fastest mode that trains as well as float32
-on the device at hand: bfloat16 autocast on a CUDA GPU that supports it and on
-a CPU with native bf16 arithmetic (AVX-512 BF16 or AMX), float32 elsewhere.
+Which mode a run uses is decided by the execution plan (:mod:`ganforge.train.plan`;
+``train.precision: auto`` picks bf16 where the hardware computes it natively);
+this module has the hardware checks and :class:`Precision`, which applies a mode.
 Under autocast the matrix products and convolutions run in the low precision
 while the losses, logits summaries and the gradient-penalty / R1 norms are
 computed in float32 (see :mod:`ganforge.losses`); parameters, gradients and
-optimizer state stay float32. ``train.fast=false`` makes ``auto`` mean fp32.
-On CUDA the trainer keeps ``auto`` at bf16 only when the iteration runs as a
-CUDA graph: eagerly, bf16's cast kernels made every preset slower than fp32
-on an H100 (see BENCHMARKS.md).
+optimizer state stay float32.
 """
 
 from __future__ import annotations
@@ -48,25 +45,6 @@ def cuda_supports_bf16(device: torch.device) -> bool:
         return torch.cuda.get_device_capability(device)[0] >= 8
     except (AssertionError, RuntimeError):
         return False
-
-
-def resolve_precision(name: str, device: torch.device, fast: bool = True) -> str:
-    """Map ``auto`` to the default for ``device``; reject combinations that cannot work.
-
-    ``auto`` -> ``bf16`` where the hardware computes in bf16 natively (and ``fast``),
-    else ``fp32``.
-    """
-    if name == "auto":
-        if not fast:
-            return "fp32"
-        if device.type == "cuda":
-            return "bf16" if cuda_supports_bf16(device) else "fp32"
-        if device.type == "cpu":
-            return "bf16" if cpu_supports_bf16() else "fp32"
-        return "fp32"
-    if name == "fp16" and device.type != "cuda":
-        raise ConfigError("train.precision", "fp16 needs a CUDA device; use bf16 on CPU")
-    return name
 
 
 class Precision:

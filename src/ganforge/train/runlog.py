@@ -90,3 +90,13 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class NoProgress:
+    """The progress display of processes that print nothing (ranks > 0 under torchrun)."""
+
+    def update(self, step: int, logs: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

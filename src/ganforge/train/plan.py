@@ -1,0 +1,170 @@
+"""The execution plan: how a run's arithmetic is executed, decided once, with reasons.
+
+Every speed switch of training is resolved here, before the training step is
+built, from the config (``train.*``), the device, the process count, the task's
+capabilities (:class:`~ganforge.tasks.base.TaskCapabilities`) and the
+regularisers (:class:`~ganforge.regularizers.DRegularization`). The step, the
+CUDA-graph wrapper and the benchmark harness only read the resulting frozen
+:class:`ExecutionPlan`; nothing downstream decides again. The plan is printed
+at the start of a run and written to ``RUN/execution.json``.
+
+``train.fast: false`` is the reference path, the plain loop of the papers: the
+plan with every switch off (float32 under ``precision: auto``, Adam's loop
+implementation with a host-side finiteness check per update, fresh fakes for the
+G phase, separate D passes, no graphs). ``train.channels_last`` and
+``train.compile`` are explicit requests and apply on either path.
+
+Adding an execution switch: a field here with its rule in :func:`resolve_plan`,
+its ``train.*`` key in :mod:`ganforge.config`, and a read of ``plan.<field>``
+where it acts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from ganforge.config import RunConfig
+from ganforge.errors import ConfigError
+from ganforge.regularizers import DRegularization
+from ganforge.tasks.base import TaskCapabilities
+from ganforge.train.precision import cpu_supports_bf16, cuda_supports_bf16
+
+SWITCHES = ("precision", "channels_last", "compile_g", "compile_d", "fused_optim", "reuse_fake", "batch_d",
+            "cuda_graphs", "cudnn_benchmark")
+
+
+@dataclass(frozen=True)
+class ExecutionPlan:
+    """Resolved execution switches of one run; ``reasons[name]`` says why each has its value."""
+
+    device: str
+    precision: str  # fp32 | bf16 | fp16 (autocast; parameters, losses and optimizer state stay float32)
+    channels_last: bool  # NHWC memory layout for models and real batches
+    compile_g: bool  # torch.compile G's forward
+    compile_d: bool
+    fused_optim: bool  # fused Adam kernels
+    reuse_fake: bool  # the last D phase's G(z), kept with gradients, serves the G phase
+    batch_d: bool  # D(real) and D(fake) in one forward
+    cuda_graphs: bool  # the whole step captured once and replayed
+    cudnn_benchmark: bool  # autotune each convolution once (fixed shapes)
+    reasons: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def skip_on_device(self) -> bool:
+        """A non-finite update is skipped by fused Adam itself (its ``found_inf`` input), with no host read.
+
+        Otherwise the finiteness flag is read on the host before each optimizer step.
+        Loss scaling (fp16) reads it on the host too (the scaler's own check).
+        """
+        return self.fused_optim and self.precision != "fp16"
+
+    def as_dict(self) -> dict:
+        """``{"device": ..., switch: {"value": ..., "reason": ...}, ...}`` for JSON and the benchmark."""
+        out = {"device": self.device}
+        for name in SWITCHES:
+            out[name] = {"value": getattr(self, name), "reason": self.reasons.get(name, "")}
+        return out
+
+    def describe(self) -> str:
+        """A few lines for the start of a run."""
+        lines = [f"execution plan ({self.device}):"]
+        for name in SWITCHES:
+            value = getattr(self, name)
+            shown = value if isinstance(value, str) else ("on" if value else "off")
+            lines.append(f"  {name:<16} {shown:<5} {self.reasons.get(name, '')}")
+        return "\n".join(lines)
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.as_dict(), indent=1) + "\n", encoding="utf-8")
+
+    def replace(self, **changes) -> "ExecutionPlan":
+        """A copy with some switches changed (and ``reasons`` for them), e.g. after a failed capture."""
+        reasons = dict(self.reasons)
+        reasons.update(changes.pop("reasons", {}))
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "reasons"}
+        values.update(changes)
+        return ExecutionPlan(**values, reasons=reasons)
+
+
+def reference_plan(device: torch.device) -> ExecutionPlan:
+    """Every switch off: float32, the plain loop (what ``train.fast=false`` gives with default keys)."""
+    off = {name: False for name in SWITCHES if name != "precision"}
+    return ExecutionPlan(str(device), "fp32", **off, reasons={n: "reference" for n in SWITCHES})
+
+
+def resolve_plan(cfg: RunConfig, device: torch.device, caps: TaskCapabilities, regs: DRegularization,
+                 distributed: bool = False) -> ExecutionPlan:
+    """Decide every switch for ``cfg`` on ``device`` (see the module docstring)."""
+    t = cfg.train
+    fast = t.fast
+    slow = "train.fast=false (reference path)"
+    cuda = device.type == "cuda"
+    r: dict[str, str] = {}
+
+    def decide(name: str, checks: list[tuple[bool, str]], yes: str) -> bool:
+        """On when every check passes; the reason is the first failing check's text, else ``yes``."""
+        for ok, why in checks:
+            if not ok:
+                r[name] = why
+                return False
+        r[name] = yes
+        return True
+
+    fused = decide("fused_optim", [(fast, slow), (t.fused_optim, "train.fused_optim=false"),
+                                   (device.type in ("cpu", "cuda"), f"no fused Adam on {device.type}")],
+                   "fused Adam kernels")
+    reuse = decide("reuse_fake", [(fast, slow), (t.reuse_fake, "train.reuse_fake=false")],
+                   "the last D phase's fakes serve the G phase: one G forward fewer")
+    batch_d = decide("batch_d", [(fast, slow), (t.batch_d, "train.batch_d=false"),
+                                 (not caps.d_has_batchnorm, "D has BatchNorm: one pass would mix real and fake "
+                                  "statistics")], "real and fake scored in one D forward")
+    explicit = t.precision if t.precision != "auto" else None
+    if explicit == "fp16" and not cuda:
+        raise ConfigError("train.precision", "fp16 needs a CUDA device; use bf16 on CPU")
+    graphs = decide("cuda_graphs", [
+        (fast, slow), (t.cuda_graphs, "train.cuda_graphs=false"), (cuda, "CUDA only"),
+        (fused, "needs fused (capturable) Adam"), (not distributed, "not under torchrun (gradient all-reduce)"),
+        (explicit != "fp16", "fp16 loss scaling reads values on the host"),
+        (caps.graph_capturable, "the task draws random numbers outside the recorded draws (augmentation, masks)"),
+        (not regs.double_backward, "a gradient penalty (double backward) is not captured"),
+        (not regs.lazy, "a lazy regulariser changes the step's work from step to step"),
+    ], "the whole step replayed as one CUDA graph")
+    if explicit is not None:
+        precision = explicit
+        r["precision"] = f"train.precision={explicit}"
+    elif not fast:
+        precision, r["precision"] = "fp32", slow
+    elif cuda:
+        if not cuda_supports_bf16(device):
+            precision, r["precision"] = "fp32", "this GPU has no bf16 tensor cores"
+        elif not graphs:
+            # Measured on an H100 (BENCHMARKS.md): outside a CUDA graph, autocast's extra cast
+            # kernels cost more than bf16's faster math saves, for every preset.
+            precision, r["precision"] = "fp32", "eager CUDA steps are faster in fp32 than with bf16 casts"
+        else:
+            precision, r["precision"] = "bf16", "bf16 tensor cores inside the CUDA graph"
+    elif device.type == "cpu" and cpu_supports_bf16():
+        precision, r["precision"] = "bf16", "this CPU computes bf16 natively (AVX-512 BF16/AMX)"
+    else:
+        precision, r["precision"] = "fp32", "no native bf16 on this device (it would be emulated, slowly)"
+    channels_last = decide("channels_last", [(t.channels_last, "train.channels_last=false")], "train.channels_last")
+    compile_g = decide("compile_g", [(t.compile, "train.compile=false")], "train.compile")
+    compile_d = decide("compile_d", [(t.compile, "train.compile=false"),
+                                     (not regs.double_backward, "double backward (gradient penalty) through a "
+                                      "compiled D is not supported")], "train.compile")
+    cudnn = decide("cudnn_benchmark", [(fast, slow), (t.cudnn_benchmark, "train.cudnn_benchmark=false"),
+                                       (cuda, "CUDA only")], "fixed shapes: autotune each convolution once")
+    return ExecutionPlan(str(device), precision, channels_last, compile_g, compile_d, fused, reuse, batch_d,
+                         graphs, cudnn, reasons=r)
+
+
+def plan_from_dict(data: dict) -> ExecutionPlan:
+    """Inverse of :meth:`ExecutionPlan.as_dict` (for tools reading ``execution.json``)."""
+    values = {name: data[name]["value"] for name in SWITCHES}
+    reasons = {name: data[name].get("reason", "") for name in SWITCHES}
+    return ExecutionPlan(data["device"], **values, reasons=reasons)
+

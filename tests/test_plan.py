@@ -1,0 +1,93 @@
+"""The execution plan: every switch decided once, with a reason, from config + device + task + regularisers."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import tiny_config, tiny_dataset
+from ganforge.errors import ConfigError
+from ganforge.models import build_models
+from ganforge.regularizers import d_regularization
+from ganforge.tasks.registry import task_capabilities
+from ganforge.train import plan as plan_module
+from ganforge.train.plan import SWITCHES, plan_from_dict, reference_plan, resolve_plan
+from ganforge.train.trainer import Trainer
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+def _plan(tmp_path, *overrides, device=CPU, distributed=False):
+    cfg = tiny_config(tmp_path, *overrides)
+    _, D = build_models(cfg)
+    return resolve_plan(cfg, device, task_capabilities(cfg, D), d_regularization(cfg), distributed)
+
+
+def test_every_switch_has_a_reason(tmp_path):
+    plan = _plan(tmp_path)
+    assert set(plan.reasons) == set(SWITCHES)
+    assert all(plan.reasons[name] for name in SWITCHES)
+    assert plan_from_dict(json.loads(json.dumps(plan.as_dict()))) == plan
+
+
+def test_reference_path_is_the_plan_with_every_switch_off(tmp_path):
+    plan = _plan(tmp_path, "train.fast=false", "model.arch=mlp")
+    ref = reference_plan(CPU)
+    for name in SWITCHES:
+        assert getattr(plan, name) == getattr(ref, name), name
+    assert not plan.skip_on_device  # the host checks each update, as the plain loop does
+    assert "reference" in plan.reasons["reuse_fake"]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_precision_follows_native_bf16(tmp_path, monkeypatch, native):
+    monkeypatch.setattr(plan_module, "cpu_supports_bf16", lambda: native)
+    plan = _plan(tmp_path)
+    assert plan.precision == ("bf16" if native else "fp32")
+    assert ("natively" in plan.reasons["precision"]) == native
+
+
+def test_batchnorm_in_d_forbids_one_d_pass(tmp_path):
+    assert not _plan(tmp_path).batch_d  # DCGAN's D has BatchNorm
+    assert _plan(tmp_path, "model.d_batchnorm=false").batch_d
+
+
+def test_double_backward_keeps_d_eager_and_uncaptured(tmp_path, monkeypatch):
+    monkeypatch.setattr(plan_module, "cuda_supports_bf16", lambda device: True)
+    gp = _plan(tmp_path, "loss.name=wgan-gp", "model.d_batchnorm=false", "train.compile=true", device=CUDA)
+    assert gp.compile_g and not gp.compile_d and "double backward" in gp.reasons["compile_d"]
+    assert not gp.cuda_graphs and "gradient penalty" in gp.reasons["cuda_graphs"]
+    # Eager CUDA steps run fp32 under precision=auto (bf16's casts cost more than they save there).
+    assert gp.precision == "fp32" and "eager" in gp.reasons["precision"]
+
+
+def test_cuda_graph_eligibility(tmp_path, monkeypatch):
+    monkeypatch.setattr(plan_module, "cuda_supports_bf16", lambda device: True)
+    plain = _plan(tmp_path, device=CUDA)
+    assert plain.cuda_graphs and plain.precision == "bf16" and plain.cudnn_benchmark
+    conditional = _plan(tmp_path, "model.arch=resnet", "model.num_classes=10", device=CUDA)
+    assert conditional.cuda_graphs
+    for overrides, why in [(("train.augment=translation",), "outside the recorded draws"),
+                           (("loss.r1_weight=1",), "penalty"),
+                           (("model.arch=inpaint",), "outside the recorded draws"),
+                           (("train.fused_optim=false",), "fused"),
+                           (("train.precision=fp16",), "fp16")]:
+        plan = _plan(tmp_path, *overrides, device=CUDA)
+        assert not plan.cuda_graphs and why in plan.reasons["cuda_graphs"], overrides
+    ddp = _plan(tmp_path, device=CUDA, distributed=True)
+    assert not ddp.cuda_graphs and "torchrun" in ddp.reasons["cuda_graphs"]
+
+
+def test_fp16_needs_cuda(tmp_path):
+    with pytest.raises(ConfigError, match="train.precision"):
+        _plan(tmp_path, "train.precision=fp16")
+
+
+def test_a_run_writes_and_prints_its_plan(tmp_path, caplog):
+    cfg = tiny_config(tmp_path, "train.steps=1")
+    t = Trainer(cfg, tmp_path / "run", dataset=tiny_dataset())
+    with caplog.at_level("INFO"):
+        t.train()
+    saved = json.loads((tmp_path / "run" / "execution.json").read_text())
+    assert plan_from_dict(saved) == t.plan
+    assert "execution plan" in caplog.text and "reuse_fake" in caplog.text
