@@ -9,7 +9,7 @@ from conftest import tiny_config, tiny_dataset
 from ganforge.errors import ConfigError
 from ganforge.models import build_models
 from ganforge.regularizers import d_regularization
-from ganforge.tasks.registry import task_capabilities
+from ganforge.train.tasks import task_capabilities
 from ganforge.train import plan as plan_module
 from ganforge.train.plan import SWITCHES, plan_from_dict, reference_plan, resolve_plan
 from ganforge.train.trainer import Trainer

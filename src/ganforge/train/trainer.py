@@ -33,7 +33,7 @@ from ganforge.imageio import save_grid
 from ganforge.losses import LOSSES
 from ganforge.models import build_models
 from ganforge.regularizers import d_regularization
-from ganforge.tasks.registry import build_task, data_load_size, task_capabilities
+from ganforge.train.tasks import build_task, data_load_size, task_capabilities
 from ganforge.train import distributed
 from ganforge.train.distributed import unwrap
 from ganforge.train.ema import EMA
