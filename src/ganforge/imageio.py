@@ -1,15 +1,70 @@
-"""Converting image tensors to 8-bit pixels and writing PNG grids."""
+"""Reading images safely, converting image tensors to 8-bit pixels and writing PNG grids."""
 
 from __future__ import annotations
 
 import math
 import os
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
+
+
+def pixel_limit() -> int | None:
+    """Largest image (pixels) :func:`read_image` opens: Pillow's decompression-bomb error threshold,
+    ``2 * PIL.Image.MAX_IMAGE_PIXELS`` (178,956,970 by default; None when that is disabled)."""
+    return None if Image.MAX_IMAGE_PIXELS is None else 2 * Image.MAX_IMAGE_PIXELS
+
+
+def read_image(path: str | os.PathLike, what: str = "image", load: bool = True) -> Image.Image:
+    """Open an image file; every way it can be unusable is a one-line :class:`DataError`.
+
+    Missing or empty files, files Pillow cannot identify, truncated or corrupt
+    data, and images above :func:`pixel_limit` (checked from the header, before
+    any pixel is decoded) all raise ``DataError(path, reason)``; ``what`` names
+    the file's role in the message ("image", "mask"). Pillow's warning for
+    images between one and two times ``MAX_IMAGE_PIXELS`` is silenced: that size
+    is accepted here. With ``load=False`` the header is read and the pixels are
+    decoded later by the caller (use the result as a context manager).
+    """
+    from ganforge.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, f"{what} file not found")
+    if path.stat().st_size == 0:
+        raise DataError(path, f"cannot read the {what} (empty file)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(path)
+        except Image.DecompressionBombError as exc:
+            found = re.findall(r"\d+", str(exc))
+            size = f"has {int(found[0]):,} pixels" if found else "is too large"
+            raise DataError(path, f"{what} {size}, above the limit of {pixel_limit():,} pixels "
+                                  "(Pillow's decompression-bomb limit, 2 x PIL.Image.MAX_IMAGE_PIXELS)") from None
+        except UnidentifiedImageError:
+            raise DataError(path, f"cannot read the {what} (UnidentifiedImageError: not an image Pillow "
+                                  "can identify)") from None
+        except Exception as exc:  # OSError, SyntaxError, ValueError ... from the format's header parser
+            raise DataError(path, f"cannot read the {what} ({_one_line(exc)})") from None
+        if not load:
+            return im
+        try:
+            with im:
+                im.load()
+                return im
+        except Exception as exc:  # truncated or corrupt data: OSError, SyntaxError, zlib/struct errors ...
+            raise DataError(path, f"cannot read the {what} ({_one_line(exc)})") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def to_uint8(images: Tensor) -> Tensor:

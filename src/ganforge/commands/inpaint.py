@@ -7,10 +7,16 @@ from pathlib import Path
 
 from ganforge.errors import ConfigError, DataError
 
+DEFAULT_MAX_PIXELS = 1 << 20  # = ganforge.inpaint.pipeline.DEFAULT_MAX_PIXELS (not imported: keeps --help light)
+
+
 def register(sub) -> None:
     p = sub.add_parser("inpaint", help="inpaint images with a trained run",
                        description="Fill the white (missing) pixels of a mask in an image, or in every image of "
-                                   "a folder. Known pixels are written back unchanged; outputs are PNG.")
+                                   "a folder. Only the neighbourhood of the holes is processed, in forward "
+                                   "passes of at most --max-pixels. Known pixels are written back unchanged, "
+                                   "in the input's mode and depth; outputs are PNG (TIFF for .tif/.tiff names, "
+                                   "and for float or 32-bit images, which PNG cannot store).")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run trained with model.arch=inpaint")
     p.add_argument("--image", required=True, help="an image file, or a folder of images")
     p.add_argument("--mask", required=True,
@@ -20,20 +26,9 @@ def register(sub) -> None:
     p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its EMA")
     p.add_argument("--checkpoint", help="a checkpoint directory (default: newest)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="pixels per forward pass (bounds memory; larger holes are tiled), default %(default)s")
     p.set_defaults(func=run)
-
-
-def _read_image(path: Path):
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.is_file():
-        raise DataError(path, "image file not found")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.copy()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DataError(path, f"cannot read the image ({type(exc).__name__})") from None
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -63,16 +58,84 @@ def _mask_for(image: Path, mask_arg: Path) -> Path:
     return same_stem[0]
 
 
-def _inpaint_one(pipe, image_path: Path, mask_path: Path, out_path: Path) -> Path:
-    import numpy as np
+# PNG holds these modes bit-exactly; "I" (32-bit integers) only when its values fit 16 bits.
+_PNG_MODES = ("1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I;16B")
+_TIFF = (".tif", ".tiff")
 
-    from ganforge.imageio import save_png
-    from ganforge.inpaint.masks import load_mask
 
-    image = _read_image(image_path)
-    mask = load_mask(mask_path, size=(image.height, image.width), image_path=image_path)
-    result = pipe(image, mask[0, 0].bool())
-    return save_png(np.asarray(result), out_path)
+def _fits_png(im) -> bool:
+    if im.mode == "I":
+        lo, hi = im.getextrema()
+        return 0 <= lo and hi <= 65535
+    return im.mode in _PNG_MODES or im.mode == "I;16L"
+
+
+def _check_writable(target: Path, is_dir: bool = False) -> None:
+    """Fail before any work if ``target`` (a file, or a folder with ``is_dir``) cannot be written."""
+    import tempfile
+
+    folder = target if is_dir else target.parent
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError("--out", f"cannot write {target}: {probe} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise ConfigError("--out", f"cannot write into {probe} ({exc.strerror or type(exc).__name__})") from None
+    if not is_dir and target.is_dir():
+        raise ConfigError("--out", f"{target} is a folder")
+
+
+def _save(im, path: Path) -> Path:
+    """Write ``im`` atomically (temp file + rename): TIFF for .tif/.tiff names, else PNG."""
+    import os
+
+    fmt = "TIFF" if path.suffix.lower() in _TIFF else "PNG"
+    if fmt == "PNG" and im.mode in ("I", "I;16L"):
+        import numpy as np
+        from PIL import Image
+
+        # The same values (checked to fit 16 bits) in the mode PNG stores; Image.convert would clip at 255.
+        im = Image.frombytes("I;16", im.size, np.asarray(im).astype("<u2").tobytes())
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        im.save(tmp, format=fmt)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DataError(path, f"cannot write the output ({exc.strerror or exc})") from None
+    return path
+
+
+def _inpaint_one(pipe, image_path: Path, mask_path: Path, out_path: Path, folder_mode: bool) -> Path:
+    from ganforge.imageio import read_image
+    from ganforge.inpaint.masks import load_mask_array
+    from ganforge.inpaint.pipeline import check_size, inpaint_pil
+    from ganforge.inpaint.pixels import PIL_MODES
+
+    with read_image(image_path, "image", load=False) as header:  # size only: the mask is read first
+        w, h = header.size
+    check_size(h, w, image_path)
+    mask = load_mask_array(mask_path, size=(h, w), image_path=image_path)
+    image = read_image(image_path, "image")
+    if image.mode not in PIL_MODES:  # CMYK, YCbCr, PA ...: PNG cannot store them either
+        image = image.convert("RGBA" if "A" in image.mode or "a" in image.mode else "RGB")
+    if not _fits_png(image):
+        if folder_mode:
+            out_path = out_path.with_suffix(".tiff")
+        elif out_path.suffix.lower() not in _TIFF:
+            kind = "float" if image.mode == "F" else "32-bit integer"
+            raise DataError(out_path, f"PNG cannot store the {kind} pixels of {image_path} (mode {image.mode}); "
+                                      "give an output name ending in .tif or .tiff")
+    result = inpaint_pil(pipe, image, mask, release=True)
+    del image, mask
+    return _save(result, out_path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,19 +146,30 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(image, "image file or folder not found")
     if not mask.exists():
         raise DataError(mask, "mask file or folder not found")
+    if args.max_pixels < 1:
+        raise ConfigError("--max-pixels", f"must be positive, got {args.max_pixels}")
     if image.is_dir():
         if out.exists() and not out.is_dir():
             raise ConfigError("--out", f"{out} is a file; with a folder of images --out must be a folder")
+        if out.resolve() == image.resolve():
+            raise ConfigError("--out", "must differ from the image folder (outputs would replace inputs)")
         jobs = [(p, _mask_for(p, mask), out / f"{p.stem}.png") for p in _images_in(image)]
+        stems: dict[str, Path] = {}
+        for p, _, _ in jobs:
+            if p.stem in stems:
+                raise DataError(image, f"{stems[p.stem].name} and {p.name} would both be written as {p.stem}.png")
+            stems[p.stem] = p
+        _check_writable(out, is_dir=True)
     else:
         if mask.is_dir():
             raise ConfigError("--mask", f"{mask} is a folder; with one image give one mask file")
         target = out / f"{image.stem}.png" if out.is_dir() else out
+        _check_writable(target)
         jobs = [(image, mask, target)]
     pipe = InpaintingPipeline.from_run(args.run_dir, ema=not args.no_ema, device=args.device,
-                                       checkpoint=args.checkpoint)
-    for image_path, mask_path, out_path in jobs:
-        _inpaint_one(pipe, image_path, mask_path, out_path)
-    where = jobs[0][2] if len(jobs) == 1 else out
+                                       checkpoint=args.checkpoint, max_pixels=args.max_pixels)
+    written = [_inpaint_one(pipe, image_path, mask_path, out_path, image.is_dir())
+               for image_path, mask_path, out_path in jobs]
+    where = written[0] if len(written) == 1 else out
     print(f"inpainted {len(jobs)} image(s) with step {pipe.step} -> {where}")
     return 0

@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from ganforge.errors import ConfigError, DataError
@@ -209,37 +208,44 @@ def make_masks(kind: str, n: int, size: int | tuple[int, int], ratio: float = 0.
     return torch.from_numpy(out).to(device=device, dtype=torch.float32)
 
 
-def mask_from_array(arr: np.ndarray, where: str | os.PathLike | None = None) -> Tensor:
-    """A user mask array -> float ``(1, 1, H, W)``.
+def mask_bool(arr: np.ndarray, where: str | os.PathLike | None = None) -> np.ndarray:
+    """A user mask array -> bool ``(H, W)`` (True = missing), without float temporaries of the full size.
 
     ``(H, W)`` or ``(H, W, C)`` arrays: bool (True = missing), integers (>= 128
     = missing, i.e. white), floats (> 0.5 = missing). Colour is reduced to gray
-    with the BT.601 luma weights before thresholding. An all-known mask raises
-    :class:`DataError` ("mask has no missing pixels").
+    with the BT.601 luma weights before thresholding, one band of rows at a
+    time. An all-known mask raises :class:`DataError` ("mask has no missing pixels").
     """
     a = np.asarray(arr)
-    integer = a.dtype.kind in "ui"
-    if a.ndim == 3:
-        if a.shape[2] in (3, 4):
-            a = a[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-        elif a.shape[2] == 1:
-            a = a[..., 0]
-    if a.ndim != 2:
-        raise DataError(where, f"a mask must be (H, W) or (H, W, C), got shape {np.asarray(arr).shape}")
-    if a.dtype == bool:
-        missing = a
-    elif integer:
-        missing = a >= 128
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim != 2 and not (a.ndim == 3 and a.shape[2] in (3, 4)):
+        raise DataError(where, f"a mask must be (H, W) or (H, W, C), got shape {a.shape}")
+    if a.dtype.kind not in "buif":
+        raise DataError(where, f"unsupported mask type {a.dtype}")
+    if a.ndim == 2 and a.dtype == bool:
+        missing = a.copy()
     else:
-        missing = a > 0.5
+        missing = np.empty(a.shape[:2], dtype=bool)
+        luma = np.array([0.299, 0.587, 0.114])
+        for y in range(0, a.shape[0], 512):
+            band = a[y:y + 512]
+            if band.ndim == 3:
+                band = band[..., :3].astype(np.float64) @ luma  # integers keep the >= 128 threshold
+            missing[y:y + 512] = band >= 128 if a.dtype.kind in "ui" else band > 0.5
     if not missing.any():
         raise DataError(where, "mask has no missing pixels (white = missing)")
-    return torch.from_numpy(np.ascontiguousarray(missing)).float()[None, None]
+    return missing
 
 
-def load_mask(path: str | os.PathLike, size: tuple[int, int] | None = None,
-              image_path: str | os.PathLike | None = None) -> Tensor:
-    """Read a mask image: white = missing (grayscale value >= 128), black = known.
+def mask_from_array(arr: np.ndarray, where: str | os.PathLike | None = None) -> Tensor:
+    """A user mask array -> float ``(1, 1, H, W)`` (1 = missing); the rules of :func:`mask_bool`."""
+    return torch.from_numpy(mask_bool(arr, where)).float()[None, None]
+
+
+def load_mask_array(path: str | os.PathLike, size: tuple[int, int] | None = None,
+                    image_path: str | os.PathLike | None = None) -> np.ndarray:
+    """Read a mask image as bool ``(H, W)``: white = missing (grayscale value >= 128), black = known.
 
     Args:
         path: any image Pillow reads (colour and alpha are converted to gray first).
@@ -247,18 +253,26 @@ def load_mask(path: str | os.PathLike, size: tuple[int, int] | None = None,
             :class:`DataError` naming both files and both sizes.
         image_path: that image, for the error message.
 
-    Returns: float ``(1, 1, H, W)``.
+    Unreadable, truncated or oversized files raise :class:`DataError`
+    (:func:`ganforge.imageio.read_image`).
     """
+    from ganforge.imageio import read_image
+    from ganforge.inpaint.pixels import pil_to_array
+
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "mask file not found")
-    try:
-        with Image.open(path) as im:
-            gray = np.asarray(im.convert("L"))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DataError(path, f"cannot read the mask image ({type(exc).__name__})") from None
-    if size is not None and tuple(gray.shape) != tuple(size):
-        other = f"the image {image_path}" if image_path is not None else "the image"
-        raise DataError(path, f"mask is {gray.shape[1]}x{gray.shape[0]} (WxH) but {other} is "
-                              f"{size[1]}x{size[0]}")
-    return mask_from_array(gray, path)
+    with read_image(path, "mask", load=False) as im:
+        w, h = im.size
+        if size is not None and (h, w) != tuple(size):
+            other = f"the image {image_path}" if image_path is not None else "the image"
+            raise DataError(path, f"mask is {w}x{h} (WxH) but {other} is {size[1]}x{size[0]}")
+        try:
+            gray = pil_to_array(im, None if im.mode in ("1", "L") else "L")
+        except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError, zlib errors ...
+            raise DataError(path, f"cannot read the mask image ({type(exc).__name__}: {exc})") from None
+    return mask_bool(gray, path)
+
+
+def load_mask(path: str | os.PathLike, size: tuple[int, int] | None = None,
+              image_path: str | os.PathLike | None = None) -> Tensor:
+    """:func:`load_mask_array` as float ``(1, 1, H, W)`` (1 = missing)."""
+    return torch.from_numpy(load_mask_array(path, size, image_path)).float()[None, None]

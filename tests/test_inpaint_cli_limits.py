@@ -1,0 +1,237 @@
+"""`ganforge inpaint` at the edges: huge and broken files, deep and float pixels, output checks, memory."""
+
+import io
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors.torch import save_file
+
+import ganforge
+from conftest import tiny_config
+from ganforge.cli import main
+from ganforge.config import dump_yaml
+from ganforge.models import build_models
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1",
+       "PYTHONPATH": os.pathsep.join([str(Path(ganforge.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.fixture(scope="module")
+def gen_dir(tmp_path_factory):
+    """An exported, untrained 1-channel inpainting generator (width 4, one residual block)."""
+    out = tmp_path_factory.mktemp("gen")
+    cfg = tiny_config(out, "model.arch=inpaint", "loss.name=hinge", "data.channels=1", "model.g_width=4",
+                      "model.d_width=4", "model.res_blocks=1")
+    G, _ = build_models(cfg)
+    save_file({k: v.contiguous() for k, v in G.state_dict().items()}, str(out / "generator.safetensors"))
+    (out / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
+    return out
+
+
+def _chunk(tag, data):
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
+def _stream_png(path, w, h, row):
+    """An 8-bit gray PNG of ``h`` rows, ``row(y) -> bytes``, compressed as it goes (no full-size array)."""
+    comp = zlib.compressobj(1)
+    idat = b"".join(comp.compress(b"\x00" + row(y)) for y in range(h)) + comp.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+                     + _chunk(b"IDAT", idat) + _chunk(b"IEND", b""))
+    return path
+
+
+def _with_size(png: bytes, w: int, h: int) -> bytes:
+    """The PNG with its IHDR claiming ``w x h`` (valid CRC; the pixel data is left as it was)."""
+    data = bytearray(png)
+    data[16:24] = struct.pack(">II", w, h)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
+    return bytes(data)
+
+
+def _png_bytes(arr):
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _box(h=40, w=40):
+    m = np.zeros((h, w), np.uint8)
+    m[10:22, 12:30] = 255
+    return m
+
+
+def _files(tmp_path):
+    img = tmp_path / "img.png"
+    img.write_bytes(_png_bytes(np.tile(np.arange(40, dtype=np.uint8) * 5, (40, 1))))
+    mask = tmp_path / "mask.png"
+    mask.write_bytes(_png_bytes(_box()))
+    return img, mask
+
+
+def _run(capsys, *args):
+    rc = main(["inpaint", *map(str, args)])
+    err = capsys.readouterr().err
+    return rc, err
+
+
+def test_a_huge_header_is_one_line_and_exit_2_in_a_subprocess(gen_dir, tmp_path):
+    img, mask = _files(tmp_path)
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(_with_size(img.read_bytes(), 50000, 50000))
+    proc = subprocess.run([sys.executable, "-m", "ganforge", "inpaint", str(gen_dir), "--image", str(huge),
+                           "--mask", str(mask), "--out", str(tmp_path / "o.png")],
+                          capture_output=True, text=True, env=ENV, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
+    assert "2,500,000,000 pixels" in proc.stderr and "limit" in proc.stderr
+    assert not (tmp_path / "o.png").exists()
+
+
+def _cases(tmp_path):
+    img, mask = _files(tmp_path)
+    one = tmp_path / "one.png"
+    one.write_bytes(_png_bytes(np.zeros((1, 1), np.uint8)))
+    one_mask = tmp_path / "one_mask.png"
+    one_mask.write_bytes(_png_bytes(np.full((1, 1), 255, np.uint8)))
+    trunc = tmp_path / "trunc.png"
+    noisy = _png_bytes(np.random.default_rng(0).integers(0, 256, (40, 40), dtype=np.uint8))
+    trunc.write_bytes(noisy[:len(noisy) // 2])
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    big = tmp_path / "big.png"  # a size Pillow accepts, but no data behind it
+    big.write_bytes(_with_size(img.read_bytes(), 13000, 13000))
+    big_mask = tmp_path / "big_mask.png"
+    big_mask.write_bytes(_with_size(mask.read_bytes(), 13000, 13000))
+    return {
+        "1x1 image": (one, one_mask, "1x1 pixels"),
+        "truncated image": (trunc, mask, "cannot read the image"),
+        "empty image": (empty, mask, "empty file"),
+        "mask of another size": (big, mask, "mask is 40x40 (WxH) but the image"),
+        "mask header without data": (big, big_mask, "cannot read the mask"),
+        "huge mask": (img, _huge(tmp_path, mask), "mask has 2,500,000,000 pixels"),
+    }
+
+
+def _huge(tmp_path, src):
+    p = tmp_path / "huge_mask.png"
+    p.write_bytes(_with_size(src.read_bytes(), 50000, 50000))
+    return p
+
+
+@pytest.mark.parametrize("case", ["1x1 image", "truncated image", "empty image", "mask of another size",
+                                  "mask header without data", "huge mask"])
+def test_unusable_files_are_one_line_errors(gen_dir, tmp_path, capsys, case):
+    image, mask, expect = _cases(tmp_path)[case]
+    rc, err = _run(capsys, gen_dir, "--image", image, "--mask", mask, "--out", tmp_path / "o.png")
+    assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1 and expect in err, err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_outputs_are_checked_before_the_model_is_loaded(tmp_path, capsys):
+    img, mask = _files(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    no_run = tmp_path / "not-a-run"  # loading it would fail: the --out check comes first
+    rc, err = _run(capsys, no_run, "--image", img, "--mask", mask, "--out", tmp_path / "afile" / "sub" / "o.png")
+    assert rc == 2 and err.count("\n") == 1 and "--out" in err and "is a file, not a folder" in err
+    rc, err = _run(capsys, no_run, "--image", img, "--mask", mask, "--out", tmp_path)
+    assert rc == 2 and "not a run directory" in err  # a writable folder passes the check
+    if Path("/proc/self").is_dir():  # a place nobody can create files in, not even root
+        rc, err = _run(capsys, no_run, "--image", img, "--mask", mask, "--out", "/proc/ganforge-test/o.png")
+        assert rc == 2 and err.count("\n") == 1 and "--out: cannot write into /proc" in err
+
+
+def test_folder_outputs_that_would_collide_or_replace_inputs_are_refused(gen_dir, tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    arr = np.full((12, 12), 80, np.uint8)
+    Image.fromarray(arr).save(folder / "a.png")
+    Image.fromarray(arr).save(folder / "a.bmp")
+    _, mask = _files(tmp_path)
+    rc, err = _run(capsys, gen_dir, "--image", folder, "--mask", mask, "--out", tmp_path / "out")
+    assert rc == 2 and "would both be written as a.png" in err
+    rc, err = _run(capsys, gen_dir, "--image", folder, "--mask", mask, "--out", folder)
+    assert rc == 2 and "must differ from the image folder" in err
+
+
+def test_16_bit_and_float_images_keep_depth_and_known_pixels(gen_dir, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    known = _box() < 128
+    deep = tmp_path / "deep.png"
+    Image.fromarray(rng.integers(0, 65536, (40, 40), dtype=np.uint16)).save(deep)
+    mask = tmp_path / "mask.png"
+    Image.fromarray(_box()).save(mask)
+    rc, _ = _run(capsys, gen_dir, "--image", deep, "--mask", mask, "--out", tmp_path / "deep_out.png")
+    a, b = Image.open(deep), Image.open(tmp_path / "deep_out.png")
+    assert rc == 0 and b.mode == "I;16" and np.array_equal(np.asarray(a)[known], np.asarray(b)[known])
+
+    flt = tmp_path / "float.tif"
+    Image.fromarray((rng.standard_normal((40, 40)) * 1000).astype(np.float32)).save(flt)
+    rc, err = _run(capsys, gen_dir, "--image", flt, "--mask", mask, "--out", tmp_path / "f.png")
+    assert rc == 2 and err.count("\n") == 1 and "PNG cannot store the float pixels" in err and ".tif" in err
+    assert not (tmp_path / "f.png").exists()
+    rc, _ = _run(capsys, gen_dir, "--image", flt, "--mask", mask, "--out", tmp_path / "f.tif")
+    a, b = np.asarray(Image.open(flt)), np.asarray(Image.open(tmp_path / "f.tif"))
+    assert rc == 0 and b.dtype == np.float32 and np.array_equal(a[known], b[known])
+    assert np.isfinite(b).all() and not np.array_equal(a, b)
+
+    folder = tmp_path / "mixed"  # in a folder, float images are written as TIFF, the rest as PNG
+    folder.mkdir()
+    (folder / "f.tif").write_bytes(flt.read_bytes())
+    (folder / "d.png").write_bytes(deep.read_bytes())
+    rc, _ = _run(capsys, gen_dir, "--image", folder, "--mask", mask, "--out", tmp_path / "mixed_out")
+    assert rc == 0 and sorted(p.name for p in (tmp_path / "mixed_out").iterdir()) == ["d.png", "f.tiff"]
+
+
+DRIVER = """
+import resource, sys
+import torch, ganforge.cli, ganforge.artifacts, ganforge.inpaint.pipeline, ganforge.commands.inpaint
+from PIL import Image, PngImagePlugin
+scale = 1 if sys.platform == "darwin" else 1024
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+rc = ganforge.cli.main(sys.argv[1:])
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+print(f"rc={rc} base={before} peak={after}")
+"""
+
+# Documented in README (Inpainting): beyond the interpreter and torch, inpainting an 8-bit gray
+# image takes about 3 bytes per pixel (decoded image, its pixel array, the mask) plus one forward pass.
+BYTES_PER_GRAY_PIXEL = 4
+
+
+@pytest.mark.slow
+def test_a_10000x10000_image_is_inpainted_in_bounded_memory(gen_dir, tmp_path):
+    pytest.importorskip("resource")
+    side, (y0, y1, x0, x1) = 10000, (4900, 5100, 3000, 3300)
+    base = (np.arange(side) // 1000 * 20 + 30).astype(np.uint8).tobytes()  # vertical bands
+    hole_row = bytearray(side)
+    hole_row[x0:x1] = b"\xff" * (x1 - x0)
+    img = _stream_png(tmp_path / "big.png", side, side, lambda y: base)
+    mask = _stream_png(tmp_path / "mask.png", side, side, lambda y: bytes(hole_row) if y0 <= y < y1 else bytes(side))
+    out = tmp_path / "out.png"
+    proc = subprocess.run([sys.executable, "-c", DRIVER, "inpaint", str(gen_dir), "--image", str(img),
+                           "--mask", str(mask), "--out", str(out)],
+                          capture_output=True, text=True, env=ENV, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Warning" not in proc.stderr  # 10^8 px is above Pillow's warning size, below its limit: accepted
+    stats = dict(kv.split("=") for kv in proc.stdout.split()[-3:])
+    extra = int(stats["peak"]) - int(stats["base"])
+    assert stats["rc"] == "0" and extra < BYTES_PER_GRAY_PIXEL * side * side, extra / 2**20
+    Image.MAX_IMAGE_PIXELS, limit = None, Image.MAX_IMAGE_PIXELS  # no size warning when reading it back here
+    try:
+        result = np.asarray(Image.open(out))
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    expect = np.frombuffer(base, np.uint8)
+    assert result.shape == (side, side)
+    assert (result[:y0] == expect).all() and (result[y1:] == expect).all()
+    band = result[y0:y1]
+    assert (band[:, :x0] == expect[:x0]).all() and (band[:, x1:] == expect[x1:]).all()
+    assert not (band[:, x0:x1] == expect[x0:x1]).all()  # the hole was filled
