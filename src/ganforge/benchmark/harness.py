@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
 def _check(args: argparse.Namespace) -> None:
     for name in ("batch", "iters", "rounds", "warmup", "threads", "peak_size"):
         if getattr(args, name) < 0:
-            raise ConfigError(f"--{name.replace('_', '-')}", f"must be >= 0 (0: the default), got {getattr(args, name)}")
+            raise ConfigError(f"--{name.replace('_', '-')}",
+                              f"must be >= 0 (0: the default), got {getattr(args, name)}")
     for name in ("sampling", "inception"):
         if getattr(args, name) < -1:
             raise ConfigError(f"--{name}", f"must be >= 0 (0: skip), got {getattr(args, name)}")
