@@ -13,14 +13,15 @@ Usage::
     python benchmarks/train_throughput.py --presets dcgan-28 --modes reference,bf16,fast
     python benchmarks/train_throughput.py --device cuda --json bench_gpu.json
 
-Same as ``ganforge bench``; ``--help`` lists presets, modes and options.
+Same as ``ganforge bench`` (the harness is :mod:`ganforge.benchmark`); ``--help`` lists
+presets, modes and options.
 """
 
 from __future__ import annotations
 
 import sys
 
-from ganforge.commands.bench import main
+from ganforge.benchmark import main
 
 if __name__ == "__main__":
     sys.exit(main())

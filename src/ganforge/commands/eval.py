@@ -8,12 +8,16 @@ from pathlib import Path
 
 from ganforge.errors import ConfigError
 
+
 def register(sub) -> None:
+    from ganforge.metrics.registry import metric_names
+
     p = sub.add_parser("eval", help="evaluate a run (or two image sets) with FID/KID/PR/classifier scores",
                        description="Evaluate a run's generator against its data set, or --fake DIR against "
                        "--real DIR_OR_DATASET. Results are printed and appended to RUN_DIR/metrics.jsonl.")
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR")
-    p.add_argument("--metrics", default=None, help="comma list of fid,kid,pr,cls (default: all that apply)")
+    p.add_argument("--metrics", default=None, help=f"comma list of {','.join(metric_names())} "
+                   "(default: fid,kid,pr, and cls for a labelled named data set)")
     p.add_argument("--n", type=int, default=10000, help="generated images (default 10000)")
     p.add_argument("--split", default="test", help="real split: test, train or all (default test)")
     p.add_argument("--real", help="real images: a dataset name or a folder (two-set mode)")

@@ -10,6 +10,7 @@ Building blocks: :class:`InceptionFeatures` (standard FID network, uint8 in,
 2048-d out), :class:`FeatureStats` (streaming mean/covariance),
 :func:`frechet_distance`, :func:`kernel_inception_distance`,
 :func:`precision_recall`, the domain classifier and :func:`classifier_score`.
+Metrics are registered by name (:func:`register_metric`, :mod:`ganforge.metrics.registry`).
 
 Restoration (pairs of images): :func:`psnr`, :func:`ssim`, :func:`l1`, each
 optionally restricted to a mask.
@@ -36,6 +37,7 @@ from ganforge.metrics.inception import (
 )
 from ganforge.metrics.kid import kernel_inception_distance
 from ganforge.metrics.prdc import precision_recall
+from ganforge.metrics.registry import metric_names, register_metric, unregister_metric
 from ganforge.metrics.restoration import l1, mse, psnr, ssim, ssim_map
 from ganforge.metrics.stats import FeatureStats
 
@@ -59,15 +61,18 @@ __all__ = [
     "l1",
     "load_classifier",
     "load_inception",
+    "metric_names",
     "locate_inception_weights",
     "mse",
     "precision_recall",
     "psnr",
     "quantize_images",
+    "register_metric",
     "save_classifier",
     "ssim",
     "ssim_map",
     "stats_key",
     "train_classifier",
+    "unregister_metric",
     "verify_inception_weights",
 ]

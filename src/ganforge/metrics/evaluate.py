@@ -13,6 +13,9 @@ split, e.g. for ``n=10000`` against ``split="test"``::
     cls_accuracy              the domain classifier's test accuracy
     protocol                  extractor, resize, quantisation, precision, real sample
 
+Each metric is a function in :mod:`ganforge.metrics.registry`; other metrics
+registered there (``@register_metric``) are computed by name like the built-ins.
+
 Real statistics (Inception) are cached on disk (:mod:`ganforge.metrics.cache`);
 the domain classifier is trained once per dataset and cached
 (:mod:`ganforge.metrics.classifier`). When the real split holds more than
@@ -38,14 +41,19 @@ from PIL import Image
 from ganforge.data.folder import IMAGE_EXTENSIONS
 from ganforge.errors import ConfigError, DataError
 from ganforge.metrics.cache import cached_stats, stats_key
-from ganforge.metrics.classifier import classifier_score, dataset_key, get_domain_classifier
-from ganforge.metrics.fid import fid_from_features, frechet_distance
+from ganforge.metrics.classifier import dataset_key, get_domain_classifier
 from ganforge.metrics.inception import InceptionFeatures, as_uint8_batch
-from ganforge.metrics.kid import kernel_inception_distance
-from ganforge.metrics.prdc import precision_recall
+from ganforge.metrics.registry import (
+    ClassifierOutputs,
+    FeaturePair,
+    MetricOptions,
+    get_metrics,
+    metric_names,
+    needed_sources,
+)
 from ganforge.metrics.stats import FeatureStats
 
-METRICS = ("fid", "kid", "pr", "cls")
+METRICS = metric_names()  # the built-in metrics ("fid", "kid", "pr", "cls"): the default set
 
 
 def count_tag(n: int) -> str:
@@ -138,7 +146,9 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
             ``(B, C, H, W)`` (uint8, or float in [-1, 1]); see :func:`iter_fake_batches`.
         real: dataset name or path, as accepted by ``ganforge.data.load_dataset``.
         split: real split ("test", "train" or "all").
-        metrics: subset of ``("fid", "kid", "pr", "cls")``.
+        metrics: names of registered metrics (:func:`~ganforge.metrics.registry.metric_names`;
+            built in: ``fid``, ``kid``, ``pr``, ``cls``). Only the feature sources they
+            need (Inception, domain classifier) are computed.
         n: number of generated images (and at most this many real ones).
         image_size, channels, root: passed to ``load_dataset`` for the real images;
             use the generator's resolution so both sets are resized alike.
@@ -163,21 +173,18 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
     """
     from ganforge.data import load_dataset
 
-    wanted = tuple(dict.fromkeys(m.lower() for m in metrics))
-    unknown = [m for m in wanted if m not in METRICS]
-    if unknown or not wanted:
-        raise ConfigError("metrics", f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
+    chosen = get_metrics(metrics)
     if n < 2:
         raise ConfigError("n", f"need at least 2 images, got {n}")
     t0 = time.perf_counter()
     say = progress or (lambda msg: None)
-    use_inception = any(m in wanted for m in ("fid", "kid", "pr"))
+    needs = needed_sources(chosen)
 
     real_ds = load_dataset(real, split, image_size=image_size, channels=channels, root=root)
     real_images = _real_subset(real_ds.images, n, seed)
-    extractor = InceptionFeatures(inception_weights, device, precision, batch_size) if use_inception else None
+    extractor = InceptionFeatures(inception_weights, device, precision, batch_size) if "inception" in needs else None
     classifier = None
-    if "cls" in wanted:
+    if "classifier" in needs:
         classifier, cls_meta = get_domain_classifier(real, root=root, cache_dir=classifier_dir,
                                                     device=device, progress=say)
 
@@ -209,25 +216,18 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
     if n_fake < 2:
         raise DataError("fake", f"need at least 2 generated images, got {n_fake}")
 
-    tag, sp = count_tag(n_fake), split
-    out: dict[str, Any] = {}
+    sources: dict[str, Any] = {}
     if real_stats is not None:
-        if "fid" in wanted:
-            out[f"fid{tag}_{sp}"] = frechet_distance(*real_stats.mean_cov(), *fake_stats.mean_cov())
-        if "kid" in wanted:
-            out[f"kid{tag}_{sp}"] = kernel_inception_distance(
-                real_stats.features, fake_stats.features, kid_subsets, kid_subset_size, seed)
-        if "pr" in wanted:
-            p, r = precision_recall(real_stats.features, fake_stats.features, k=pr_k)
-            out[f"precision{tag}_{sp}"], out[f"recall{tag}_{sp}"] = p, r
+        sources["inception"] = FeaturePair(real=real_stats, fake=fake_stats)
     if classifier is not None:
-        logits = torch.cat(cls_logits)
-        out[f"cls_score{tag}"] = classifier_score(logits, splits=min(10, n_fake))
         real_cls, real_logits = classifier.predict(real_images)
-        out[f"cls_fid{tag}_{sp}"] = fid_from_features(real_cls.numpy(), torch.cat(cls_feats).numpy())
-        # The same score on real images: the ceiling a generator can be compared with.
-        out[f"cls_score_real_{sp}"] = classifier_score(real_logits, splits=min(10, len(real_logits)))
-        out["cls_accuracy"] = cls_meta.get("test_accuracy")
+        sources["classifier"] = ClassifierOutputs(real_features=real_cls, real_logits=real_logits,
+                                                  fake_features=torch.cat(cls_feats),
+                                                  fake_logits=torch.cat(cls_logits), meta=cls_meta)
+    options = MetricOptions(seed=seed, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, pr_k=pr_k)
+    out: dict[str, Any] = {}
+    for metric in chosen:
+        out.update(metric(sources, count_tag(n_fake), split, options))
 
     parts = [f"fake: {n_fake} images quantised to uint8 (floor(x*127.5+128))",
              f"real: {real_ds.name} {real_images.shape[0]} images (seed {seed}), "

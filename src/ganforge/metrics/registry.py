@@ -1,0 +1,170 @@
+"""Metric registry: each metric is one decorated function, looked up by name.
+
+A metric declares the feature sources it needs and receives them, and the
+protocol context, as keyword arguments; it returns its result keys::
+
+    @register_metric("fid", needs=("inception",))
+    def fid(inception: FeaturePair, *, tag: str, split: str, options: MetricOptions) -> dict:
+        return {f"fid{tag}_{split}": ...}
+
+:func:`ganforge.metrics.evaluate.compute_metrics` computes only the sources
+the requested metrics need, then calls each metric (in registration order,
+so the result keys come out in a stable order). Sources:
+
+``inception``
+    :class:`FeaturePair`: real and generated Inception pool3 statistics
+    (:class:`~ganforge.metrics.stats.FeatureStats`, raw features kept).
+``classifier``
+    :class:`ClassifierOutputs`: the domain classifier's features and logits on
+    the real and the generated images, and its metadata.
+
+Keyword arguments every metric receives: ``tag`` (the generated-image count as
+it appears in names, ``"10k"``), ``split`` (the real split) and ``options``
+(:class:`MetricOptions`). Adding a metric is one decorated function; a name
+registered twice is a programming error (``ValueError``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import torch
+
+from ganforge.errors import ConfigError
+from ganforge.metrics.classifier import classifier_score
+from ganforge.metrics.fid import fid_from_features, frechet_distance
+from ganforge.metrics.kid import kernel_inception_distance
+from ganforge.metrics.prdc import precision_recall
+from ganforge.metrics.stats import FeatureStats
+
+SOURCES = ("inception", "classifier")
+
+
+@dataclass(frozen=True)
+class FeaturePair:
+    """Inception pool3 statistics of the real and the generated images (``features`` are ``(N, 2048)``)."""
+
+    real: FeatureStats
+    fake: FeatureStats
+
+
+@dataclass(frozen=True)
+class ClassifierOutputs:
+    """The domain classifier on both image sets: features ``(N, F)`` and logits ``(N, K)``, CPU float32."""
+
+    real_features: torch.Tensor
+    real_logits: torch.Tensor
+    fake_features: torch.Tensor
+    fake_logits: torch.Tensor
+    meta: dict = field(default_factory=dict)  # the cached classifier's metadata (test_accuracy, config)
+
+
+@dataclass(frozen=True)
+class MetricOptions:
+    """Protocol knobs of the built-in metrics (see :func:`~ganforge.metrics.evaluate.compute_metrics`)."""
+
+    seed: int = 0
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    pr_k: int = 3
+
+
+MetricFn = Callable[..., dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    fn: MetricFn
+    needs: tuple[str, ...]
+
+    def __call__(self, sources: dict[str, Any], tag: str, split: str, options: MetricOptions) -> dict[str, Any]:
+        """The metric's result keys, given every computed source (only those it needs are passed on)."""
+        return self.fn(**{s: sources[s] for s in self.needs}, tag=tag, split=split, options=options)
+
+
+_REGISTRY: dict[str, Metric] = {}
+
+
+def register_metric(name: str, needs: Iterable[str] = ()) -> Callable[[MetricFn], MetricFn]:
+    """Decorator: register ``fn`` as metric ``name`` (lower case) computed from the sources in ``needs``."""
+    needs = tuple(needs)
+    if not name or name != name.lower() or "," in name or name.strip() != name:
+        raise ValueError(f"metric name must be lower case without commas or spaces: {name!r}")
+    unknown = [s for s in needs if s not in SOURCES]
+    if unknown:
+        raise ValueError(f"metric {name!r}: unknown source(s) {unknown}; sources are {', '.join(SOURCES)}")
+
+    def decorate(fn: MetricFn) -> MetricFn:
+        if name in _REGISTRY:
+            raise ValueError(f"metric {name!r} is already registered")
+        _REGISTRY[name] = Metric(name, fn, needs)
+        return fn
+
+    return decorate
+
+
+def unregister_metric(name: str) -> None:
+    """Remove a registered metric (for plug-ins and tests); unknown names are ignored."""
+    _REGISTRY.pop(name, None)
+
+
+def metric_names() -> tuple[str, ...]:
+    """Registered metric names, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def get_metrics(names: Iterable[str]) -> list[Metric]:
+    """The registered metrics called ``names`` (case-insensitive), in registration order.
+
+    Raises:
+        ConfigError: a name is not registered, or no name is given.
+    """
+    wanted = tuple(dict.fromkeys(n.lower() for n in names))
+    unknown = [n for n in wanted if n not in _REGISTRY]
+    if unknown or not wanted:
+        raise ConfigError("metrics", f"unknown metric(s) {unknown}; choose from {', '.join(_REGISTRY)}")
+    return [m for name, m in _REGISTRY.items() if name in wanted]
+
+
+def needed_sources(metrics: Iterable[Metric]) -> set[str]:
+    """The feature sources a set of metrics needs."""
+    return {s for m in metrics for s in m.needs}
+
+
+# ------------------------------------------------------------------ built-in metrics
+
+@register_metric("fid", needs=("inception",))
+def fid(inception: FeaturePair, *, tag: str, split: str, options: MetricOptions) -> dict[str, Any]:
+    """Frechet Inception distance (float64)."""
+    return {f"fid{tag}_{split}": frechet_distance(*inception.real.mean_cov(), *inception.fake.mean_cov())}
+
+
+@register_metric("kid", needs=("inception",))
+def kid(inception: FeaturePair, *, tag: str, split: str, options: MetricOptions) -> dict[str, Any]:
+    """Kernel Inception distance: ``(mean, std)`` over random subsets, cubic polynomial kernel."""
+    return {f"kid{tag}_{split}": kernel_inception_distance(
+        inception.real.features, inception.fake.features, options.kid_subsets, options.kid_subset_size,
+        options.seed)}
+
+
+@register_metric("pr", needs=("inception",))
+def pr(inception: FeaturePair, *, tag: str, split: str, options: MetricOptions) -> dict[str, Any]:
+    """Improved precision and recall (k-NN manifolds with ``options.pr_k`` neighbours)."""
+    p, r = precision_recall(inception.real.features, inception.fake.features, k=options.pr_k)
+    return {f"precision{tag}_{split}": p, f"recall{tag}_{split}": r}
+
+
+@register_metric("cls", needs=("classifier",))
+def cls(classifier: ClassifierOutputs, *, tag: str, split: str, options: MetricOptions) -> dict[str, Any]:
+    """Domain-classifier scores: Inception-Score formula and Frechet distance on its features."""
+    fake_n, real_n = len(classifier.fake_logits), len(classifier.real_logits)
+    return {
+        f"cls_score{tag}": classifier_score(classifier.fake_logits, splits=min(10, fake_n)),
+        f"cls_fid{tag}_{split}": fid_from_features(classifier.real_features.numpy(),
+                                                    classifier.fake_features.numpy()),
+        # The same score on real images: the ceiling a generator can be compared with.
+        f"cls_score_real_{split}": classifier_score(classifier.real_logits, splits=min(10, real_n)),
+        "cls_accuracy": classifier.meta.get("test_accuracy"),
+    }
