@@ -3,7 +3,9 @@ nothing left behind; a run stopped before its first checkpoint was complete rest
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -152,7 +154,7 @@ def test_a_truncated_safetensors_write_is_caught(tmp_path, monkeypatch):
 
 
 def _mount_tiny_fs(path: Path, size: str) -> bool:
-    if os.geteuid() != 0 or not Path("/bin/mount").exists() and not Path("/usr/bin/mount").exists():
+    if os.geteuid() != 0 or shutil.which("mount") is None:
         return False
     path.mkdir(parents=True, exist_ok=True)
     res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
@@ -203,9 +205,23 @@ def test_a_run_without_a_valid_checkpoint_restarts_in_place(tmp_path, npz, monke
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "no valid checkpoint" in err and "starting it again from step 0" in err
-    assert "rejected-step_00000002" in err
+    assert "none of its checkpoints loads (kept as rejected-step_00000002)" in err
     assert _entries(run_dir) == ["rejected-step_00000002", "step_00000000", "step_00000002", "step_00000004"]
     assert ckpt.find_latest(run_dir).step == 4
+
+
+def test_a_run_killed_during_its_first_checkpoint_restarts_in_place(tmp_path, npz, capsys):
+    run_dir = tmp_path / "run"
+    assert main(_train_argv(npz, run_dir, steps=2)) == 0
+    root = run_dir / "checkpoints"
+    for p in root.iterdir():  # as if kill -9 had hit the first save: only its temporary directory
+        p.rename(root / f".tmp-{p.name}-4242") if p.name == "step_00000000" else shutil.rmtree(p)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir)]) == 0
+    assert "it stopped before its first checkpoint was complete" in capsys.readouterr().err
+    assert _entries(run_dir) == ["step_00000000", "step_00000002"]
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2]  # the records of the abandoned attempt are gone
 
 
 def test_a_run_with_a_valid_checkpoint_is_not_restarted(tmp_path, npz, capsys):

@@ -10,8 +10,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from safetensors.torch import load_file, save_file
 
 from conftest import tiny_config, tiny_dataset
 from ganforge import checkpoint as ckpt
@@ -202,3 +204,25 @@ def test_random_json_corruption_only_ever_gives_checkpoint_error(two_checkpoints
                 event("accepted, then refused by the trainer")
         latest = ckpt.find_latest(Path(tmp) / "run")
         assert latest is not None and latest.path == (newest if loaded else older)
+
+
+def test_non_finite_optimizer_state_is_neither_written_nor_loaded(tmp_path, two_checkpoints):
+    t = Trainer(tiny_config(tmp_path), tmp_path / "run", dataset=tiny_dataset())
+    t.train_step()
+    next(iter(t.opt_g.state.values()))["exp_avg"].fill_(float("nan"))
+    with pytest.raises(CheckpointError, match="non-finite"):
+        t.save()
+    assert ckpt.list_checkpoints(tmp_path / "run" / "checkpoints") == []
+
+    run, _ = two_checkpoints
+    newest, older = _copy(run, tmp_path / "copy")
+    tensors = load_file(str(newest / "train.safetensors"))
+    key = next(k for k in tensors if k.endswith("exp_avg"))
+    tensors[key] = torch.full_like(tensors[key], float("inf"))
+    save_file(tensors, str(newest / "train.safetensors"))
+    manifest = json.loads((newest / "manifest.json").read_text())
+    manifest["sha256"]["train.safetensors"] = ckpt._sha256(newest / "train.safetensors")
+    (newest / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="non-finite"):
+        ckpt.load_checkpoint(newest)
+    assert ckpt.find_latest(tmp_path / "copy").path == older

@@ -155,6 +155,9 @@ def save_checkpoint(ckpt_root: Path, step: int, modules: dict[str, nn.Module],
             if torch.is_floating_point(v) and not torch.isfinite(v).all():
                 raise CheckpointError(ckpt_root, f"refusing to save: {name}.{k} holds non-finite values")
         weights.update(_tensors_for_saving(sd, f"{name}."))
+    for k, v in train_tensors.items():  # the loader refuses these too: never write what cannot be resumed
+        if torch.is_floating_point(v) and not torch.isfinite(v).all():
+            raise CheckpointError(ckpt_root, f"refusing to save: {k} holds non-finite values")
     try:  # NaN or infinity would make state.json unloadable (the loader refuses them)
         state_json = json.dumps({"format": FORMAT_VERSION, "step": step, **state}, indent=1, allow_nan=False)
     except ValueError as exc:

@@ -104,8 +104,8 @@ def _restart(trainer_cls, cfg, run_dir: Path):
             trainer.metrics.truncate_after(0)  # records of the interrupted attempt
         except OSError as exc:
             raise CheckpointError(exc.filename or run_dir, f"cannot prepare the restart ({exc.strerror or exc})") from None
-        kept = f"; unusable checkpoints kept as {', '.join(p.name for p in rejected)}" if rejected else ""
-        print(f"{run_dir} has no valid checkpoint (stopped before its first one was complete): "
-              f"starting it again from step 0{kept}", file=sys.stderr)
+        why = (f"none of its checkpoints loads (kept as {', '.join(p.name for p in rejected)})" if rejected
+               else "it stopped before its first checkpoint was complete")
+        print(f"{run_dir} has no valid checkpoint ({why}): starting it again from step 0", file=sys.stderr)
     trainer.dist.barrier()
     return trainer
