@@ -14,19 +14,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ganforge.errors import ConfigError
-
-KNOWN = ("color", "translation", "cutout")
-
-
-def parse_policy(policy: str) -> tuple[str, ...]:
-    """``"translation,cutout"`` -> ("translation", "cutout"); unknown names -> ConfigError."""
-    names = tuple(p.strip() for p in policy.split(",") if p.strip())
-    for name in names:
-        if name not in KNOWN:
-            raise ConfigError("train.augment", f"unknown augmentation {name!r} (known: {', '.join(KNOWN)})")
-    return names
-
+# The policy names are part of the config's vocabulary: the config validates them without
+# importing torch, and this module implements them.
+from ganforge.config import AUGMENTATIONS as KNOWN
+from ganforge.config import parse_policy
 
 def _uniform(n: int, x: Tensor, gen: torch.Generator | None) -> Tensor:
     return torch.rand(n, 1, 1, 1, device=x.device, generator=gen, dtype=x.dtype)

@@ -10,8 +10,14 @@ Layout of one checkpoint directory ``RUN/checkpoints/step_00001000/``::
 A checkpoint is written into a temporary sibling directory, every file and the
 directory are fsynced, and the directory is renamed into place: a crash at any
 moment leaves either the old set of checkpoints or the new one, never a torn
-one. Loading verifies the manifest, so a checkpoint without one (or with a
-mismatching hash) is never trusted.
+one. A write that fails (a full disk: ``OSError`` or ``SafetensorError``) removes
+the temporary directory and raises one :class:`CheckpointError`.
+
+Loading verifies the manifest, so a checkpoint without one (or with a mismatching
+hash) is never trusted, and validates every field read from disk
+(:mod:`ganforge.checkpoint_schema`): a loaded :class:`Checkpoint` can be restored
+without further checks, and any defect is a ``CheckpointError`` naming the file,
+which :func:`find_latest` answers by falling back to the next older checkpoint.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import logging
 import os
 import re
 import shutil
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,18 +38,30 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ganforge.checkpoint_schema import FILES as _FILES
+from ganforge.checkpoint_schema import (
+    FORMAT_VERSION,
+    read_json,
+    validate_manifest,
+    validate_state,
+    validate_train_tensors,
+)
 from ganforge.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
-_FILES = ("weights.safetensors", "train.safetensors", "state.json")
+_REJECTED_PREFIX = "rejected-"
 
 
 @dataclass
 class Checkpoint:
-    """What a checkpoint holds once loaded (tensors on CPU)."""
+    """What a checkpoint holds once loaded (tensors on CPU), every field validated.
+
+    ``state`` is ``state.json`` as described by :func:`ganforge.checkpoint_schema.validate_state`
+    (optional counters filled in); ``train_tensors`` hold ``opt_g.*``/``opt_d.*`` optimizer
+    tensors whose indices exist in ``state["optim"]`` and ``rng.*`` states of the right size.
+    """
 
     path: Path
     step: int
@@ -125,7 +144,10 @@ def save_checkpoint(ckpt_root: Path, step: int, modules: dict[str, nn.Module],
     Returns: the checkpoint directory.
     """
     ckpt_root = Path(ckpt_root)
-    ckpt_root.mkdir(parents=True, exist_ok=True)
+    try:
+        ckpt_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(ckpt_root, f"cannot create the checkpoint directory ({_io_reason(exc)})") from None
     weights: dict[str, torch.Tensor] = {}
     for name, module in modules.items():
         sd = module.state_dict()
@@ -133,31 +155,78 @@ def save_checkpoint(ckpt_root: Path, step: int, modules: dict[str, nn.Module],
             if torch.is_floating_point(v) and not torch.isfinite(v).all():
                 raise CheckpointError(ckpt_root, f"refusing to save: {name}.{k} holds non-finite values")
         weights.update(_tensors_for_saving(sd, f"{name}."))
+    for k, v in train_tensors.items():  # the loader refuses these too: never write what cannot be resumed
+        if torch.is_floating_point(v) and not torch.isfinite(v).all():
+            raise CheckpointError(ckpt_root, f"refusing to save: {k} holds non-finite values")
+    try:  # NaN or infinity would make state.json unloadable (the loader refuses them)
+        state_json = json.dumps({"format": FORMAT_VERSION, "step": step, **state}, indent=1, allow_nan=False)
+    except ValueError as exc:
+        raise CheckpointError(ckpt_root, f"refusing to save: the training state holds {exc}") from None
     final = ckpt_root / step_dir_name(step)
     tmp = ckpt_root / f".tmp-{step_dir_name(step)}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
     try:
-        save_file(weights, str(tmp / "weights.safetensors"), metadata={"format": str(FORMAT_VERSION)})
-        save_file(train_tensors, str(tmp / "train.safetensors"), metadata={"format": str(FORMAT_VERSION)})
-        full_state = {"format": FORMAT_VERSION, "step": step, **state}
-        (tmp / "state.json").write_text(json.dumps(full_state, indent=1), encoding="utf-8")
-        for fname in _FILES:
-            _fsync_file(tmp / fname)
-        manifest = {"format": FORMAT_VERSION, "step": step,
-                    "sha256": {fname: _sha256(tmp / fname) for fname in _FILES}}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        _fsync_file(tmp / "manifest.json")
-        _fsync_dir(tmp)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        _write_files(tmp, step, weights, train_tensors, state_json)
         replace_dir(tmp, final)  # re-saving a step (e.g. after a rollback) swaps directories
         _fsync_dir(ckpt_root)
-    except OSError as exc:
+    except BaseException as exc:
+        # Whatever stopped the write (a full disk, a quota, an I/O error, Ctrl-C), remove
+        # the partial directory: the previous checkpoints were never touched.
         shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(final, f"could not write checkpoint ({exc.strerror or exc}); "
-                              "the previous checkpoints are intact") from None
+        if isinstance(exc, (OSError, SafetensorError)):
+            raise CheckpointError(final, f"could not write checkpoint ({_io_reason(exc)}); "
+                                  "the previous checkpoints are intact") from None
+        raise
     prune_checkpoints(ckpt_root, keep_last)
     return final
+
+
+def _write_files(tmp: Path, step: int, weights: dict[str, torch.Tensor], train_tensors: dict[str, torch.Tensor],
+                 state: str) -> None:
+    """Write and fsync every file of a checkpoint into ``tmp``; the manifest last."""
+    for fname, tensors in (("weights.safetensors", weights), ("train.safetensors", train_tensors)):
+        save_file(tensors, str(tmp / fname), metadata={"format": str(FORMAT_VERSION)})
+        _check_complete(tmp / fname)
+    _write_text(tmp / "state.json", state)
+    for fname in _FILES:
+        _fsync_file(tmp / fname)
+    manifest = {"format": FORMAT_VERSION, "step": step,
+                "sha256": {fname: _sha256(tmp / fname) for fname in _FILES}}
+    _write_text(tmp / "manifest.json", json.dumps(manifest, indent=1))
+    _fsync_file(tmp / "manifest.json")
+    _fsync_dir(tmp)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()  # a full disk surfaces here or in close(), both inside the caller's error handling
+
+
+def _check_complete(path: Path) -> None:
+    """Raise OSError if a safetensors file is shorter than its header says.
+
+    A buffered writer can lose its last block silently when the disk fills up at
+    the final flush; the manifest would then vouch for a truncated file.
+    """
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            header = json.loads(f.read(n)) if n <= size - 8 else None
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (struct.error, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        raise OSError(f"{path.name} was not written completely") from None
+    if size != 8 + n + end:
+        raise OSError(f"{path.name} was not written completely ({size} of {8 + n + end} bytes)")
+
+
+def _io_reason(exc: BaseException) -> str:
+    """One line for an OSError or a SafetensorError (whose text wraps the OS error)."""
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return " ".join(text.split()) or type(exc).__name__
 
 
 def replace_dir(tmp: Path, final: Path) -> None:
@@ -165,7 +234,11 @@ def replace_dir(tmp: Path, final: Path) -> None:
     if final.exists():
         old = final.parent / f".old-{final.name}-{os.getpid()}"
         os.replace(final, old)
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            os.replace(old, final)  # put the previous version back
+            raise
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
@@ -204,52 +277,61 @@ def prune_checkpoints(ckpt_root: Path, keep_last: int) -> None:
 
 
 def verify_checkpoint(path: Path) -> dict:
-    """Check the manifest's hashes; return the manifest or raise CheckpointError."""
+    """Check the manifest (fields, step against the directory name) and the files' hashes.
+
+    Returns the manifest; raises CheckpointError naming the file at fault.
+    """
     path = Path(path)
     manifest_path = path / "manifest.json"
     if not manifest_path.is_file():
         raise CheckpointError(path, "no manifest.json: incomplete or not a ganforge checkpoint")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        hashes = manifest["sha256"]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise CheckpointError(manifest_path, "manifest is not valid JSON with a sha256 table") from None
+    m = _STEP_DIR.match(path.name)
+    manifest = validate_manifest(read_json(manifest_path), manifest_path, int(m.group(1)) if m else None)
     for fname in _FILES:
         fpath = path / fname
         if not fpath.is_file():
             raise CheckpointError(fpath, "missing file listed in the manifest")
-        if _sha256(fpath) != hashes.get(fname):
+        try:
+            digest = _sha256(fpath)
+        except OSError as exc:
+            raise CheckpointError(fpath, f"cannot read ({_io_reason(exc)})") from None
+        if digest != manifest["sha256"][fname]:
             raise CheckpointError(fpath, "SHA-256 does not match the manifest (corrupt or modified)")
     return manifest
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
-    """Load and verify one checkpoint directory. Never unpickles."""
+    """Load one checkpoint directory, verifying the manifest and validating every field. Never unpickles.
+
+    Raises CheckpointError (and nothing else) for anything missing, corrupt or malformed.
+    """
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(path, "checkpoint directory not found")
-    verify_checkpoint(path)
-    try:
-        flat = load_file(str(path / "weights.safetensors"))
-        train_tensors = load_file(str(path / "train.safetensors"))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(path, f"unreadable safetensors file: {exc}") from None
-    try:
-        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise CheckpointError(path / "state.json", "not valid JSON") from None
-    if state.get("format") != FORMAT_VERSION:
-        raise CheckpointError(path, f"checkpoint format {state.get('format')!r} is not {FORMAT_VERSION}")
+    manifest = verify_checkpoint(path)
+    state = validate_state(read_json(path / "state.json"), path / "state.json", manifest["step"])
+    tensors = {}
+    for fname in ("weights.safetensors", "train.safetensors"):
+        try:
+            tensors[fname] = load_file(str(path / fname))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(path / fname, f"unreadable safetensors file: {_io_reason(exc)}") from None
+    validate_train_tensors(tensors["train.safetensors"], state, path / "train.safetensors")
     weights: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in flat.items():
+    for key, value in tensors["weights.safetensors"].items():
         module, _, name = key.partition(".")
+        if not name:
+            raise CheckpointError(path / "weights.safetensors", f"tensor {key!r} is not named MODULE.NAME")
         weights.setdefault(module, {})[name] = value
-    return Checkpoint(path=path, step=int(state["step"]), weights=weights,
-                      train_tensors=train_tensors, state=state)
+    for required in ("G", "D"):
+        if required not in weights:
+            raise CheckpointError(path / "weights.safetensors", f"has no weights for {required}")
+    return Checkpoint(path=path, step=manifest["step"], weights=weights,
+                      train_tensors=tensors["train.safetensors"], state=state)
 
 
 def find_latest(run_dir: Path) -> Checkpoint | None:
-    """The newest checkpoint of a run that verifies; falls back past corrupt ones with a warning."""
+    """The newest checkpoint of a run that verifies; falls back past invalid ones with a warning."""
     ckpt_root = Path(run_dir) / "checkpoints"
     for _, path in list_checkpoints(ckpt_root):
         try:
@@ -257,6 +339,30 @@ def find_latest(run_dir: Path) -> Checkpoint | None:
         except CheckpointError as exc:
             log.warning("skipping checkpoint %s", exc)
     return None
+
+
+def has_valid_checkpoint(run_dir: Path) -> bool:
+    """Whether any checkpoint of the run verifies and validates (what resuming needs)."""
+    return find_latest(run_dir) is not None
+
+
+def set_aside_invalid(ckpt_root: Path) -> list[Path]:
+    """Prepare a run with no valid checkpoint to start again from step 0.
+
+    Removes temporaries of interrupted saves and renames every ``step_*`` directory
+    (none of which loads) to ``rejected-step_*``: kept for inspection, but never
+    loaded, pruned or mistaken for the newest checkpoint of the restarted run.
+    Returns the renamed directories.
+    """
+    ckpt_root = Path(ckpt_root)
+    clean_stale(ckpt_root)
+    moved = []
+    for _, path in list_checkpoints(ckpt_root):
+        target = path.with_name(_REJECTED_PREFIX + path.name)
+        shutil.rmtree(target, ignore_errors=True)  # from an earlier restart
+        os.replace(path, target)
+        moved.append(target)
+    return moved
 
 
 def load_module_state(module: nn.Module, state: dict[str, torch.Tensor], where: str | Path) -> None:

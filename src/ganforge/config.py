@@ -218,6 +218,19 @@ def _build(cls: type, data: dict, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+# DiffAugment policy names (implemented in ganforge.augment, which imports them from here).
+AUGMENTATIONS = ("color", "translation", "cutout")
+
+
+def parse_policy(policy: str) -> tuple[str, ...]:
+    """``"translation,cutout"`` -> ("translation", "cutout"); unknown names -> ConfigError."""
+    names = tuple(p.strip() for p in policy.split(",") if p.strip())
+    for name in names:
+        if name not in AUGMENTATIONS:
+            raise ConfigError("train.augment", f"unknown augmentation {name!r} (known: {', '.join(AUGMENTATIONS)})")
+    return names
+
+
 def validate(cfg: RunConfig) -> RunConfig:
     """Reject impossible values, naming the key. Returns ``cfg`` unchanged."""
     flat = to_flat_dict(cfg)
@@ -249,7 +262,6 @@ def validate(cfg: RunConfig) -> RunConfig:
                           f"to crop from, got {cfg.inpaint.load_size}")
     if not cfg.name or "/" in cfg.name or cfg.name in (".", ".."):
         raise ConfigError("name", f"must be a plain directory name, got {cfg.name!r}")
-    from ganforge.augment import parse_policy  # local: avoids an import cycle
     parse_policy(cfg.train.augment)
     return cfg
 

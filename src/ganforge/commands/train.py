@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ganforge.errors import ConfigError
+from ganforge.errors import CheckpointError, ConfigError
 
 # Keys that may change when resuming without --allow-config-change: they do not
 # affect the state being continued, only how long and how often things happen,
@@ -33,6 +33,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ganforge import checkpoint as ckpt
     from ganforge.config import diff_configs, dump_yaml, load_config
     from ganforge.train import distributed
     from ganforge.train.trainer import Trainer, new_run_dir
@@ -50,20 +51,29 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(dump_yaml(cfg), end="")
             return 0
-        trainer = Trainer.resume(run_dir, cfg)
-        if trainer.dist.is_main:
-            print(f"resuming {run_dir} at step {trainer.step}", file=sys.stderr)
+        if ckpt.has_valid_checkpoint(run_dir):
+            trainer = Trainer.resume(run_dir, cfg)
+            if trainer.dist.is_main:
+                print(f"resuming {run_dir} at step {trainer.step}", file=sys.stderr)
+        else:
+            trainer = _restart(Trainer, cfg, run_dir)
     else:
         cfg = load_config(args.config, args.overrides)
         if args.dry_run:
             print(dump_yaml(cfg), end="")
             return 0
         run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(cfg)
-        if (run_dir / "checkpoints").exists():
+        if not (run_dir / "checkpoints").exists():
+            trainer = Trainer(cfg, run_dir)
+        elif ckpt.has_valid_checkpoint(run_dir):
             raise ConfigError("--run-dir", f"{run_dir} already holds a run; use --resume {run_dir}")
-        trainer = Trainer(cfg, run_dir)
+        else:
+            trainer = _restart(Trainer, cfg, run_dir)
     try:
         summary = trainer.train()
+    except OSError as exc:  # e.g. the disk filled up while writing metrics or samples
+        raise CheckpointError(exc.filename or run_dir, f"cannot write the run ({exc.strerror or exc}); "
+                              f"the checkpoints written so far are intact") from None
     finally:
         distributed.shutdown()  # leave the process group cleanly under torchrun (no-op otherwise)
     if not trainer.dist.is_main:  # under torchrun every rank runs this; one summary is enough
@@ -76,3 +86,26 @@ def run(args: argparse.Namespace) -> int:
     if summary["stopped_early"]:
         print(f"stopped early; continue with: ganforge train --resume {summary['run_dir']}")
     return 0
+
+
+def _restart(trainer_cls, cfg, run_dir: Path):
+    """Start a run that holds no valid checkpoint again from step 0, in place.
+
+    This is a run stopped (killed, disk full) before its first checkpoint was complete:
+    there is nothing to resume, and refusing to reuse the directory would leave it stuck.
+    Unusable checkpoint directories are kept as ``rejected-step_*``.
+    """
+    from ganforge import checkpoint as ckpt
+
+    trainer = trainer_cls(cfg, run_dir)
+    if trainer.dist.is_main:
+        try:
+            rejected = ckpt.set_aside_invalid(run_dir / "checkpoints")
+            trainer.metrics.truncate_after(0)  # records of the interrupted attempt
+        except OSError as exc:
+            raise CheckpointError(exc.filename or run_dir, f"cannot prepare the restart ({exc.strerror or exc})") from None
+        why = (f"none of its checkpoints loads (kept as {', '.join(p.name for p in rejected)})" if rejected
+               else "it stopped before its first checkpoint was complete")
+        print(f"{run_dir} has no valid checkpoint ({why}): starting it again from step 0", file=sys.stderr)
+    trainer.dist.barrier()
+    return trainer

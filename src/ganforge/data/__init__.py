@@ -11,9 +11,10 @@ Main entry points::
 
 from ganforge.data.arrays import load_npz
 from ganforge.data.cifar import read_cifar_batch
-from ganforge.data.dataset import ImageDataset, convert_channels, load_dataset, resize_center_crop
+from ganforge.data.dataset import load_dataset
 from ganforge.data.folder import load_image_folder
 from ganforge.data.idx import read_idx, write_idx
+from ganforge.data.images import ImageDataset, convert_channels, resize_center_crop
 from ganforge.data.loader import InMemoryBatcher
 from ganforge.data.sources import download_file, list_datasets, locate
 

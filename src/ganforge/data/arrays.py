@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganforge.data.dataset import ImageDataset
+from ganforge.data.images import ImageDataset
 from ganforge.errors import DataError
 
 __all__ = ["load_npz", "images_to_uint8_nchw"]

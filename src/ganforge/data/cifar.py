@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ganforge.data.checksums import file_matches
 from ganforge.errors import DataError
 
 __all__ = ["SafeUnpickler", "read_cifar_batch", "load_cifar_split", "find_cifar_dir", "extract_archive"]
@@ -158,8 +159,6 @@ def extract_archive(archive: str | os.PathLike, target: str | os.PathLike, prefi
     written under a name chosen here, so links and ``..`` paths in the archive cannot
     write outside ``target``. Each file is verified before being renamed into place.
     """
-    from ganforge.data.sources import file_matches
-
     archive, target = Path(archive), Path(target)
     remaining = dict(wanted)
     try:

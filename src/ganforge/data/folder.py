@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ganforge.data.dataset import ImageDataset, convert_channels
+from ganforge.data.images import ImageDataset, convert_channels
 from ganforge.errors import DataError
 
 __all__ = ["load_image_folder", "IMAGE_EXTENSIONS", "DEFAULT_MAX_BAD_FRACTION"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ganforge.data.dataset import ImageDataset
+from ganforge.data.images import ImageDataset
 from ganforge.errors import CheckpointError, DataError
 
 __all__ = ["InMemoryBatcher"]

@@ -32,6 +32,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ganforge.data.checksums import file_matches
+from ganforge.data.cifar import extract_archive
 from ganforge.errors import DataError
 
 __all__ = ["DATASETS", "canonical_name", "locate", "list_datasets", "download_file", "search_dirs", "file_matches"]
@@ -204,21 +206,6 @@ def _present(directory: Path, source: DatasetSource, split: str) -> Path | None:
     return None
 
 
-def _digests(path: Path, algorithms) -> dict[str, str]:
-    hashers = {a: hashlib.new(a) for a in algorithms}
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            for h in hashers.values():
-                h.update(block)
-    return {a: h.hexdigest() for a, h in hashers.items()}
-
-
-def file_matches(path: str | os.PathLike, checksums) -> bool:
-    """Whether the file's digest equals any of ``checksums`` ((algorithm, hex) pairs)."""
-    got = _digests(Path(path), {a for a, _ in checksums})
-    return any(got[a] == h.lower() for a, h in checksums)
-
-
 def how_to_get(name: str, directory: Path | None = None) -> str:
     """One sentence telling the user how to obtain dataset ``name``."""
     source = DATASETS[name]
@@ -278,8 +265,6 @@ def _download_dataset(source: DatasetSource, split: str, target: Path) -> None:
 
 def _fetch(source: DatasetSource, split: str, target: Path) -> None:
     if source.archive is not None:
-        from ganforge.data.cifar import extract_archive
-
         archive = target / source.archive.name
         if not (archive.is_file() and file_matches(archive, source.archive.checksums)):
             download_file(source.archive.url, archive, source.archive.checksums, dataset=source.name)
