@@ -112,13 +112,13 @@ def run(args: argparse.Namespace) -> dict:
             print(f"step {curve[-1]['step']}: {curve[-1]['metric']} = {curve[-1]['fid']:.2f} "
                   f"after {curve[-1]['train_seconds']:.1f} s of training", flush=True)
         crossed = first_crossings(curve, args.threshold_list)
-        if all(crossed.values()) or trainer.clock.total >= args.max_train_seconds or trainer._stop_requested:
+        if all(crossed.values()) or trainer.clock.total >= args.max_train_seconds or trainer.stop_requested:
             break
     device = trainer.device
     return {
         "config": str(args.config), "overrides": args.overrides, "run_dir": str(run_dir),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "precision": trainer.precision.mode, "batch_size": cfg.train.batch_size, "n_dis": cfg.optim.n_dis,
+        "precision": trainer.plan.precision, "execution": trainer.plan.as_dict(), "batch_size": cfg.train.batch_size, "n_dis": cfg.optim.n_dis,
         "eval_every": every, "eval_n": args.eval_n, "ema": cfg.train.ema_decay > 0,
         "thresholds": first_crossings(curve, args.threshold_list), "curve": curve,
         "train_seconds": trainer.clock.total, "wall_seconds": time.perf_counter() - wall0, "steps": trainer.step,

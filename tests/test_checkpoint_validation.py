@@ -94,7 +94,7 @@ STATE_DEFECTS = {
     "lr a string": _set("optim", "opt_d", "param_groups", 0, "lr", "fast"),
     "betas too short": _set("optim", "opt_d", "param_groups", 0, "betas", [0.5]),
     "scalars for an unknown parameter": _set("optim", "opt_g", "scalars", {"99": {"step": 1}}),
-    "task state nested": _set("task", "d_steps", {"a": 1}),
+    "task state nested (older checkpoints)": _set("task", {"d_steps": {"a": 1}}),
     "precision scale zero": _set("precision", {"scale": 0.0, "growth_factor": 2.0, "backoff_factor": 0.5,
                                                "growth_interval": 100, "_growth_tracker": 0}),
     "python rng version": lambda d: d["rng_python"]["__tuple__"].__setitem__(0, 2),
@@ -147,7 +147,7 @@ def test_a_valid_checkpoint_loads_with_its_counters(two_checkpoints):
     assert c.step == 2 and c.state["step"] == 2 and c.state["images_seen"] == 32
     assert c.state["world_size"] == 1 and c.state["rollbacks"] == 0
     fresh.load_state(c)
-    assert fresh.step == 2 and fresh.images_seen == 32
+    assert fresh.step == 2 and fresh.counters.images_seen == 32
 
 
 # ------------------------------------------------------------- property test

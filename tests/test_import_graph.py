@@ -15,16 +15,12 @@ import pytest
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "src" / "ganforge"
 MAX_LINES = 450
 
-# Cycles that pass through the training core, which is being rewritten. Each entry is
-# the exact set of modules of one strongly connected component; delete an entry once
-# the rewrite breaks that cycle (the test then insists it stays broken).
+# Known exceptions, each the exact set of modules of one strongly connected component
+# with a reason; none today. An entry that no longer applies fails the test.
 ALLOWED_CYCLES: list[frozenset[str]] = []
 
-# Modules over MAX_LINES that are being split; delete an entry once its module is split.
-ALLOWED_LONG: dict[str, str] = {
-    "ganforge.train.trainer": "the training core, being split into plan/step/state modules",
-    "ganforge.commands.bench": "the benchmark command, being split into a harness and a thin command",
-}
+# Modules allowed over MAX_LINES ({module: reason}); none today.
+ALLOWED_LONG: dict[str, str] = {}
 
 # Inference must never import training code (a served generator would drag in the
 # trainer, its optimizers and data loaders).

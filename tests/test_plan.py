@@ -10,7 +10,7 @@ from ganforge.errors import ConfigError
 from ganforge.models import build_models
 from ganforge.regularizers import d_regularization
 from ganforge.train.tasks import task_capabilities
-from ganforge.train import plan as plan_module
+from ganforge.train import precision
 from ganforge.train.plan import SWITCHES, plan_from_dict, reference_plan, resolve_plan
 from ganforge.train.trainer import Trainer
 
@@ -41,7 +41,7 @@ def test_reference_path_is_the_plan_with_every_switch_off(tmp_path):
 
 @pytest.mark.parametrize("native", [True, False])
 def test_cpu_precision_follows_native_bf16(tmp_path, monkeypatch, native):
-    monkeypatch.setattr(plan_module, "cpu_supports_bf16", lambda: native)
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: native)
     plan = _plan(tmp_path)
     assert plan.precision == ("bf16" if native else "fp32")
     assert ("natively" in plan.reasons["precision"]) == native
@@ -53,7 +53,7 @@ def test_batchnorm_in_d_forbids_one_d_pass(tmp_path):
 
 
 def test_double_backward_keeps_d_eager_and_uncaptured(tmp_path, monkeypatch):
-    monkeypatch.setattr(plan_module, "cuda_supports_bf16", lambda device: True)
+    monkeypatch.setattr(precision, "cuda_supports_bf16", lambda device: True)
     gp = _plan(tmp_path, "loss.name=wgan-gp", "model.d_batchnorm=false", "train.compile=true", device=CUDA)
     assert gp.compile_g and not gp.compile_d and "double backward" in gp.reasons["compile_d"]
     assert not gp.cuda_graphs and "gradient penalty" in gp.reasons["cuda_graphs"]
@@ -62,7 +62,7 @@ def test_double_backward_keeps_d_eager_and_uncaptured(tmp_path, monkeypatch):
 
 
 def test_cuda_graph_eligibility(tmp_path, monkeypatch):
-    monkeypatch.setattr(plan_module, "cuda_supports_bf16", lambda device: True)
+    monkeypatch.setattr(precision, "cuda_supports_bf16", lambda device: True)
     plain = _plan(tmp_path, device=CUDA)
     assert plain.cuda_graphs and plain.precision == "bf16" and plain.cudnn_benchmark
     conditional = _plan(tmp_path, "model.arch=resnet", "model.num_classes=10", device=CUDA)
@@ -90,4 +90,5 @@ def test_a_run_writes_and_prints_its_plan(tmp_path, caplog):
         t.train()
     saved = json.loads((tmp_path / "run" / "execution.json").read_text())
     assert plan_from_dict(saved) == t.plan
-    assert "execution plan" in caplog.text and "reuse_fake" in caplog.text
+    assert "execution plan (cpu):" in caplog.text and "reuse_fake=on" in caplog.text
+    assert len(t.plan.describe().splitlines()) == len(SWITCHES) + 1

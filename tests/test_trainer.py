@@ -120,3 +120,16 @@ def test_train_seconds_exclude_evaluation_and_survive_resume(tmp_path, monkeypat
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     clock = [r["train_seconds"] for r in records if "d_loss" in r]
     assert len(clock) == 6 and clock[4] > saved["train_seconds"]
+
+
+def test_optimizer_moments_of_another_shape_are_refused(tmp_path):
+    from ganforge import checkpoint as ckpt
+    from ganforge.errors import CheckpointError
+
+    t = Trainer(tiny_config(tmp_path), tmp_path / "run", dataset=tiny_dataset())
+    t.train_step()
+    c = ckpt.load_checkpoint(t.save())
+    key = next(k for k in c.train_tensors if k.startswith("opt_g.") and k.endswith("exp_avg"))
+    c.train_tensors[key] = torch.zeros(3, 1)
+    with pytest.raises(CheckpointError, match="exp_avg has shape"):
+        t.load_state(c)

@@ -51,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(dump_yaml(cfg), end="")
             return 0
-        if ckpt.has_valid_checkpoint(run_dir):
-            trainer = Trainer.resume(run_dir, cfg)
+        latest = ckpt.find_latest(run_dir)  # verified once, then handed to the trainer
+        if latest is not None:
+            trainer = Trainer.resume(run_dir, cfg, checkpoint=latest)
             if trainer.dist.is_main:
                 print(f"resuming {run_dir} at step {trainer.step}", file=sys.stderr)
         else:

@@ -31,7 +31,7 @@ from ganforge.config import RunConfig
 from ganforge.errors import ConfigError
 from ganforge.regularizers import DRegularization
 from ganforge.tasks.base import TaskCapabilities
-from ganforge.train.precision import cpu_supports_bf16, cuda_supports_bf16
+from ganforge.train import precision as hardware  # its checks, looked up at call time (tests force them)
 
 SWITCHES = ("precision", "channels_last", "compile_g", "compile_d", "fused_optim", "reuse_fake", "batch_d",
             "cuda_graphs", "cudnn_benchmark")
@@ -69,8 +69,14 @@ class ExecutionPlan:
             out[name] = {"value": getattr(self, name), "reason": self.reasons.get(name, "")}
         return out
 
+    def summary(self) -> str:
+        """One line: every switch's value (the reasons are in :meth:`describe` and ``execution.json``)."""
+        parts = [f"{n}={v if isinstance(v, str) else ('on' if v else 'off')}"
+                 for n in SWITCHES for v in [getattr(self, n)]]
+        return f"execution plan ({self.device}): " + " ".join(parts)
+
     def describe(self) -> str:
-        """A few lines for the start of a run."""
+        """A line per switch, with its value and reason."""
         lines = [f"execution plan ({self.device}):"]
         for name in SWITCHES:
             value = getattr(self, name)
@@ -139,7 +145,7 @@ def resolve_plan(cfg: RunConfig, device: torch.device, caps: TaskCapabilities, r
     elif not fast:
         precision, r["precision"] = "fp32", slow
     elif cuda:
-        if not cuda_supports_bf16(device):
+        if not hardware.cuda_supports_bf16(device):
             precision, r["precision"] = "fp32", "this GPU has no bf16 tensor cores"
         elif not graphs:
             # Measured on an H100 (BENCHMARKS.md): outside a CUDA graph, autocast's extra cast
@@ -147,7 +153,7 @@ def resolve_plan(cfg: RunConfig, device: torch.device, caps: TaskCapabilities, r
             precision, r["precision"] = "fp32", "eager CUDA steps are faster in fp32 than with bf16 casts"
         else:
             precision, r["precision"] = "bf16", "bf16 tensor cores inside the CUDA graph"
-    elif device.type == "cpu" and cpu_supports_bf16():
+    elif device.type == "cpu" and hardware.cpu_supports_bf16():
         precision, r["precision"] = "bf16", "this CPU computes bf16 natively (AVX-512 BF16/AMX)"
     else:
         precision, r["precision"] = "fp32", "no native bf16 on this device (it would be emulated, slowly)"

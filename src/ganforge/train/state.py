@@ -160,7 +160,9 @@ def load_state(c: ckpt.Checkpoint, counters: Counters, modules: dict[str, nn.Mod
         ckpt.load_module_state(module, c.weights[name], c.path / "weights.safetensors")
     try:
         for name, opt in optimizers.items():
-            opt.load_state_dict(ckpt.optimizer_from_flat(name, c.train_tensors, c.state["optim"][name]))
+            saved = ckpt.optimizer_from_flat(name, c.train_tensors, c.state["optim"][name])
+            _check_moments(c, name, opt, saved)
+            opt.load_state_dict(saved)
         s = c.state
         counters.step, counters.images_seen = c.step, int(s["images_seen"])
         counters.skipped_steps = int(s.get("skipped_steps", 0))
@@ -172,6 +174,19 @@ def load_state(c: ckpt.Checkpoint, counters: Counters, modules: dict[str, nn.Mod
         streams.from_checkpoint(c, c.step)
     except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
         raise CheckpointError(c.path, f"training state does not match this run: {exc}") from None
+
+
+def _check_moments(c: ckpt.Checkpoint, name: str, opt: torch.optim.Optimizer, saved: dict) -> None:
+    """Every saved per-parameter tensor (Adam's moments) must have its parameter's shape."""
+    params = [p for group in opt.param_groups for p in group["params"]]
+    for idx, entry in saved["state"].items():
+        if not 0 <= idx < len(params):
+            raise CheckpointError(c.path / "train.safetensors", f"{name} has state for parameter {idx}, "
+                                  f"but this run's optimizer has {len(params)} parameters")
+        for key, value in entry.items():
+            if torch.is_tensor(value) and value.ndim and tuple(value.shape) != tuple(params[idx].shape):
+                raise CheckpointError(c.path / "train.safetensors", f"{name}.{idx}.{key} has shape "
+                                      f"{tuple(value.shape)}, its parameter {tuple(params[idx].shape)}")
 
 
 def _jsonable(obj):

@@ -146,6 +146,11 @@ class Trainer:
         """The training clock (``train_seconds``)."""
         return self.counters.clock
 
+    @property
+    def stop_requested(self) -> bool:
+        """True once SIGINT/SIGTERM asked the run to stop (it stops after the current step)."""
+        return self._stop_requested
+
     def modules(self) -> dict[str, nn.Module]:
         """The unwrapped modules a checkpoint holds: G, D and (when on) the EMA generator."""
         mods = {"G": unwrap(self.G), "D": unwrap(self.D)}
@@ -160,8 +165,9 @@ class Trainer:
     # ------------------------------------------------------------ checkpoints
 
     @classmethod
-    def resume(cls, run_dir: str | Path, cfg: RunConfig | None = None, **kwargs) -> "Trainer":
-        """Rebuild a run from its resolved config and newest valid checkpoint."""
+    def resume(cls, run_dir: str | Path, cfg: RunConfig | None = None, checkpoint: ckpt.Checkpoint | None = None,
+               **kwargs) -> "Trainer":
+        """Rebuild a run from its resolved config and ``checkpoint`` (default: its newest valid one)."""
         from ganforge.config import load_config
 
         run_dir = Path(run_dir)
@@ -171,7 +177,7 @@ class Trainer:
         if trainer.dist.is_main:
             ckpt.clean_stale(run_dir / "checkpoints")
         trainer.dist.barrier()
-        latest = ckpt.find_latest(run_dir)
+        latest = checkpoint or ckpt.find_latest(run_dir)
         if latest is None:
             raise CheckpointError(run_dir / "checkpoints", "no valid checkpoint to resume from")
         trainer.load_state(latest)
@@ -196,8 +202,18 @@ class Trainer:
     def _save_on_main(self) -> Path | None:
         """Rank 0 writes the checkpoint (with every rank's random streams); every rank waits for it."""
         streams = self.dist.all_gather_object(self.streams.rank_streams()) if self.dist.enabled else None
-        path = self.save(streams) if self.dist.is_main else None
-        self.dist.barrier()
+        path, error = None, None
+        if self.dist.is_main:
+            try:
+                path = self.save(streams)
+            except CheckpointError as exc:
+                error = exc
+        # Also the barrier: every rank learns whether rank 0's save failed, and none waits forever.
+        failed = self.dist.broadcast_object(str(error) if error is not None else None)
+        if error is not None:
+            raise error
+        if failed is not None:
+            raise CheckpointError(self.run_dir / "checkpoints", f"rank 0 could not save: {failed}")
         return path
 
     # ------------------------------------------------------- numerical faults
@@ -279,7 +295,8 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(dump_yaml(self.cfg), encoding="utf-8")
         self.plan.write(self.run_dir / "execution.json")
-        log.info("%s", self.plan.describe())
+        log.info("%s (reasons: %s)", self.plan.summary(), self.run_dir / "execution.json")
+        log.debug("%s", self.plan.describe())
 
     def train(self, stop_after: int | None = None) -> dict:
         """Run until ``train.steps`` (or ``stop_after`` more steps, or SIGINT/SIGTERM).
