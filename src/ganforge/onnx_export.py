@@ -70,16 +70,33 @@ def require_onnx() -> None:
         raise ConfigError("--format onnx", f"needs {' and '.join(missing)}: {INSTALL_HINT}")
 
 
-def fold_spectral_norm(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` in eval mode with every parametrisation (spectral norm) folded into its weight."""
+def fold_spectral_norm(G: nn.Module, cfg: RunConfig) -> nn.Module:
+    """``G`` in eval mode with spectral norm folded into plain weights (a new module; ``G`` is untouched).
+
+    The folded generator is built from ``cfg`` without spectral norm and loaded with
+    the effective eval-mode weights ``W / sigma``. (Removing the parametrisations from
+    a deep copy would not do: the copy shares its dynamically created class with the
+    original, and removal edits that class.)
+    """
     from torch.nn.utils import parametrize
 
-    model = copy.deepcopy(model).eval()
-    for m in list(model.modules()):
+    from ganforge.models import build_models
+
+    G = G.eval()
+    folded = {}
+    for name, m in G.named_modules():
         if parametrize.is_parametrized(m):
-            for name in list(m.parametrizations.keys()):
-                parametrize.remove_parametrizations(m, name, leave_parametrized=True)
-    return model.requires_grad_(False)
+            for pname in m.parametrizations.keys():
+                folded[f"{name}.{pname}" if name else pname] = getattr(m, pname).detach().clone()
+    if not folded:
+        return G
+    state = {k: v for k, v in G.state_dict().items() if "parametrizations." not in k}
+    state.update(folded)
+    plain_cfg = copy.deepcopy(cfg)
+    plain_cfg.model.spectral_norm_g = False
+    plain, _ = build_models(plain_cfg)
+    plain.load_state_dict(state)
+    return plain.to(next(G.parameters()).device).eval().requires_grad_(False)
 
 
 class _Generator(nn.Module):
@@ -153,7 +170,7 @@ def export_model(G: nn.Module, cfg: RunConfig, path: str | Path, batch: int = 4,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     inpaint = cfg.model.arch == "inpaint"
-    folded = fold_spectral_norm(G.float().cpu())
+    folded = fold_spectral_norm(G.float().cpu(), cfg)
     model = (folded if inpaint else _Generator(folded, bool(cfg.model.num_classes))).eval()
     inputs, names, kind = _example_inputs(cfg, batch, seed)
     with warnings.catch_warnings():
