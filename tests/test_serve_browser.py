@@ -87,7 +87,8 @@ def runs(tmp_path_factory):
 def server(runs):
     """``ganforge serve`` on a free port of 127.0.0.1; always killed afterwards."""
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+           "PYTHONUNBUFFERED": "1"}
     log = open(runs / "server.log", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "ganforge", "serve", str(runs / "cgan"), str(runs / "inpaint"),
                              "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -233,5 +234,6 @@ def test_the_page_generates_inpaints_and_explains_bad_uploads(server, browser, t
     d.save_screenshot(str(shots / "bad-upload.png"))
     with urllib.request.urlopen(url, timeout=5) as r:
         assert r.status == 200
-    assert "Traceback" not in server_log.read_text()
+    log = server_log.read_text()
+    assert f"http://127.0.0.1:{url.rsplit(':', 1)[1].strip('/')}" in log and "Traceback" not in log
     print("screenshots:", *sorted(map(str, shots.iterdir())), sep="\n  ")

@@ -117,3 +117,23 @@ def test_inference_modules_do_not_import_training_code():
             "assert not bad, bad")
     src = str(Path(__file__).resolve().parents[1] / "src")
     subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"})
+
+
+def test_serve_binds_to_localhost_by_default_and_names_the_missing_extra(tmp_path, monkeypatch, capsys):
+    import builtins
+
+    from ganforge.cli import build_parser, main
+
+    args = build_parser().parse_args(["serve", "some-run"])
+    assert args.host == "127.0.0.1" and args.port == 7860
+    real_import = builtins.__import__
+
+    def no_gradio(name, *a, **k):
+        if name == "gradio" or name.startswith("gradio."):
+            raise ImportError("No module named 'gradio'")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_gradio)
+    assert main(["serve", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ganforge[serve]" in err

@@ -89,9 +89,9 @@ def _generate_tab(gr, generators: dict[str, H.GeneratorRun]):
     gen_status = gr.Markdown(elem_id="gen-status")
     gr.Markdown("### Latent interpolation")
     with gr.Row():
-        seed_a = gr.Number(0, precision=0, label="Seed A", elem_id="interp-a")
-        seed_b = gr.Number(1, precision=0, label="Seed B", elem_id="interp-b")
-        steps = gr.Slider(2, 16, value=8, step=1, label="Steps", elem_id="interp-steps")
+        seed_a = gr.Number(0, precision=0, label="Seed A", elem_id="interp-a", min_width=100)
+        seed_b = gr.Number(1, precision=0, label="Seed B", elem_id="interp-b", min_width=100)
+        steps = gr.Slider(2, 16, value=8, step=1, label="Steps", elem_id="interp-steps", min_width=280)
         go_i = gr.Button("Interpolate", elem_id="interp-button")
     strip = gr.Image(label="Interpolation (slerp)", type="pil", interactive=False, elem_id="interp-output",
                      format="png")

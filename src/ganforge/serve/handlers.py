@@ -56,7 +56,7 @@ def load_runs(paths: list[str], device: str = "cpu", ema: bool = True):
     generators, inpainters = {}, {}
     for p in paths:
         G, cfg, step = load_generator(p, ema=ema, device=device)
-        name = Path(p).resolve().name
+        name = Path(p).name or Path(p).resolve().name
         taken = set(generators) | set(inpainters)
         k = 2
         base = name
