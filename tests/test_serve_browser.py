@@ -224,6 +224,12 @@ def test_the_page_generates_inpaints_and_explains_bad_uploads(server, browser, t
     d.find_element(By.ID, "inp-button").click()
     _wait(d, lambda d: "the mask is 30x20 but the image is 28x28" in _text(d, "inp-status"))
 
+    # A huge image (a few KB of 1-bit PNG, 9 megapixels): refused from its header, with a message.
+    huge = tmp_path / "huge.png"
+    Image.new("1", (3000, 3000)).save(huge)
+    _upload(d, "inp-image-file", huge)
+    _wait(d, lambda d: "3000x3000 pixels; the limit is" in _text(d, "inp-status"))
+
     # A file that is not an image: a clear message, no traceback, and the server keeps serving.
     bad = tmp_path / "notes.png"
     bad.write_text("this is not a picture")

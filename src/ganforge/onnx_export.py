@@ -170,7 +170,7 @@ def export_model(G: nn.Module, cfg: RunConfig, path: str | Path, batch: int = 4,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     inpaint = cfg.model.arch == "inpaint"
-    folded = fold_spectral_norm(G.float().cpu(), cfg)
+    folded = fold_spectral_norm(copy.deepcopy(G).float().cpu(), cfg)  # the caller's G stays where it is
     model = (folded if inpaint else _Generator(folded, bool(cfg.model.num_classes))).eval()
     inputs, names, kind = _example_inputs(cfg, batch, seed)
     with warnings.catch_warnings():
