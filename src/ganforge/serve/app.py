@@ -199,6 +199,9 @@ def serve(app, host: str = "127.0.0.1", port: int = 7860, max_mb: float = H.MAX_
     """Run the page until interrupted; no share link, no analytics, uploads capped at ``max_mb``."""
     gr = import_gradio()
     app.queue(default_concurrency_limit=1)  # one model call at a time: CPU inference does not overlap well
-    app.launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=False,
-               max_file_size=f"{max_mb:g}mb", ssr_mode=False, mcp_server=False, footer_links=[],
-               theme=theme(gr), quiet=False)
+    try:
+        app.launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=False,
+                   max_file_size=f"{max_mb:g}mb", ssr_mode=False, mcp_server=False, footer_links=[],
+                   theme=theme(gr), quiet=False)
+    except OSError as exc:  # port taken, address not on this machine
+        raise ConfigError("--port", f"cannot serve on {host}:{port}: {str(exc).splitlines()[0]}") from None
