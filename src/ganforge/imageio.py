@@ -101,3 +101,22 @@ def save_png(array: np.ndarray, path: str | Path) -> Path:
 def save_grid(images: Tensor, path: str | Path, nrow: int | None = None) -> Path:
     """(N, C, H, W) float in [-1, 1] -> a PNG grid at ``path``."""
     return save_png(make_grid(to_uint8(images), nrow), path)
+
+
+def save_gif(images: Tensor, path: str | Path, frame_ms: int = 120, min_side: int = 128) -> Path:
+    """(N, C, H, W) float in [-1, 1] -> an animated GIF that plays the frames there and back, looping.
+
+    Small images are enlarged by an integer factor (nearest neighbour) to at least
+    ``min_side`` pixels, so 28x28 samples are visible in a browser.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()
+    scale = max(1, -(-min_side // max(arr.shape[1:3])))
+    frames = [Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a).resize(
+        (a.shape[1] * scale, a.shape[0] * scale), Image.NEAREST) for a in arr]
+    frames = frames + frames[-2:0:-1]  # ping-pong, so the loop has no jump
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
+    os.replace(tmp, path)
+    return path

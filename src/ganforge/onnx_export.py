@@ -1,0 +1,209 @@
+"""ONNX export of generators, checked against PyTorch with onnxruntime (inference only).
+
+Graphs (all float32, batch dimension dynamic):
+
+* image generators (MLP, DCGAN, ResNet): ``z (N, z_dim) -> image (N, C, H, W)`` in
+  [-1, 1]; class-conditional runs take ``label (N,)`` int64 as a second input.
+* the inpainting generator: ``image (N, C, H, W)`` in [-1, 1] and ``mask (N, 1, H, W)``
+  (1 = missing) ``-> image (N, C, H, W)``, composited so that known pixels are the
+  input's. Height and width are dynamic but must be **multiples of 4** (the two
+  stride-2 stages): the PyTorch model pads other sizes itself, a branch on the shape
+  that a traced graph cannot keep, so pad (e.g. reflect) before calling the graph and
+  crop after, as :func:`ganforge.models.inpaint.pad_to_multiple` does.
+
+The models are exported in eval mode (BatchNorm with its running statistics,
+conditional BatchNorm's per-class gains as a Gather) from a copy whose spectral
+normalisations are folded into plain weights: in eval mode spectral norm is a fixed
+rescaling, so folding changes no output and keeps the graph free of the power
+iteration's bookkeeping.
+
+Exporter: the TorchScript-based ``torch.onnx.export(..., dynamo=False)``. These
+models are static feed-forward graphs, which tracing captures exactly; the newer
+dynamo-based exporter (torch's default) also needs the ``onnxscript`` package and
+turns the shape-dependent padding branch of the inpainting model into guards, for
+no gain here.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ganforge.config import RunConfig, dump_yaml
+from ganforge.errors import ConfigError, GanforgeError
+
+ONNX_FILE = "generator.onnx"
+OPSET = 17
+TOLERANCE = 1e-4  # fp32 parity bound between onnxruntime and PyTorch
+INSTALL_HINT = "pip install 'ganforge[onnx]' (onnx and onnxruntime)"
+
+
+class OnnxParityError(GanforgeError):
+    """The exported graph's outputs differ from PyTorch's by more than the tolerance."""
+
+
+@dataclass
+class OnnxReport:
+    """What :func:`export_onnx` wrote and how closely onnxruntime reproduced PyTorch."""
+
+    path: str
+    kind: str                    # "generator", "conditional generator" or "inpainting generator"
+    inputs: dict[str, list]      # input name -> shape (strings for dynamic axes)
+    max_abs_diff: float          # over the fixed check batch
+    max_abs_diff_other_batch: float  # another batch size (inpainting: and another H, W)
+    tolerance: float
+    opset: int
+
+
+def require_onnx() -> None:
+    """Raise a one-line ConfigError naming the extra when onnx / onnxruntime are missing."""
+    missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError("--format onnx", f"needs {' and '.join(missing)}: {INSTALL_HINT}")
+
+
+def fold_spectral_norm(G: nn.Module, cfg: RunConfig) -> nn.Module:
+    """``G`` in eval mode with spectral norm folded into plain weights (a new module; ``G`` is untouched).
+
+    The folded generator is built from ``cfg`` without spectral norm and loaded with
+    the effective eval-mode weights ``W / sigma``. (Removing the parametrisations from
+    a deep copy would not do: the copy shares its dynamically created class with the
+    original, and removal edits that class.)
+    """
+    from torch.nn.utils import parametrize
+
+    from ganforge.models import build_models
+
+    G = G.eval()
+    folded = {}
+    for name, m in G.named_modules():
+        if parametrize.is_parametrized(m):
+            for pname in m.parametrizations.keys():
+                folded[f"{name}.{pname}" if name else pname] = getattr(m, pname).detach().clone()
+    if not folded:
+        return G
+    state = {k: v for k, v in G.state_dict().items() if "parametrizations." not in k}
+    state.update(folded)
+    plain_cfg = copy.deepcopy(cfg)
+    plain_cfg.model.spectral_norm_g = False
+    plain, _ = build_models(plain_cfg)
+    plain.load_state_dict(state)
+    return plain.to(next(G.parameters()).device).eval().requires_grad_(False)
+
+
+class _Generator(nn.Module):
+    """``G(z, label)`` with a fixed signature for export (the label input only when conditional)."""
+
+    def __init__(self, G: nn.Module, conditional: bool):
+        super().__init__()
+        self.G, self.conditional = G, conditional
+
+    def forward(self, z: Tensor, label: Tensor | None = None) -> Tensor:
+        return self.G(z, label if self.conditional else None)
+
+
+def _example_inputs(cfg: RunConfig, batch: int, seed: int, size: int | None = None
+                    ) -> tuple[tuple[Tensor, ...], list[str], str]:
+    """Fixed, seeded inputs for tracing and checking: (tensors, input names, kind).
+
+    ``size``: the inpainting image side (default the training size).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    m, c, s = cfg.model, cfg.data.channels, size or cfg.data.image_size
+    if m.arch == "inpaint":
+        image = torch.rand(batch, c, s, s, generator=gen) * 2 - 1
+        mask = torch.zeros(batch, 1, s, s)
+        for i in range(batch):  # a box per image, different places
+            y0, x0 = (torch.randint(0, s // 2, (2,), generator=gen)).tolist()
+            mask[i, :, y0:y0 + s // 2, x0:x0 + s // 2] = 1.0
+        return (image, mask), ["image", "mask"], "inpainting generator"
+    z = torch.randn(batch, m.z_dim, generator=gen)
+    if m.num_classes:
+        label = torch.arange(batch) % m.num_classes
+        return (z, label), ["z", "label"], "conditional generator"
+    return (z,), ["z"], "generator"
+
+
+def _dynamic_axes(names: list[str], inpaint: bool) -> dict[str, dict[int, str]]:
+    axes = {n: {0: "batch"} for n in names + ["output"]}
+    if inpaint:
+        for n in ("image", "mask", "output"):
+            axes[n].update({2: "height", 3: "width"})
+    return axes
+
+
+def _run_onnx(path: Path, names: list[str], inputs: tuple[Tensor, ...]) -> np.ndarray:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, torch.get_num_threads())
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, {n: t.numpy() for n, t in zip(names, inputs)})[0]
+
+
+def _max_diff(model: nn.Module, path: Path, names: list[str], inputs: tuple[Tensor, ...]) -> float:
+    with torch.inference_mode():
+        ref = model(*inputs).float().numpy()
+    got = _run_onnx(path, names, inputs)
+    if got.shape != ref.shape:
+        raise OnnxParityError(path, f"onnxruntime returned shape {got.shape}, PyTorch {ref.shape}")
+    return float(np.abs(got - ref).max())
+
+
+def export_model(G: nn.Module, cfg: RunConfig, path: str | Path, batch: int = 4, seed: int = 0,
+                 opset: int = OPSET, tolerance: float = TOLERANCE) -> OnnxReport:
+    """Export generator ``G`` (built from ``cfg``) to ``path`` and check it with onnxruntime.
+
+    The check runs the graph and PyTorch on a fixed seeded batch of ``batch``
+    inputs (and on ``batch + 3`` to exercise the dynamic batch axis); a max abs
+    difference above ``tolerance`` raises :class:`OnnxParityError`.
+    """
+    require_onnx()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    inpaint = cfg.model.arch == "inpaint"
+    folded = fold_spectral_norm(copy.deepcopy(G).float().cpu(), cfg)  # the caller's G stays where it is
+    model = (folded if inpaint else _Generator(folded, bool(cfg.model.num_classes))).eval()
+    inputs, names, kind = _example_inputs(cfg, batch, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer and deprecation chatter; parity is checked below
+        torch.onnx.export(model, inputs, str(path), input_names=names, output_names=["output"],
+                          dynamic_axes=_dynamic_axes(names, inpaint), opset_version=opset, dynamo=False)
+    import onnx
+
+    onnx.checker.check_model(str(path))
+    diff = _max_diff(model, path, names, inputs)
+    # Another batch size (and, for inpainting, another multiple-of-4 size): the axes are really dynamic.
+    other_size = 4 * (cfg.data.image_size // 4 + 1) if inpaint else None
+    other, _, _ = _example_inputs(cfg, batch + 3, seed + 1, other_size)
+    diff_other = _max_diff(model, path, names, other)
+    worst = max(diff, diff_other)
+    if not worst <= tolerance:  # also catches NaN
+        raise OnnxParityError(path, f"onnxruntime differs from PyTorch by {worst:.3g} (tolerance {tolerance:g})")
+    shapes = {n: ["batch", *t.shape[1:]] for n, t in zip(names, inputs)}
+    if inpaint:
+        shapes = {n: ["batch", v[1], "height", "width"] for n, v in shapes.items()}
+    return OnnxReport(str(path), kind, shapes, diff, diff_other, tolerance, opset)
+
+
+def export_run_onnx(run_dir: str | Path, out_dir: str | Path, ema: bool = True,
+                    checkpoint: str | Path | None = None) -> OnnxReport:
+    """Write ``out_dir/generator.onnx`` (+ ``config.yaml``, ``export.json`` with the parity check) for a run."""
+    from ganforge.artifacts import load_generator
+
+    require_onnx()
+    G, cfg, step = load_generator(run_dir, checkpoint, ema=ema)
+    out = Path(out_dir)
+    report = export_model(G, cfg, out / ONNX_FILE)
+    (out / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
+    meta = {"step": step, "source": "ema" if ema else "generator", "format": "onnx", **asdict(report)}
+    (out / "export.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    return report

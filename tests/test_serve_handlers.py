@@ -1,0 +1,139 @@
+"""The web app's logic without a browser: uploads refused with a message, masks, generation, inpainting."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import tiny_config
+from ganforge.inpaint.pipeline import InpaintingPipeline
+from ganforge.models import build_models
+from ganforge.sampling import generate
+from ganforge.serve import handlers as H
+
+
+def _png(arr, path):
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def test_read_upload_refuses_non_images_huge_images_and_big_files(tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    with pytest.raises(H.UploadError, match="not an image"):
+        H.read_upload(text)
+    big = _png(np.zeros((300, 400), np.uint8), tmp_path / "big.png")
+    with pytest.raises(H.UploadError, match=r"400x300 pixels; the limit is 10,000 pixels"):
+        H.read_upload(big, max_pixels=10_000)
+    with pytest.raises(H.UploadError, match="MB; the limit is"):
+        H.read_upload(big, max_mb=1e-4)
+    with pytest.raises(H.UploadError, match="no image uploaded"):
+        H.read_upload(None)
+    ok = H.read_upload(_png(np.zeros((20, 30, 3), np.uint8), tmp_path / "ok.png"))
+    assert ok.size == (30, 20) and ok.mode == "RGB"
+
+
+def test_decompression_bomb_is_refused_from_its_header(tmp_path):
+    # 1-bit PNGs compress to a few KB; only their headers are read.
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (3000, 3000)).save(bomb)
+    with pytest.raises(H.UploadError, match="3000x3000 pixels; the limit"):
+        H.read_upload(bomb)
+    Image.new("1", (20000, 20000)).save(bomb)  # beyond PIL's own guard
+    with pytest.raises(H.UploadError, match="far larger than the limit"):
+        H.read_upload(bomb)
+
+
+def test_masks_from_uploads_and_brush_layers(tmp_path):
+    m = np.zeros((10, 12), np.uint8)
+    m[2:5, 3:7] = 255
+    got = H.mask_from_upload(Image.fromarray(m), (10, 12))
+    assert got.dtype == bool and got.sum() == 12
+    with pytest.raises(H.UploadError, match="the mask is 12x10 but the image is 8x8"):
+        H.mask_from_upload(Image.fromarray(m), (8, 8))
+    with pytest.raises(H.UploadError, match="no white"):
+        H.mask_from_upload(Image.fromarray(np.zeros((8, 8), np.uint8)), (8, 8))
+    layer = np.zeros((10, 12, 4), np.uint8)
+    layer[1:3, 1:4, 3] = 255  # painted pixels have alpha
+    assert H.mask_from_layers([layer], (10, 12)).sum() == 6
+    assert H.mask_from_layers([np.zeros((10, 12, 4), np.uint8)], (10, 12)) is None
+    assert H.mask_from_layers(None, (10, 12)) is None
+
+
+def test_editor_images_become_gray_or_rgb_with_alpha_over_white():
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., :3] = 100
+    rgba[..., 3] = 255
+    rgba[0, 0, 3] = 0  # transparent -> white
+    gray = H.as_model_input(rgba)
+    assert gray.shape == (4, 4) and gray[0, 0] == 255 and gray[1, 1] == 100
+    rgba[1, 1, 0] = 200
+    assert H.as_model_input(rgba).shape == (4, 4, 3)
+
+
+def test_inpaint_keeps_known_pixels_and_telea_runs(tmp_path):
+    cfg = tiny_config(tmp_path, "model.arch=inpaint", "model.res_blocks=1", "model.g_width=4")
+    torch.manual_seed(0)
+    G, _ = build_models(cfg)
+    pipe = InpaintingPipeline(G.eval(), 1)
+    image = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+    mask = np.zeros((28, 28), bool)
+    mask[5:15, 5:15] = True
+    out = H.inpaint(pipe, image, mask)
+    assert out.shape == image.shape and np.array_equal(out[~mask], image[~mask])
+    shown = H.show_holes(image, mask)
+    assert shown.shape == (28, 28, 3) and (shown[mask] == (255, 0, 255)).all()
+    pytest.importorskip("cv2")
+    t = H.telea(image, mask)
+    assert t.shape == image.shape and np.array_equal(t[~mask], image[~mask])
+
+
+def test_generated_grid_is_the_sampling_grid_enlarged(tmp_path):
+    cfg = tiny_config(tmp_path, "model.num_classes=3")
+    torch.manual_seed(0)
+    G, _ = build_models(cfg)
+    run = H.GeneratorRun("tiny", G.eval(), cfg, 0)
+    img = np.asarray(H.generate_grid(run, seed=4, n=4, label=1))
+    k = img.shape[0] // (2 * 30 + 2)
+    assert k >= 2 and img.shape[:2] == (k * 62, k * 62)
+    first = next(generate(G, cfg, 4, seed=4, label=1))[0, 0]
+    expected = first.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    assert np.array_equal(img[2 * k:30 * k:k, 2 * k:30 * k:k], expected)
+    rows = np.asarray(H.generate_grid(run, seed=0, n=2, per_class=True))
+    assert rows.shape[0] > rows.shape[1]  # three rows of two
+    strip = np.asarray(H.interpolation_strip(run, 0, 1, steps=5, label=2))
+    assert strip.shape[1] > 4 * strip.shape[0]
+    with pytest.raises(H.UploadError, match="between 1 and 64"):
+        H.generate_grid(run, 0, 0)
+
+
+def test_inference_modules_do_not_import_training_code():
+    code = ("import sys; import ganforge.serve.handlers, ganforge.onnx_export, ganforge.commands.serve; "
+            "import ganforge.commands.export; bad = [m for m in sys.modules if m.startswith('ganforge.train')]; "
+            "assert not bad, bad")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"})
+
+
+def test_serve_binds_to_localhost_by_default_and_names_the_missing_extra(tmp_path, monkeypatch, capsys):
+    import builtins
+
+    from ganforge.cli import build_parser, main
+
+    args = build_parser().parse_args(["serve", "some-run"])
+    assert args.host == "127.0.0.1" and args.port == 7860
+    real_import = builtins.__import__
+
+    def no_gradio(name, *a, **k):
+        if name == "gradio" or name.startswith("gradio."):
+            raise ImportError("No module named 'gradio'")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_gradio)
+    assert main(["serve", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ganforge[serve]" in err
