@@ -25,7 +25,7 @@ ALLOWED_LONG: dict[str, str] = {}
 # Inference must never import training code (a served generator would drag in the
 # trainer, its optimizers and data loaders).
 INFERENCE_MODULES = ("ganforge.sampling", "ganforge.artifacts", "ganforge.weights", "ganforge.checkpoint",
-                     "ganforge.inpaint.pipeline", "ganforge.metrics")
+                     "ganforge.inpaint.pipeline", "ganforge.metrics", "ganforge.serve", "ganforge.onnx_export")
 
 
 def _module_files() -> dict[str, Path]:
