@@ -15,7 +15,9 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ganforge.artifacts import export_generator
+    from ganforge.commands._paths import check_output_dir
 
+    check_output_dir(args.out, "--out")
     out = export_generator(args.run_dir, args.out, ema=not args.no_ema)
     print(f"exported generator to {out}")
     return 0

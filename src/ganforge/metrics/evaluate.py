@@ -17,6 +17,11 @@ Real statistics (Inception) are cached on disk (:mod:`ganforge.metrics.cache`);
 the domain classifier is trained once per dataset and cached
 (:mod:`ganforge.metrics.classifier`). When the real split holds more than
 ``n`` images a random subset of ``n`` is used (seeded, part of the cache key).
+When it holds fewer, ``compute_metrics(..., require_n_real=True)`` (what
+``ganforge eval`` uses) refuses before computing anything; otherwise all real
+images are used and the names say so: the real count follows the split when it
+is smaller than the generated count, e.g. ``fid10k_test5k`` = 10k generated
+against 5k test images. A name never claims more images than were used.
 
 FID-10k of Fashion-MNIST train (random 10k) against test (10k) is 2.52
 (KID ~0): that is the floor a perfect generator would reach.
@@ -130,7 +135,8 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
                     cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
                     inception_weights: str | os.PathLike | None = None,
                     classifier_dir: str | os.PathLike | None = None,
-                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                    progress: Callable[[str], None] | None = None,
+                    require_n_real: bool = False) -> dict[str, Any]:
     """Evaluate generated images against a real dataset split.
 
     Args:
@@ -151,13 +157,17 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
         classifier_dir: where domain classifiers are cached
             (default ``<cache root>/classifiers``).
         progress: called with short status lines.
+        require_n_real: refuse (ConfigError naming ``n``) a real split with fewer
+            than ``n`` images, instead of using all of them under a name that
+            carries the smaller real count.
 
     Returns:
         A JSON-serialisable dict with the keys described in the module doc,
         plus ``n_fake``, ``n_real``, ``real``, ``seconds``.
 
     Raises:
-        ConfigError: unknown metric name or non-positive ``n``.
+        ConfigError: unknown metric name, ``n`` below 2, or (``require_n_real``)
+            more than the real split holds.
         DataError: unreadable real or generated images.
         WeightsError: the Inception weights are missing or wrong.
     """
@@ -169,11 +179,16 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
         raise ConfigError("metrics", f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
     if n < 2:
         raise ConfigError("n", f"need at least 2 images, got {n}")
+    if batch_size < 1:
+        raise ConfigError("batch_size", f"must be positive, got {batch_size}")
     t0 = time.perf_counter()
     say = progress or (lambda msg: None)
     use_inception = any(m in wanted for m in ("fid", "kid", "pr"))
 
     real_ds = load_dataset(real, split, image_size=image_size, channels=channels, root=root)
+    if require_n_real and real_ds.images.shape[0] < n:
+        raise ConfigError("n", f"{n} is more than the {real_ds.images.shape[0]} images of {real_ds.name} "
+                               f"({split}); use at most {real_ds.images.shape[0]}")
     real_images = _real_subset(real_ds.images, n, seed)
     extractor = InceptionFeatures(inception_weights, device, precision, batch_size) if use_inception else None
     classifier = None
@@ -209,7 +224,8 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
     if n_fake < 2:
         raise DataError("fake", f"need at least 2 generated images, got {n_fake}")
 
-    tag, sp = count_tag(n_fake), split
+    n_real = int(real_images.shape[0])
+    tag, sp = count_tag(n_fake), split + (count_tag(n_real) if n_real < n_fake else "")
     out: dict[str, Any] = {}
     if real_stats is not None:
         if "fid" in wanted:
