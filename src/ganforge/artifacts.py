@@ -38,13 +38,13 @@ def load_generator(run_dir: str | Path, checkpoint: str | Path | None = None, em
         raise CheckpointError(run_dir, "not a run directory (no config.yaml)")
     cfg = load_config(run_dir / "config.yaml")
     if (run_dir / EXPORT_WEIGHTS).is_file() and not (run_dir / "checkpoints").is_dir():
-        G, _ = build_models(cfg)  # an exported generator (ganforge export)
+        G, _ = build_models(cfg, training=False)  # an exported generator (ganforge export)
         load_weights(G, run_dir / EXPORT_WEIGHTS)
         return G.to(device).eval().requires_grad_(False), cfg, -1
     c = ckpt.load_checkpoint(Path(checkpoint)) if checkpoint else ckpt.find_latest(run_dir)
     if c is None:
         raise CheckpointError(run_dir / "checkpoints", "no valid checkpoint in this run")
-    G, _ = build_models(cfg)
+    G, _ = build_models(cfg, training=False)
     name = "G_ema" if ema and "G_ema" in c.weights else "G"
     if name not in c.weights:
         raise CheckpointError(c.path, "has no generator weights")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from ganforge.errors import ConfigError
+from ganforge import safe_yaml
+from ganforge.errors import ConfigError, quote
 
 log = logging.getLogger(__name__)
 
@@ -145,20 +147,82 @@ class RunConfig:
     inpaint: InpaintConfig = field(default_factory=InpaintConfig)
 
 
+class Range(typing.NamedTuple):
+    """Allowed values of a numeric key: ``lo <= v <= hi`` (``<`` at an open end). Values must be finite."""
+
+    lo: float
+    hi: float
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, v) -> bool:
+        above = v > self.lo if self.lo_open else v >= self.lo
+        below = v < self.hi if self.hi_open else v <= self.hi
+        return above and below
+
+    def __str__(self) -> str:
+        lo, hi = (str(v) if isinstance(v, int) else f"{v:g}" for v in (self.lo, self.hi))
+        return f"{'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
+
+
+# Every numeric key with its allowed range, in one place (tests check that none is missing).
+# The bounds say what the code can use sensibly, not what fits in memory: model sizes are
+# also checked against the memory actually available when the models are built
+# (ganforge.models.preflight). Keys documented with "0 = off" include 0.
+BIG = 10**9  # step counts and intervals
+RANGES: dict[str, Range] = {
+    "data.image_size": Range(4, 1024),
+    "data.channels": Range(1, 3),  # and one of 1, 3 (see _CHOICES)
+    "model.z_dim": Range(1, 4096),
+    "model.g_width": Range(1, 4096),
+    "model.d_width": Range(1, 4096),
+    "model.g_layers": Range(1, 16),  # MLP widths double per layer
+    "model.d_layers": Range(1, 16),
+    "model.num_classes": Range(0, 100_000),  # 0 = unconditional
+    "model.dropout": Range(0, 1, hi_open=True),
+    "model.res_blocks": Range(0, 64),
+    "loss.gp_weight": Range(0, 1e6),
+    "loss.r1_weight": Range(0, 1e6),  # 0 = off
+    "loss.r1_every": Range(1, 1e6),
+    "loss.label_smoothing": Range(0, 0.5, hi_open=True),
+    "loss.weight_clip": Range(0, 1e3),  # 0 = off
+    "optim.lr_g": Range(0, 1, lo_open=True),
+    "optim.lr_d": Range(0, 1, lo_open=True),
+    "optim.beta1": Range(0, 1, hi_open=True),
+    "optim.beta2": Range(0, 1, hi_open=True),
+    "optim.n_dis": Range(1, 100),
+    "optim.grad_clip": Range(0, 1e6),  # 0 = off
+    "train.steps": Range(1, BIG),
+    "train.batch_size": Range(1, 65536),
+    "train.seed": Range(0, 2**63 - 1),  # torch generators take a 64-bit seed
+    "train.log_every": Range(1, BIG),
+    "train.sample_every": Range(1, BIG),
+    "train.ckpt_every": Range(1, BIG),
+    "train.keep_last": Range(1, 10**6),
+    "train.sample_grid": Range(1, 1024),
+    "train.ema_decay": Range(0, 1, hi_open=True),  # 0 = no EMA
+    "train.ema_start": Range(0, BIG),
+    "train.eval_every": Range(0, BIG),  # 0 = off
+    "train.eval_n": Range(2, 10**6),
+    "train.max_bad_steps": Range(1, 10**6),
+    "train.max_rollbacks": Range(0, 1000),
+    "train.rollback_lr_factor": Range(0, 1, lo_open=True),
+    "inpaint.hole_ratio": Range(0, 1, lo_open=True, hi_open=True),
+    "inpaint.load_size": Range(0, 8192),  # 0 = data.image_size
+    "inpaint.l1_hole": Range(0, 1e6),
+    "inpaint.l1_valid": Range(0, 1e6),
+    "inpaint.feature_matching": Range(0, 1e6),
+    "inpaint.adv_weight": Range(0, 1e6),
+}
+
 _CHOICES = {
     "model.arch": ("mlp", "dcgan", "resnet", "mlp-res", "inpaint"),
     "loss.name": ("ns", "minimax", "wgan", "wgan-gp", "hinge", "ls"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "data.split": ("train", "test", "all"),
     "inpaint.masks": ("center", "boxes", "strokes", "mixed"),
+    "data.channels": (1, 3),
 }
-_POSITIVE = ("train.steps", "train.batch_size", "optim.n_dis", "data.image_size", "model.z_dim",
-             "model.g_width", "model.d_width", "train.log_every", "train.sample_every",
-             "train.ckpt_every", "train.keep_last", "loss.r1_every", "train.sample_grid", "train.max_bad_steps")
-_NON_NEGATIVE = ("optim.grad_clip", "loss.gp_weight", "loss.r1_weight", "loss.weight_clip",
-                 "model.num_classes", "train.eval_every", "inpaint.l1_hole", "inpaint.l1_valid",
-                 "inpaint.feature_matching", "inpaint.adv_weight", "train.ema_start", "model.dropout",
-                 "train.max_rollbacks")
 
 
 def _convert(value: Any, annotation: Any, key: str) -> Any:
@@ -173,13 +237,13 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
     if annotation is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(key, f"expected true/false, got {value!r}")
+        raise ConfigError(key, f"expected true/false, got {quote(value)}")
     if annotation is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ConfigError(key, f"expected an integer, got {value!r}")
+        raise ConfigError(key, f"expected an integer, got {quote(value)}")
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -188,11 +252,11 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-        raise ConfigError(key, f"expected a number, got {value!r}")
+        raise ConfigError(key, f"expected a number, got {quote(value)}")
     if annotation is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(key, f"expected a string, got {value!r}")
+        raise ConfigError(key, f"expected a string, got {quote(value)}")
     raise ConfigError(key, f"unsupported type {annotation!r}")
 
 
@@ -234,34 +298,22 @@ def parse_policy(policy: str) -> tuple[str, ...]:
 def validate(cfg: RunConfig) -> RunConfig:
     """Reject impossible values, naming the key. Returns ``cfg`` unchanged."""
     flat = to_flat_dict(cfg)
+    for key, allowed in RANGES.items():
+        value = flat[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):  # a RunConfig built in Python
+            raise ConfigError(key, f"expected a number, got {quote(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(key, f"must be a finite number, got {value}")
+        if value not in allowed:
+            raise ConfigError(key, f"must be in {allowed}, got {quote(value)}")
     for key, choices in _CHOICES.items():
         if flat[key] not in choices:
-            raise ConfigError(key, f"must be one of {', '.join(choices)}, got {flat[key]!r}")
-    for key in _POSITIVE:
-        if flat[key] <= 0:
-            raise ConfigError(key, f"must be positive, got {flat[key]}")
-    for key in _NON_NEGATIVE:
-        if flat[key] < 0:
-            raise ConfigError(key, f"must be >= 0, got {flat[key]}")
-    for key in ("optim.lr_g", "optim.lr_d"):
-        if not flat[key] > 0:
-            raise ConfigError(key, f"learning rate must be positive, got {flat[key]}")
-    for key in ("optim.beta1", "optim.beta2", "train.ema_decay"):
-        if not 0.0 <= flat[key] < 1.0:
-            raise ConfigError(key, f"must be in [0, 1), got {flat[key]}")
-    if not 0.0 < cfg.train.rollback_lr_factor <= 1.0:
-        raise ConfigError("train.rollback_lr_factor", f"must be in (0, 1], got {cfg.train.rollback_lr_factor}")
-    if not 0.0 <= cfg.loss.label_smoothing < 0.5:
-        raise ConfigError("loss.label_smoothing", f"must be in [0, 0.5), got {cfg.loss.label_smoothing}")
-    if cfg.data.channels not in (1, 3):
-        raise ConfigError("data.channels", f"must be 1 or 3, got {cfg.data.channels}")
-    if not 0.0 < cfg.inpaint.hole_ratio < 1.0:
-        raise ConfigError("inpaint.hole_ratio", f"must be in (0, 1), got {cfg.inpaint.hole_ratio}")
+            raise ConfigError(key, f"must be one of {', '.join(map(str, choices))}, got {quote(flat[key])}")
     if cfg.inpaint.random_crop and 0 < cfg.inpaint.load_size < cfg.data.image_size:
         raise ConfigError("inpaint.load_size", f"must be at least data.image_size ({cfg.data.image_size}) "
                           f"to crop from, got {cfg.inpaint.load_size}")
-    if not cfg.name or "/" in cfg.name or cfg.name in (".", ".."):
-        raise ConfigError("name", f"must be a plain directory name, got {cfg.name!r}")
+    if not cfg.name or "/" in cfg.name or cfg.name in (".", "..") or len(cfg.name) > 128:
+        raise ConfigError("name", f"must be a plain directory name of at most 128 characters, got {quote(cfg.name)}")
     parse_policy(cfg.train.augment)
     return cfg
 
@@ -313,10 +365,10 @@ def to_flat_dict(cfg: RunConfig) -> dict:
     return flat
 
 
-def _parse_value(text: str) -> Any:
-    """Parse an override value with YAML scalars (1e-4, true, null, 'text')."""
+def _parse_value(text: str, key: str) -> Any:
+    """Parse an override value with YAML scalars (1e-4, true, null, 'text'); text that is not YAML stays text."""
     try:
-        return yaml.safe_load(text)
+        return safe_yaml.load(text, key)
     except yaml.YAMLError:
         return text
 
@@ -334,17 +386,19 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             if not isinstance(child, dict):
                 raise ConfigError(key, f"{part!r} is not a section")
             node = child
-        node[parts[-1]] = _parse_value(text)
+        node[parts[-1]] = _parse_value(text, key)
     return data
 
 
 def load_yaml(path: str | Path) -> dict:
-    """Read a YAML config file into a dict (empty file -> {})."""
+    """Read a YAML config file into a dict (empty file -> {}); see :mod:`ganforge.safe_yaml` for the bounds."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(path, "config file not found")
+    if path.stat().st_size > safe_yaml.MAX_BYTES:
+        raise ConfigError(path, f"{path.stat().st_size} bytes; config files are at most {safe_yaml.MAX_BYTES}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_yaml.load(path.read_text(encoding="utf-8"), str(path))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(path, f"not valid YAML: {str(exc).splitlines()[0]}") from None
     if data is None:

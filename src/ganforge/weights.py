@@ -34,7 +34,8 @@ def read_state_file(path: str | Path, unsafe_pickle: bool = False) -> dict[str, 
     if path.suffix.lower() in PICKLE_SUFFIXES:
         if not unsafe_pickle:
             raise CheckpointError(path, "pickle-based weights can execute code when loaded and are refused; "
-                                  "convert them to .safetensors, or pass --unsafe-pickle to load tensors only")
+                                  "convert them to .safetensors, or (Python API only) pass unsafe_pickle=True "
+                                  "to read tensors only with torch's weights-only loader")
         return _read_weights_only_pickle(path)
     try:
         return load_file(str(path))

@@ -6,7 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from ganforge.commands._options import BATCH, SEED, int_in
 from ganforge.errors import ConfigError
+
+MAX_N = 1_000_000  # generated images (FID-50k is the usual maximum)
 
 
 def register(sub) -> None:
@@ -18,17 +21,19 @@ def register(sub) -> None:
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR")
     p.add_argument("--metrics", default=None, help=f"comma list of {','.join(metric_names())} "
                    "(default: fid,kid,pr, and cls for a labelled named data set)")
-    p.add_argument("--n", type=int, default=10000, help="generated images (default 10000)")
-    p.add_argument("--split", default="test", help="real split: test, train or all (default test)")
+    p.add_argument("--n", type=int_in(2, MAX_N), default=10000,
+                   help="generated images (default 10000); the real split must hold at least as many")
+    p.add_argument("--split", default="test", choices=("test", "train", "all"),
+                   help="real split (default test)")
     p.add_argument("--real", help="real images: a dataset name or a folder (two-set mode)")
     p.add_argument("--fake", help="folder of generated images (two-set mode)")
     p.add_argument("--no-ema", action="store_true", help="evaluate the raw generator, not its EMA")
     p.add_argument("--checkpoint", help="a checkpoint directory (default: newest)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                    help="feature extraction precision (fp32 is the reference)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=BATCH, default=64)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--json", help="also write the result to this JSON file")
     p.set_defaults(func=run)
 
@@ -56,37 +61,54 @@ def print_table(result: dict, out=None) -> None:
         print(f"protocol: {result['protocol']}", file=out)
 
 
+def _compute(compute_metrics, *args, **kwargs) -> dict:
+    """compute_metrics, with its complaints about ``n`` blamed on the ``--n`` option."""
+    try:
+        return compute_metrics(*args, **kwargs)
+    except ConfigError as exc:
+        if exc.where == "n":
+            raise ConfigError("--n", exc.reason) from None
+        raise
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from ganforge.commands._paths import check_output_file
+    from ganforge.devices import resolve_device
     from ganforge.metrics.evaluate import append_jsonl, compute_metrics
 
-    if args.n < 2:
-        raise ConfigError("--n", f"need at least 2 images, got {args.n}")
     if args.run_dir and (args.fake or args.real):
         raise ConfigError("--fake", "give either RUN_DIR or --real/--fake, not both")
+    if not args.run_dir and not (args.real and args.fake):
+        raise ConfigError("RUN_DIR", "give a run directory, or both --real and --fake")
+    # Everything that can be checked up front is, before minutes of feature extraction.
+    if args.json:
+        check_output_file(args.json, "--json")
+    if args.run_dir and Path(args.run_dir, "config.yaml").is_file():
+        check_output_file(Path(args.run_dir) / "metrics.jsonl", "RUN_DIR")
+    device = resolve_device(args.device, "--device")
+    common = dict(device=device, precision=args.precision, batch_size=args.batch_size, seed=args.seed,
+                  require_n_real=True)
     if args.run_dir:
         from ganforge.artifacts import load_generator
         from ganforge.sampling import generate
 
-        G, cfg, step = load_generator(args.run_dir, args.checkpoint, ema=not args.no_ema, device=args.device)
-        stream = generate(G, cfg, args.n, seed=args.seed, device=args.device, batch_size=args.batch_size)
+        G, cfg, step = load_generator(args.run_dir, args.checkpoint, ema=not args.no_ema, device=device)
+        stream = generate(G, cfg, args.n, seed=args.seed, device=device, batch_size=args.batch_size)
         real = cfg.data.dataset
         metrics = args.metrics or default_metrics(real)
-        result = compute_metrics(stream, real, args.split, metrics.split(","), args.n,
-                                 image_size=cfg.data.image_size, channels=cfg.data.channels, root=cfg.data.root,
-                                 device=args.device, precision=args.precision, batch_size=args.batch_size,
-                                 seed=args.seed, progress=lambda m: None)
+        result = _compute(compute_metrics, stream, real, args.split, metrics.split(","), args.n,
+                          image_size=cfg.data.image_size, channels=cfg.data.channels, root=cfg.data.root,
+                          progress=lambda m: None, **common)
         result = {"step": step, "generator": "raw" if args.no_ema else "ema-if-present", **result}
         append_jsonl(Path(args.run_dir) / "metrics.jsonl", {"event": "eval", **result})
     else:
-        if not (args.real and args.fake):
-            raise ConfigError("RUN_DIR", "give a run directory, or both --real and --fake")
         metrics = args.metrics or default_metrics(args.real)
-        result = compute_metrics(args.fake, args.real, args.split, metrics.split(","), args.n,
-                                 device=args.device, precision=args.precision, batch_size=args.batch_size,
-                                 seed=args.seed)
+        result = _compute(compute_metrics, args.fake, args.real, args.split, metrics.split(","), args.n, **common)
     print_table(result)
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1, default=list), encoding="utf-8")
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1, default=list), encoding="utf-8")
     return 0

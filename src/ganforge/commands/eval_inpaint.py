@@ -6,7 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+from ganforge.commands._options import SEED, float_in, int_in
 from ganforge.errors import ConfigError
+
+MAX_N = 100_000  # test images (each is inpainted by every method)
 
 
 def register(sub) -> None:
@@ -19,9 +22,11 @@ def register(sub) -> None:
                                    "appends a record to RUN_DIR/metrics.jsonl, optionally writes JSON.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--masks", default="center", choices=MASK_KINDS, help="mask kind (default center)")
-    p.add_argument("--n", type=int, default=1000, help="number of test images (default 1000)")
-    p.add_argument("--ratio", type=float, default=0.25, help="fraction of missing pixels (default 0.25)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the masks")
+    p.add_argument("--n", type=int_in(1, MAX_N), default=1000,
+                   help=f"number of test images (default 1000, at most {MAX_N}; fewer if the split is smaller)")
+    p.add_argument("--ratio", type=float_in(0, 1, lo_open=True, hi_open=True), default=0.25,
+                   help="fraction of missing pixels, in (0, 1) (default 0.25)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the masks")
     p.add_argument("--split", default="test", choices=("train", "test", "all"))
     p.add_argument("--baselines", help="comma-separated subset of telea,navier-stokes,biharmonic "
                                        "(default: all installed); 'none' for none")
@@ -32,7 +37,7 @@ def register(sub) -> None:
     p.add_argument("--json", metavar="PATH", help="write the result as JSON here")
     p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its EMA")
     p.add_argument("--checkpoint", help="a checkpoint directory (default: newest)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.set_defaults(func=run)
 
 
@@ -51,13 +56,22 @@ def _methods(text: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ganforge.commands._paths import check_output_file
+    from ganforge.devices import resolve_device
     from ganforge.inpaint.evaluate import evaluate_inpainting, format_table
     from ganforge.train.runlog import MetricsLog
 
+    # Checked before the evaluation, which can take minutes.
+    methods = _methods(args.baselines)
+    if args.json:
+        check_output_file(args.json, "--json")
+    if Path(args.run_dir, "config.yaml").is_file():
+        check_output_file(Path(args.run_dir) / "metrics.jsonl", "RUN_DIR")
+    device = resolve_device(args.device, "--device")
     result = evaluate_inpainting(args.run_dir, masks=args.masks, n=args.n, hole_ratio=args.ratio, seed=args.seed,
-                                 split=args.split, methods=_methods(args.baselines), fid=not args.no_fid,
+                                 split=args.split, methods=methods, fid=not args.no_fid,
                                  fid_precision=args.fid_precision, ema=not args.no_ema,
-                                 checkpoint=args.checkpoint, device=args.device, fid_cache=not args.no_cache)
+                                 checkpoint=args.checkpoint, device=device, fid_cache=not args.no_cache)
     print(format_table(result))
     record = {"step": result["step"], "eval": "inpaint", "masks": result["masks"], "n": result["n"],
               "hole_ratio": result["hole_ratio"], "split": result["split"], "seed": result["seed"]}

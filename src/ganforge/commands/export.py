@@ -33,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
               f"{r.max_abs_diff_other_batch:.3g}; tolerance {r.tolerance:g})")
         return 0
     from ganforge.artifacts import export_generator
+    from ganforge.commands._paths import check_output_dir
 
+    check_output_dir(args.out, "--out")
     out = export_generator(args.run_dir, args.out, ema=not args.no_ema)
     print(f"exported generator to {out}")
     return 0

@@ -20,6 +20,11 @@ Real statistics (Inception) are cached on disk (:mod:`ganforge.metrics.cache`);
 the domain classifier is trained once per dataset and cached
 (:mod:`ganforge.metrics.classifier`). When the real split holds more than
 ``n`` images a random subset of ``n`` is used (seeded, part of the cache key).
+When it holds fewer, ``compute_metrics(..., require_n_real=True)`` (what
+``ganforge eval`` uses) refuses before computing anything; otherwise all real
+images are used and the names say so: the real count follows the split when it
+is smaller than the generated count, e.g. ``fid10k_test5k`` = 10k generated
+against 5k test images. A name never claims more images than were used.
 
 FID-10k of Fashion-MNIST train (random 10k) against test (10k) is 2.52
 (KID ~0): that is the floor a perfect generator would reach.
@@ -138,7 +143,8 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
                     cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
                     inception_weights: str | os.PathLike | None = None,
                     classifier_dir: str | os.PathLike | None = None,
-                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                    progress: Callable[[str], None] | None = None,
+                    require_n_real: bool = False) -> dict[str, Any]:
     """Evaluate generated images against a real dataset split.
 
     Args:
@@ -161,13 +167,17 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
         classifier_dir: where domain classifiers are cached
             (default ``<cache root>/classifiers``).
         progress: called with short status lines.
+        require_n_real: refuse (ConfigError naming ``n``) a real split with fewer
+            than ``n`` images, instead of using all of them under a name that
+            carries the smaller real count.
 
     Returns:
         A JSON-serialisable dict with the keys described in the module doc,
         plus ``n_fake``, ``n_real``, ``real``, ``seconds``.
 
     Raises:
-        ConfigError: unknown metric name or non-positive ``n``.
+        ConfigError: unknown metric name, ``n`` below 2, or (``require_n_real``)
+            more than the real split holds.
         DataError: unreadable real or generated images.
         WeightsError: the Inception weights are missing or wrong.
     """
@@ -176,11 +186,16 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
     chosen = get_metrics(metrics)
     if n < 2:
         raise ConfigError("n", f"need at least 2 images, got {n}")
+    if batch_size < 1:
+        raise ConfigError("batch_size", f"must be positive, got {batch_size}")
     t0 = time.perf_counter()
     say = progress or (lambda msg: None)
     needs = needed_sources(chosen)
 
     real_ds = load_dataset(real, split, image_size=image_size, channels=channels, root=root)
+    if require_n_real and real_ds.images.shape[0] < n:
+        raise ConfigError("n", f"{n} is more than the {real_ds.images.shape[0]} images of {real_ds.name} "
+                               f"({split}); use at most {real_ds.images.shape[0]}")
     real_images = _real_subset(real_ds.images, n, seed)
     extractor = InceptionFeatures(inception_weights, device, precision, batch_size) if "inception" in needs else None
     classifier = None
@@ -216,6 +231,9 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
     if n_fake < 2:
         raise DataError("fake", f"need at least 2 generated images, got {n_fake}")
 
+    n_real = int(real_images.shape[0])
+    # Fewer real images than generated ones (Python callers; the CLI refuses it): the name says so.
+    sp = split + (count_tag(n_real) if n_real < n_fake else "")
     sources: dict[str, Any] = {}
     if real_stats is not None:
         sources["inception"] = FeaturePair(real=real_stats, fake=fake_stats)
@@ -227,7 +245,7 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
     options = MetricOptions(seed=seed, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, pr_k=pr_k)
     out: dict[str, Any] = {}
     for metric in chosen:
-        out.update(metric(sources, count_tag(n_fake), split, options))
+        out.update(metric(sources, count_tag(n_fake), sp, options))
 
     parts = [f"fake: {n_fake} images quantised to uint8 (floor(x*127.5+128))",
              f"real: {real_ds.name} {real_images.shape[0]} images (seed {seed}), "

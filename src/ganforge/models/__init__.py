@@ -41,11 +41,20 @@ def register(name: str, builder: Builder) -> None:
     ARCHS[name] = builder
 
 
-def build_models(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
-    """Build ``(generator, discriminator)`` for ``cfg.model.arch``."""
+def build_models(cfg: RunConfig, training: bool = True) -> tuple[nn.Module, nn.Module]:
+    """Build ``(generator, discriminator)`` for ``cfg.model.arch`` on the CPU.
+
+    First checks that they fit in memory (:func:`ganforge.models.preflight.check_fits`):
+    for training (``training=True``: optimizer state and activations at
+    ``train.batch_size`` on ``train.device``) or just to load them for inference.
+    Raises ConfigError naming the key to reduce when they cannot.
+    """
+    from ganforge.models.preflight import check_fits
+
     _load_optional_families()
     if cfg.model.arch not in ARCHS:
         raise ConfigError("model.arch", f"unknown architecture {cfg.model.arch!r} (known: {', '.join(sorted(ARCHS))})")
+    check_fits(cfg, ARCHS[cfg.model.arch], training=training)
     return ARCHS[cfg.model.arch](cfg)
 
 
