@@ -1,0 +1,74 @@
+"""The run's fixed-noise sample grids over time: a labelled strip (PNG) and an animation (GIF).
+
+Both are drawn with Pillow (a core dependency), each grid under a band that
+names its step. A grid being written while the report reads it is skipped.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+_GRID = re.compile(r"step_(\d+)\.png$")
+BAND = 14  # pixels of label band above each grid
+
+
+def sample_grids(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """``[(step, path)]`` of ``RUN/samples/step_*.png``, by step."""
+    folder = Path(run_dir) / "samples"
+    found = [(int(m.group(1)), p) for p in folder.glob("step_*.png") if (m := _GRID.search(p.name))]
+    return sorted(found)
+
+
+def evenly(items: list, k: int) -> list:
+    """``k`` items spread over ``items``, the first and last included (all when there are few)."""
+    if len(items) <= k:
+        return list(items)
+    idx = sorted({round(i * (len(items) - 1) / (k - 1)) for i in range(k)})
+    return [items[i] for i in idx]
+
+
+def _labelled(step: int, path: Path, side: int) -> Image.Image | None:
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+    except OSError:  # being written right now, or damaged
+        return None
+    scale = side / max(im.size)
+    im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.NEAREST)
+    out = Image.new("RGB", (im.width, im.height + BAND), "white")
+    out.paste(im, (0, BAND))
+    ImageDraw.Draw(out).text((3, 1), f"step {step}", fill=(0, 0, 0), font=ImageFont.load_default())
+    return out
+
+
+def write_strip(grids: list[tuple[int, Path]], path: Path, k: int = 8, side: int = 176) -> list[int]:
+    """Up to ``k`` grids side by side (``side`` pixels each); returns the steps shown."""
+    tiles = [(s, t) for s, p in evenly(grids, k) if (t := _labelled(s, p, side)) is not None]
+    if not tiles:
+        return []
+    gap = 6
+    width = sum(t.width for _, t in tiles) + gap * (len(tiles) - 1)
+    strip = Image.new("RGB", (width, max(t.height for _, t in tiles)), "white")
+    x = 0
+    for _, t in tiles:
+        strip.paste(t, (x, 0))
+        x += t.width + gap
+    strip.save(path, optimize=True)
+    return [s for s, _ in tiles]
+
+
+def write_animation(grids: list[tuple[int, Path]], path: Path, max_frames: int = 40, side: int = 224,
+                    ms_per_frame: int = 400) -> list[int]:
+    """The grids as a looping GIF (at most ``max_frames``, the last held longer); returns the steps shown."""
+    frames = [(s, t) for s, p in evenly(grids, max_frames) if (t := _labelled(s, p, side)) is not None]
+    if not frames:
+        return []
+    images = [t for _, t in frames]
+    size = (max(i.width for i in images), max(i.height for i in images))
+    images = [i if i.size == size else i.resize(size) for i in images]
+    durations = [ms_per_frame] * (len(images) - 1) + [2000]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0, optimize=True)
+    return [s for s, _ in frames]
