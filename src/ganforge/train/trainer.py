@@ -150,6 +150,7 @@ class Trainer:
         self._stop_requested = False
         self._graph: _GraphedIteration | None = None
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        self.tensorboard = None  # TensorBoardLog while train() runs with train.tensorboard on rank 0
 
     # ----------------------------------------------------------------- set-up
 
@@ -570,6 +571,8 @@ class Trainer:
         """Rank 0 writes the checkpoint (with every rank's random streams); every rank waits for it."""
         streams = self.dist.all_gather_object(self._rank_streams()) if self.dist.enabled else None
         path = self.save(streams) if self.dist.is_main else None
+        if self.tensorboard is not None:
+            self.tensorboard.flush()
         self.dist.barrier()
         return path
 
@@ -583,6 +586,11 @@ class Trainer:
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
+            if cfg.train.tensorboard:  # rank 0 only; sees every metrics record through the log's sinks
+                from ganforge.train.tensorboard import TensorBoardLog
+
+                self.tensorboard = TensorBoardLog(self.run_dir / "tensorboard", start_step=self.step)
+                self.metrics.sinks.append(self.tensorboard.write)
         handlers = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -615,6 +623,8 @@ class Trainer:
                 progress.update(self.step, logs)
                 if main and (self.step % cfg.train.sample_every == 0 or self.step == cfg.train.steps):
                     last_sample = self.sample_grid(self.run_dir / "samples" / f"step_{self.step:08d}.png")
+                    if self.tensorboard is not None:
+                        self.tensorboard.add_grid(self.step, last_sample)
                 if (self.step % cfg.train.ckpt_every == 0 or self.step == cfg.train.steps) and self.bad_in_a_row == 0:
                     last_ckpt = self._save_on_main()
                 if main and cfg.train.eval_every and self.step % cfg.train.eval_every == 0:
@@ -629,6 +639,10 @@ class Trainer:
         finally:
             self.clock.pause()
             progress.close()
+            if self.tensorboard is not None:
+                self.metrics.sinks.remove(self.tensorboard.write)
+                self.tensorboard.close()
+                self.tensorboard = None
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
         elapsed = time.perf_counter() - t_start
