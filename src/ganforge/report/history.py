@@ -49,15 +49,19 @@ class History:
     evals: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     torn: int = 0
+    _columns: dict = field(default_factory=dict, repr=False, compare=False)
 
     def column(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(steps, values)`` of a training key, float arrays of equal length, records without it skipped."""
-        pairs = [(r["step"], _number(r.get(key))) for r in self.train if key in r]
-        pairs = [(s, v) for s, v in pairs if v is not None]
-        if not pairs:
-            return np.zeros(0), np.zeros(0)
-        steps, values = zip(*pairs)
-        return np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+        """``(steps, values)`` of a training key, float arrays of equal length, records without it skipped.
+
+        Computed once per key (figures ask for the same columns many times); the
+        history must not change afterwards.
+        """
+        if key not in self._columns:
+            pairs = [(r["step"], v) for r in self.train if (v := _number(r.get(key))) is not None]
+            steps, values = zip(*pairs) if pairs else ((), ())
+            self._columns[key] = (np.asarray(steps, dtype=float), np.asarray(values, dtype=float))
+        return self._columns[key]
 
     def seconds_at(self, steps: np.ndarray) -> np.ndarray:
         """Training seconds at ``steps``, interpolated between logged steps (NaN when unknown)."""

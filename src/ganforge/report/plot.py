@@ -16,6 +16,7 @@ from ganforge.report.specs import FigureSpec, Panel
 INSTALL_HINT = "pip install 'ganforge[report]' (matplotlib)"
 # Noisy per-step values (GAN losses) get a running mean over this many logged points on top.
 SMOOTH_MIN_POINTS = 40
+MAX_DRAWN_POINTS = 4000  # per line; longer series are drawn as their min/max envelope
 
 
 def require_matplotlib():
@@ -38,6 +39,28 @@ def running_mean(y: np.ndarray, width: int) -> np.ndarray:
     return sums / counts
 
 
+def envelope(x: np.ndarray, y: np.ndarray, buckets: int = MAX_DRAWN_POINTS // 2) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``2 * buckets`` points that draw like ``(x, y)``: each bucket's minimum and maximum, in order.
+
+    A 100k-step run logs tens of thousands of points; a figure a few hundred
+    pixels wide shows no more, and drawing them all is what makes a report slow.
+    """
+    n = y.size
+    if n <= 2 * buckets:
+        return x, y
+    size = -(-n // buckets)
+    rows = -(-n // size)
+    low = np.full(rows * size, np.inf)
+    high = np.full(rows * size, -np.inf)
+    finite = np.isfinite(y)
+    low[:n][finite], high[:n][finite] = y[finite], y[finite]
+    start = np.arange(rows) * size
+    lo = start + low.reshape(rows, size).argmin(1)
+    hi = start + high.reshape(rows, size).argmax(1)
+    keep = np.unique(np.minimum(np.concatenate([lo, hi]), n - 1))  # sorted: the points stay in order
+    return x[keep], y[keep]
+
+
 def _draw_panel(ax, panel: Panel) -> None:
     ax.set_title(panel.title, fontsize=10)
     ax.set_xlabel(panel.xlabel, fontsize=8)
@@ -54,15 +77,16 @@ def _draw_panel(ax, panel: Panel) -> None:
         smooth = s.y.size >= SMOOTH_MIN_POINTS
         # The raw line is the data (drawn first, so tests and readers find it as the series);
         # a running mean on top keeps the trend readable through GAN noise.
-        ax.plot(s.x, s.y, color=color, label=s.label, linewidth=0.8, alpha=0.35 if smooth else 1.0)
+        ax.plot(*envelope(s.x, s.y), color=color, label=s.label, linewidth=0.8, alpha=0.35 if smooth else 1.0)
         if smooth:
-            ax.plot(s.x, running_mean(s.y, max(5, s.y.size // 25)), color=color, linewidth=1.6,
+            ax.plot(*envelope(s.x, running_mean(s.y, max(5, s.y.size // 25))), color=color, linewidth=1.6,
                     label="_nolegend_")
     if panel.count:
         from matplotlib.ticker import MaxNLocator
 
         top = max((float(np.nanmax(s.y)) for s in panel.series if s.y.size), default=0.0)
-        ax.set_ylim(0, max(1.0, top * 1.1))
+        top = max(1.0, top * 1.1)
+        ax.set_ylim(-0.03 * top, top)  # a flat zero stays visible above the frame
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     if len(panel.series) > 1:
         ax.legend(fontsize=7, loc="best", frameon=False)

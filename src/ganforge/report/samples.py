@@ -12,7 +12,14 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 _GRID = re.compile(r"step_(\d+)\.png$")
-BAND = 14  # pixels of label band above each grid
+BAND = 18  # pixels of label band above each grid
+
+
+def _font():
+    try:
+        return ImageFont.load_default(size=13)  # Pillow >= 10.1 with FreeType
+    except (TypeError, OSError, ImportError):
+        return ImageFont.load_default()
 
 
 def sample_grids(run_dir: str | Path) -> list[tuple[int, Path]]:
@@ -40,22 +47,23 @@ def _labelled(step: int, path: Path, side: int) -> Image.Image | None:
     im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.NEAREST)
     out = Image.new("RGB", (im.width, im.height + BAND), "white")
     out.paste(im, (0, BAND))
-    ImageDraw.Draw(out).text((3, 1), f"step {step}", fill=(0, 0, 0), font=ImageFont.load_default())
+    ImageDraw.Draw(out).text((3, 1), f"step {step}", fill=(0, 0, 0), font=_font())
     return out
 
 
-def write_strip(grids: list[tuple[int, Path]], path: Path, k: int = 8, side: int = 176) -> list[int]:
-    """Up to ``k`` grids side by side (``side`` pixels each); returns the steps shown."""
+def write_strip(grids: list[tuple[int, Path]], path: Path, k: int = 8, per_row: int = 4,
+                side: int = 224) -> list[int]:
+    """Up to ``k`` grids, ``per_row`` side by side (``side`` pixels each); returns the steps shown."""
     tiles = [(s, t) for s, p in evenly(grids, k) if (t := _labelled(s, p, side)) is not None]
     if not tiles:
         return []
-    gap = 6
-    width = sum(t.width for _, t in tiles) + gap * (len(tiles) - 1)
-    strip = Image.new("RGB", (width, max(t.height for _, t in tiles)), "white")
-    x = 0
-    for _, t in tiles:
-        strip.paste(t, (x, 0))
-        x += t.width + gap
+    gap = 8
+    w, h = max(t.width for _, t in tiles), max(t.height for _, t in tiles)
+    cols = min(per_row, len(tiles))
+    rows = -(-len(tiles) // cols)
+    strip = Image.new("RGB", (cols * w + (cols - 1) * gap, rows * h + (rows - 1) * gap), "white")
+    for i, (_, t) in enumerate(tiles):
+        strip.paste(t, ((i % cols) * (w + gap), (i // cols) * (h + gap)))
     strip.save(path, optimize=True)
     return [s for s, _ in tiles]
 
