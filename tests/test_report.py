@@ -123,10 +123,14 @@ def test_report_while_the_run_has_only_started(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("train:\n  steps: 100\n")
-    (run / "metrics.jsonl").write_text(json.dumps(_train(2)) + '\n{"step": 4, "d_')
-    assert main(["report", str(run)]) == 0
+    inpaint = {"step": 2, "eval": "inpaint", "masks": "center", "n": 8, "inpaint/ganforge/psnr_hole": 21.5,
+               "inpaint/telea/psnr_hole": 19.25}
+    (run / "metrics.jsonl").write_text(json.dumps(_train(2)) + "\n" + json.dumps(inpaint) + '\n{"step": 4, "d_')
+    assert main(["report", str(run), "--no-animation"]) == 0
     html = (run / "report" / "index.html").read_text()
     assert "2 of 100" in html and "1 unreadable line" in html
+    assert "<td>telea</td><td class=\"num\">19.25</td>" in html  # the eval-inpaint table
+    assert not (run / "report" / "samples.gif").exists()
 
 
 def test_not_a_run_and_missing_matplotlib_are_one_line_errors(tmp_path, capsys, monkeypatch):

@@ -58,12 +58,12 @@ def duration(seconds: float) -> str:
     return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60}:{rem % 60:02d}"
 
 
-def _table(header: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+def _table(header: list[str] | None, rows: list[list]) -> str:
+    head = "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in header) + "</tr>" if header else ""
     body = "".join("<tr>" + "".join(
         f'<td class="num">{escape(fmt(c))}</td>' if isinstance(c, (int, float, list)) and not isinstance(c, bool)
         else f"<td>{escape(fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<table>{head}{body}</table>"
 
 
 def _summary(h: History, info: PageInfo) -> str:
@@ -97,7 +97,7 @@ def _summary(h: History, info: PageInfo) -> str:
         rows.append(["last record written", when])
     if not rows:
         return "<p>No training records yet.</p>"
-    out = _table(["", ""], rows).replace("<tr><th></th><th></th></tr>", "", 1)
+    out = _table(None, rows)
     if h.torn:
         out += f'<p class="note">{h.torn} unreadable line(s) in metrics.jsonl were skipped.</p>'
     return out
