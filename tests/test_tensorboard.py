@@ -5,6 +5,7 @@ import shutil
 import sys
 
 import pytest
+import torch
 
 from conftest import tiny_config, tiny_dataset
 from ganforge.errors import ConfigError
@@ -82,3 +83,16 @@ def test_off_by_default(tmp_path):
     cfg = tiny_config(tmp_path, "train.steps=2")
     Trainer(cfg, tmp_path / "run", dataset=tiny_dataset()).train()
     assert not (tmp_path / "run" / "tensorboard").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
+def test_only_rank_zero_writes_under_torchrun(tmp_path):
+    from test_distributed import _launch
+
+    _launch(tmp_path, "train.tensorboard=true")
+    files = list((tmp_path / "run" / "tensorboard").iterdir())
+    assert len(files) == 1 and files[0].name.startswith("events.out.tfevents.")
+    acc = _events(tmp_path / "run" / "tensorboard")
+    assert _steps(acc, "loss/d") == [1, 2, 3, 4]
+    assert [e.step for e in acc.Images("samples")] == [2, 4]
