@@ -51,13 +51,10 @@ class FigureSpec:
 def _train_series(h: History, keys: dict[str, str], over: str) -> list[Series]:
     """Training keys (``key -> label``) against steps or training seconds."""
     out = []
-    _, seconds = h.column("train_seconds")
     for key, label in keys.items():
         steps, values = h.column(key)
-        if steps.size == 0:
-            continue
-        x = steps if over == STEP else h.seconds_at(steps) if seconds.size else np.full(steps.shape, np.nan)
-        out.append(Series(label, x, values))
+        if steps.size:
+            out.append(Series(label, steps if over == STEP else h.seconds_at(steps), values))
     return out
 
 
@@ -74,7 +71,7 @@ def _pair(name: str, title: str, ylabel: str, h: History, keys: dict[str, str],
 
 def _eval_series(h: History, key: str, masks, over: str) -> Series | None:
     """One metric (of records with inpainting ``masks``, when given) over steps or training seconds."""
-    records = [r for r in h.evals if key in r and (masks is None or r.get("masks") == masks)]
+    records = [r for r in h.evals if key in r and (masks is None or r.get("masks", "") == masks)]
     steps, values = h.eval_series(key, records)
     if steps.size == 0:
         return None
@@ -82,7 +79,8 @@ def _eval_series(h: History, key: str, masks, over: str) -> Series | None:
     if over == STEP:
         return Series(label, steps, values, markers=True)
     # Training records the time of its own evaluations; `ganforge eval` afterwards does not.
-    recorded = {r["step"]: r["train_seconds"] for r in records if "train_seconds" in r}
+    recorded = {r["step"]: float(t) for r in records
+                if isinstance(t := r.get("train_seconds"), (int, float)) and not isinstance(t, bool)}
     guessed = h.seconds_at(steps)
     seconds = np.array([recorded.get(int(s), g) for s, g in zip(steps, guessed)], dtype=float)
     return Series(label, seconds, values, markers=True)
