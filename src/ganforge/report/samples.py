@@ -40,14 +40,14 @@ def evenly(items: list, k: int) -> list:
 def _labelled(step: int, path: Path, side: int) -> Image.Image | None:
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
+            im = im.convert("L" if im.mode in ("1", "L", "LA", "I", "I;16") else "RGB")  # gray stays small
     except OSError:  # being written right now, or damaged
         return None
     scale = side / max(im.size)
     im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.NEAREST)
-    out = Image.new("RGB", (im.width, im.height + BAND), "white")
+    out = Image.new(im.mode, (im.width, im.height + BAND), "white")
     out.paste(im, (0, BAND))
-    ImageDraw.Draw(out).text((3, 1), f"step {step}", fill=(0, 0, 0), font=_font())
+    ImageDraw.Draw(out).text((3, 1), f"step {step}", fill="black", font=_font())
     return out
 
 
@@ -61,9 +61,10 @@ def write_strip(grids: list[tuple[int, Path]], path: Path, k: int = 8, per_row: 
     w, h = max(t.width for _, t in tiles), max(t.height for _, t in tiles)
     cols = min(per_row, len(tiles))
     rows = -(-len(tiles) // cols)
-    strip = Image.new("RGB", (cols * w + (cols - 1) * gap, rows * h + (rows - 1) * gap), "white")
+    mode = "L" if all(t.mode == "L" for _, t in tiles) else "RGB"
+    strip = Image.new(mode, (cols * w + (cols - 1) * gap, rows * h + (rows - 1) * gap), "white")
     for i, (_, t) in enumerate(tiles):
-        strip.paste(t, ((i % cols) * (w + gap), (i // cols) * (h + gap)))
+        strip.paste(t.convert(mode), ((i % cols) * (w + gap), (i // cols) * (h + gap)))
     strip.save(path, optimize=True)
     return [s for s, _ in tiles]
 
@@ -74,7 +75,8 @@ def write_animation(grids: list[tuple[int, Path]], path: Path, max_frames: int =
     frames = [(s, t) for s, p in evenly(grids, max_frames) if (t := _labelled(s, p, side)) is not None]
     if not frames:
         return []
-    images = [t for _, t in frames]
+    mode = "L" if all(t.mode == "L" for _, t in frames) else "RGB"
+    images = [t.convert(mode) for _, t in frames]
     size = (max(i.width for i in images), max(i.height for i in images))
     images = [i if i.size == size else i.resize(size) for i in images]
     durations = [ms_per_frame] * (len(images) - 1) + [2000]
