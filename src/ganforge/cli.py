@@ -14,7 +14,7 @@ import sys
 from ganforge.errors import GanforgeError, TrainingError
 
 # Each module defines ``register(subparsers)``, which sets ``func`` on its parser.
-COMMANDS = ("train", "sample", "export", "datasets", "eval", "inpaint", "eval_inpaint", "bench", "serve")
+COMMANDS = ("train", "sample", "export", "datasets", "eval", "inpaint", "eval_inpaint", "bench", "serve", "report")
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

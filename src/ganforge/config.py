@@ -109,6 +109,7 @@ class TrainConfig:
     sync_bn: bool = False  # SyncBatchNorm under torchrun (CUDA only)
     eval_every: int = 0  # periodic evaluation (0 = off)
     eval_n: int = 2000
+    tensorboard: bool = False  # also log scalars and sample grids to RUN/tensorboard/ (the tensorboard extra)
     # Numerical faults: a non-finite loss or gradient skips the update; after
     # max_bad_steps bad iterations in a row the run rolls back to its last
     # checkpoint with learning rates times rollback_lr_factor; after

@@ -16,7 +16,7 @@ from ganforge.errors import CheckpointError, ConfigError
 RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every",
                      "train.keep_last", "train.eval_every", "train.eval_n", "train.device",
                      "train.precision", "train.channels_last", "train.compile", "train.fused_optim",
-                     "train.cuda_graphs", "train.cudnn_benchmark")
+                     "train.cuda_graphs", "train.cudnn_benchmark", "train.tensorboard")
 
 
 def register(sub) -> None:

@@ -12,16 +12,23 @@ from tqdm import tqdm
 
 
 class MetricsLog:
-    """Append one JSON object per line to ``RUN/metrics.jsonl`` (flushed per line, so a kill loses nothing logged)."""
+    """Append one JSON object per line to ``RUN/metrics.jsonl`` (flushed per line, so a kill loses nothing logged).
+
+    ``sinks``: callables that also receive every record written (e.g. the
+    TensorBoard writer), so every place that logs a record feeds them too.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.sinks: list = []
 
     def write(self, record: dict) -> None:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(clean) + "\n")
+        for sink in self.sinks:
+            sink(clean)
 
     def truncate_after(self, step: int) -> None:
         """Drop records past ``step`` (after resuming from an earlier checkpoint)."""

@@ -115,6 +115,7 @@ class Trainer:
         self.monitor = CollapseMonitor()
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self._stop_requested = False
+        self.tensorboard = None  # TensorBoardLog while train() runs with train.tensorboard on rank 0
 
     def _check_labels(self) -> None:
         k, ds = self.cfg.model.num_classes, self.dataset
@@ -208,6 +209,8 @@ class Trainer:
                 path = self.save(streams)
             except CheckpointError as exc:
                 error = exc
+            if self.tensorboard is not None:
+                self.tensorboard.flush()
         # Also the barrier: every rank learns whether rank 0's save failed, and none waits forever.
         failed = self.dist.broadcast_object(str(error) if error is not None else None)
         if error is not None:
@@ -292,11 +295,17 @@ class Trainer:
         log.warning("signal %d received: finishing this step and writing a checkpoint", signum)
 
     def _start_run_dir(self) -> None:
+        """Rank 0, at the start of train(): config, plan, and TensorBoard when asked for."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(dump_yaml(self.cfg), encoding="utf-8")
         self.plan.write(self.run_dir / "execution.json")
         log.info("%s (reasons: %s)", self.plan.summary(), self.run_dir / "execution.json")
         log.debug("%s", self.plan.describe())
+        if self.cfg.train.tensorboard:  # sees every metrics record through the log's sinks
+            from ganforge.train.tensorboard import TensorBoardLog
+
+            self.tensorboard = TensorBoardLog(self.run_dir / "tensorboard", start_step=self.step)
+            self.metrics.sinks.append(self.tensorboard.write)
 
     def train(self, stop_after: int | None = None) -> dict:
         """Run until ``train.steps`` (or ``stop_after`` more steps, or SIGINT/SIGTERM).
@@ -339,14 +348,18 @@ class Trainer:
                 progress.update(c.step, logs)
                 if main and (c.step % t.sample_every == 0 or c.step == t.steps):
                     last_sample = self.sample_grid(self.run_dir / "samples" / f"step_{c.step:08d}.png")
+                    if self.tensorboard is not None:
+                        self.tensorboard.add_grid(c.step, last_sample)
                 if (c.step % t.ckpt_every == 0 or c.step == t.steps) and c.bad_in_a_row == 0:
                     last_ckpt = self._save_on_main()
                 if main and t.eval_every and c.step % t.eval_every == 0:
-                    c.clock.pause()  # evaluation is not training time
+                    c.clock.pause()  # evaluation is not training time (nor part of images/s)
+                    t_eval = time.perf_counter()
                     try:
                         self.evaluate()
                     finally:
                         c.clock.start()
+                        t_log += time.perf_counter() - t_eval
             c.clock.pause()  # before the last save, so that it holds the run's final train_seconds
             if c.step < t.steps and (last_ckpt is None or ckpt.step_dir_name(c.step) != last_ckpt.name):
                 saved = self._save_on_main()  # stopped early: keep the work
@@ -354,6 +367,10 @@ class Trainer:
         finally:
             c.clock.pause()
             progress.close()
+            if self.tensorboard is not None:
+                self.metrics.sinks.remove(self.tensorboard.write)
+                self.tensorboard.close()
+                self.tensorboard = None
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
         elapsed = time.perf_counter() - t_start
