@@ -78,6 +78,25 @@ def test_cuda_graph_eligibility(tmp_path, monkeypatch):
     assert not ddp.cuda_graphs and "torchrun" in ddp.reasons["cuda_graphs"]
 
 
+def test_tf32_is_a_cuda_switch_set_once_per_process(tmp_path, monkeypatch):
+    monkeypatch.setattr(precision, "cuda_supports_bf16", lambda device: True)
+    assert _plan(tmp_path, device=CUDA).tf32
+    assert not _plan(tmp_path, "train.tf32=false", device=CUDA).tf32
+    cpu = _plan(tmp_path)
+    assert not cpu.tf32 and cpu.reasons["tf32"] == "CUDA only"
+    before = torch.get_float32_matmul_precision()
+    cpu.apply_backend_flags()  # a switch that is off leaves torch's default alone
+    assert torch.get_float32_matmul_precision() == before
+
+
+def test_execution_keys_are_config_keys_and_resumable(tmp_path):
+    from ganforge.config import to_flat_dict
+    from ganforge.train.plan import EXECUTION_KEYS
+
+    flat = to_flat_dict(tiny_config(tmp_path))
+    assert all(k in flat for k in EXECUTION_KEYS) and "train.tf32" in EXECUTION_KEYS
+
+
 def test_fp16_needs_cuda(tmp_path):
     with pytest.raises(ConfigError, match="train.precision"):
         _plan(tmp_path, "train.precision=fp16")

@@ -154,3 +154,22 @@ def test_each_op_does_what_it_says():
 def test_empty_policy_is_falsy():
     assert not DiffAugment("")
     assert DiffAugment("cutout")
+
+
+def test_r2_penalises_the_gradient_on_generated_images(tmp_path):
+    # A regulariser added through regularizers.py alone reaches the step, its log and the plan.
+    from conftest import tiny_config, tiny_dataset
+    from ganforge.regularizers import d_regularization
+    from ganforge.train.trainer import Trainer
+
+    cfg = tiny_config(tmp_path, "loss.r2_weight=2.0", "model.arch=mlp", "model.dropout=0")
+    regs = d_regularization(cfg)
+    (r2,) = [p for p in regs.penalties if p.name == "r2"]
+    assert r2.weight == 1.0 and r2.every == 1 and regs.double_backward
+    w = torch.randn(12)
+    fake, real = torch.randn(4, 3, 2, 2), torch.zeros(4, 3, 2, 2)
+    value = r2.fn(lambda x: x.flatten(1) @ w, real, fake, None)  # grad is w for every sample
+    assert value.item() == pytest.approx(w.pow(2).sum().item(), rel=1e-5)
+    t = Trainer(cfg, tmp_path / "run", dataset=tiny_dataset())
+    logs = t.train_step()
+    assert logs["r2"] > 0 and "r1" not in logs

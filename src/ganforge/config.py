@@ -63,6 +63,7 @@ class LossConfig:
     gp_weight: float = 10.0  # used by wgan-gp
     r1_weight: float = 0.0  # R1 penalty on real data; 0 = off
     r1_every: int = 16  # lazy R1: every k D steps, scaled by k
+    r2_weight: float = 0.0  # R2 penalty on generated data (every D step); 0 = off
     label_smoothing: float = 0.0  # one-sided: real target 1 - s
     weight_clip: float = 0.01  # WGAN critic weight clipping
 
@@ -106,6 +107,7 @@ class TrainConfig:
     batch_d: bool = True  # D(real) and D(fake) in one forward when D has no BatchNorm
     cuda_graphs: bool = True  # capture the training step on CUDA when eligible
     cudnn_benchmark: bool = True
+    tf32: bool = True  # float32 matmuls/convolutions on TF32 tensor cores (CUDA, Ampere and later)
     sync_bn: bool = False  # SyncBatchNorm under torchrun (CUDA only)
     eval_every: int = 0  # periodic evaluation (0 = off)
     eval_n: int = 2000
@@ -185,6 +187,7 @@ RANGES: dict[str, Range] = {
     "loss.gp_weight": Range(0, 1e6),
     "loss.r1_weight": Range(0, 1e6),  # 0 = off
     "loss.r1_every": Range(1, 1e6),
+    "loss.r2_weight": Range(0, 1e6),  # 0 = off
     "loss.label_smoothing": Range(0, 0.5, hi_open=True),
     "loss.weight_clip": Range(0, 1e3),  # 0 = off
     "optim.lr_g": Range(0, 1, lo_open=True),

@@ -103,6 +103,15 @@ def _r1(cfg: RunConfig) -> Penalty | None:
                    r1_penalty(critic, real))
 
 
+@penalty_builder
+def _r2(cfg: RunConfig) -> Penalty | None:
+    # R2 (Mescheder et al. 2018): the same gradient penalty on generated images; with R1 it
+    # makes the hinge-free relativistic loss of R3GAN (Huang et al. 2024) converge locally.
+    if cfg.loss.r2_weight <= 0:
+        return None
+    return Penalty("r2", 0.5 * cfg.loss.r2_weight, 1, lambda critic, real, fake, draws: grad_sq_norm(critic, fake))
+
+
 class DRegularization:
     """The regularisers one run applies to D (built from the config by :func:`d_regularization`)."""
 

@@ -9,14 +9,13 @@ from pathlib import Path
 from ganforge.errors import CheckpointError, ConfigError
 
 # Keys that may change when resuming without --allow-config-change: they do not
-# affect the state being continued, only how long and how often things happen,
-# or how the same arithmetic is executed (a run moved to another machine picks
-# that machine's fastest path). Keys that change the algorithm (loss, model,
-# optimizer, train.fast, reuse_fake, batch_d, sync_bn) still need the flag.
-RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every",
-                     "train.keep_last", "train.eval_every", "train.eval_n", "train.device",
-                     "train.precision", "train.channels_last", "train.compile", "train.fused_optim",
-                     "train.cuda_graphs", "train.cudnn_benchmark", "train.tensorboard")
+# affect the state being continued, only how long and how often things happen. The
+# execution plan adds the keys that only change how the same arithmetic is executed
+# (a run moved to another machine picks that machine's fastest path). Keys that change
+# the algorithm (loss, model, optimizer, train.fast, reuse_fake, batch_d, sync_bn)
+# still need the flag.
+CADENCE_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every",
+                "train.keep_last", "train.eval_every", "train.eval_n", "train.tensorboard")
 
 
 def register(sub) -> None:
@@ -36,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from ganforge import checkpoint as ckpt
     from ganforge.config import diff_configs, dump_yaml, load_config
     from ganforge.train import distributed
+    from ganforge.train.plan import EXECUTION_KEYS
     from ganforge.train.trainer import Trainer, new_run_dir
 
     if args.resume:
@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--resume", f"{run_dir} is not a run directory (no config.yaml)")
         saved = load_config(run_dir / "config.yaml")
         cfg = load_config(run_dir / "config.yaml", args.overrides)
-        changed = {k: v for k, v in diff_configs(saved, cfg).items() if k not in RESUMABLE_CHANGES}
+        resumable = CADENCE_KEYS + EXECUTION_KEYS
+        changed = {k: v for k, v in diff_configs(saved, cfg).items() if k not in resumable}
         if changed and not args.allow_config_change:
             keys = ", ".join(f"{k} ({a!r} -> {b!r})" for k, (a, b) in changed.items())
             raise ConfigError("--resume", f"config differs from the run's: {keys}; pass --allow-config-change")

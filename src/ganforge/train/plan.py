@@ -14,9 +14,11 @@ implementation with a host-side finiteness check per update, fresh fakes for the
 G phase, separate D passes, no graphs). ``train.channels_last`` and
 ``train.compile`` are explicit requests and apply on either path.
 
-Adding an execution switch: a field here with its rule in :func:`resolve_plan`,
-its ``train.*`` key in :mod:`ganforge.config`, and a read of ``plan.<field>``
-where it acts.
+Adding an execution switch: a field here with its rule in :func:`resolve_plan`
+(and, for a process-wide backend flag, a line in :meth:`ExecutionPlan.apply_backend_flags`;
+for an execution-only key, an entry in :data:`EXECUTION_KEYS`), and its ``train.*``
+key in :mod:`ganforge.config`. Switches that act inside the step are read there
+as ``plan.<field>``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,12 @@ from ganforge.tasks.base import TaskCapabilities
 from ganforge.train import precision as hardware  # its checks, looked up at call time (tests force them)
 
 SWITCHES = ("precision", "channels_last", "compile_g", "compile_d", "fused_optim", "reuse_fake", "batch_d",
-            "cuda_graphs", "cudnn_benchmark")
+            "cuda_graphs", "cudnn_benchmark", "tf32")
+
+# Config keys that only change how the same arithmetic is executed: a run may resume with
+# other values (``ganforge train --resume``), e.g. on another machine.
+EXECUTION_KEYS = ("train.device", "train.precision", "train.channels_last", "train.compile", "train.fused_optim",
+                  "train.cuda_graphs", "train.cudnn_benchmark", "train.tf32")
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,7 @@ class ExecutionPlan:
     batch_d: bool  # D(real) and D(fake) in one forward
     cuda_graphs: bool  # the whole step captured once and replayed
     cudnn_benchmark: bool  # autotune each convolution once (fixed shapes)
+    tf32: bool  # float32 matmuls and convolutions on TF32 tensor cores (Ampere and later)
     reasons: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -61,6 +69,13 @@ class ExecutionPlan:
         Loss scaling (fp16) reads it on the host too (the scaler's own check).
         """
         return self.fused_optim and self.precision != "fp16"
+
+    def apply_backend_flags(self) -> None:
+        """Set the process-wide backend flags this plan asks for (switches that are off leave torch's defaults)."""
+        if self.cudnn_benchmark:
+            torch.backends.cudnn.benchmark = True
+        if self.tf32:  # matmuls; cuDNN's float32 convolutions use TF32 by default already
+            torch.set_float32_matmul_precision("high")
 
     def as_dict(self) -> dict:
         """``{"device": ..., switch: {"value": ..., "reason": ...}, ...}`` for JSON and the benchmark."""
@@ -164,8 +179,13 @@ def resolve_plan(cfg: RunConfig, device: torch.device, caps: TaskCapabilities, r
                                       "compiled D is not supported")], "train.compile")
     cudnn = decide("cudnn_benchmark", [(fast, slow), (t.cudnn_benchmark, "train.cudnn_benchmark=false"),
                                        (cuda, "CUDA only")], "fixed shapes: autotune each convolution once")
+    # TF32 keeps float32's range with a 10-bit mantissa in matmul inputs; GAN training is as
+    # insensitive to that as to bf16 autocast, and fp32 steps on Ampere+ GPUs run several times faster.
+    tf32 = decide("tf32", [(fast, slow), (t.tf32, "train.tf32=false"), (cuda, "CUDA only"),
+                           (cuda and hardware.cuda_supports_bf16(device), "this GPU has no TF32 tensor cores")],
+                  "float32 matmuls and convolutions on TF32 tensor cores")
     return ExecutionPlan(str(device), precision, channels_last, compile_g, compile_d, fused, reuse, batch_d,
-                         graphs, cudnn, reasons=r)
+                         graphs, cudnn, tf32, reasons=r)
 
 
 def plan_from_dict(data: dict) -> ExecutionPlan:

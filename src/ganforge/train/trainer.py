@@ -93,8 +93,7 @@ class Trainer:
         self.streams.after_model_init()
         regs = d_regularization(cfg)
         self.plan = resolve_plan(cfg, self.device, task_capabilities(cfg, D), regs, self.dist.enabled)
-        if self.plan.cudnn_benchmark:
-            torch.backends.cudnn.benchmark = True  # fixed shapes: autotune each convolution once
+        self.plan.apply_backend_flags()
         self.precision = Precision(self.plan.precision, self.device)
         if self.plan.channels_last:
             G, D = (m.to(memory_format=torch.channels_last) for m in (G, D))
