@@ -140,7 +140,7 @@ def test_outputs_are_checked_before_the_model_is_loaded(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     no_run = tmp_path / "not-a-run"  # loading it would fail: the --out check comes first
     rc, err = _run(capsys, no_run, "--image", img, "--mask", mask, "--out", tmp_path / "afile" / "sub" / "o.png")
-    assert rc == 2 and err.count("\n") == 1 and "--out" in err and "is a file, not a folder" in err
+    assert rc == 2 and err.count("\n") == 1 and "--out" in err and "is a file, not a directory" in err
     rc, err = _run(capsys, no_run, "--image", img, "--mask", mask, "--out", tmp_path)
     assert rc == 2 and "not a run directory" in err  # a writable folder passes the check
     if Path("/proc/self").is_dir():  # a place nobody can create files in, not even root

@@ -16,8 +16,8 @@ from torch import Tensor
 
 # The policy names are part of the config's vocabulary: the config validates them without
 # importing torch, and this module implements them.
-from ganforge.config import AUGMENTATIONS as KNOWN
 from ganforge.config import parse_policy
+
 
 def _uniform(n: int, x: Tensor, gen: torch.Generator | None) -> Tensor:
     return torch.rand(n, 1, 1, 1, device=x.device, generator=gen, dtype=x.dtype)

@@ -70,27 +70,6 @@ def _fits_png(im) -> bool:
     return im.mode in _PNG_MODES or im.mode == "I;16L"
 
 
-def _check_writable(target: Path, is_dir: bool = False) -> None:
-    """Fail before any work if ``target`` (a file, or a folder with ``is_dir``) cannot be written."""
-    import tempfile
-
-    folder = target if is_dir else target.parent
-    probe = folder
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError("--out", f"cannot write {target}: {probe} is a file, not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as exc:
-        raise ConfigError("--out", f"cannot write into {probe} ({exc.strerror or type(exc).__name__})") from None
-    if not is_dir and target.is_dir():
-        raise ConfigError("--out", f"{target} is a folder")
-
-
 def _save(im, path: Path) -> Path:
     """Write ``im`` atomically (temp file + rename): TIFF for .tif/.tiff names, else PNG."""
     import os
@@ -139,6 +118,8 @@ def _inpaint_one(pipe, image_path: Path, mask_path: Path, out_path: Path, folder
 
 
 def run(args: argparse.Namespace) -> int:
+    from ganforge.commands._paths import check_output_dir, check_output_file
+    from ganforge.devices import resolve_device
     from ganforge.inpaint.pipeline import InpaintingPipeline
 
     image, mask, out = Path(args.image), Path(args.mask), Path(args.out)
@@ -159,14 +140,15 @@ def run(args: argparse.Namespace) -> int:
             if p.stem in stems:
                 raise DataError(image, f"{stems[p.stem].name} and {p.name} would both be written as {p.stem}.png")
             stems[p.stem] = p
-        _check_writable(out, is_dir=True)
+        check_output_dir(out, "--out")
     else:
         if mask.is_dir():
             raise ConfigError("--mask", f"{mask} is a folder; with one image give one mask file")
         target = out / f"{image.stem}.png" if out.is_dir() else out
-        _check_writable(target)
+        check_output_file(target, "--out")
         jobs = [(image, mask, target)]
-    pipe = InpaintingPipeline.from_run(args.run_dir, ema=not args.no_ema, device=args.device,
+    device = resolve_device(args.device, "--device")
+    pipe = InpaintingPipeline.from_run(args.run_dir, ema=not args.no_ema, device=device,
                                        checkpoint=args.checkpoint, max_pixels=args.max_pixels)
     written = [_inpaint_one(pipe, image_path, mask_path, out_path, image.is_dir())
                for image_path, mask_path, out_path in jobs]

@@ -141,7 +141,7 @@ def read_upload(path: str | Path | None, what: str = "image", max_pixels: int = 
     except Image.DecompressionBombError:  # PIL refuses absurd sizes before we see them
         raise UploadError(path.name, f"the {what} is far larger than the limit of {max_pixels:,} pixels") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise UploadError(path.name, f"this file is not an image that can be read (PNG, JPEG, BMP, WebP, ...)") from None
+        raise UploadError(path.name, "this file is not an image that can be read (PNG, JPEG, BMP, WebP, ...)") from None
     if img.mode not in ("L", "RGB", "RGBA"):
         img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
     return img

@@ -42,32 +42,11 @@ from ganforge.train.optim import apply_plan, build_adam, set_learning_rates
 from ganforge.train.plan import resolve_plan
 from ganforge.train.precision import Precision, resolve_device
 from ganforge.train.runlog import MetricsLog, NoProgress, Progress
+from ganforge.train.samples import fixed_noise_images, grid_columns
 from ganforge.train.state import Counters, RandomStreams, load_state, save_state
 from ganforge.train.step import TrainStep
 
 log = logging.getLogger(__name__)
-
-
-def new_run_dir(cfg: RunConfig) -> Path:
-    """``out_dir/name``, or ``name-1``, ``name-2``... when taken: a new run never overwrites an old one."""
-    base = Path(cfg.out_dir) / cfg.name
-    path, i = base, 0
-    while path.exists():
-        i += 1
-        path = base.with_name(f"{cfg.name}-{i}")
-    return path
-
-
-def fixed_noise(cfg: RunConfig, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The run's fixed grid inputs, derived from the seed alone: z (n, z_dim), labels (n,) or None.
-
-    Conditional runs get one row per class (labels repeat 0..K-1 down the columns).
-    """
-    gen = torch.Generator().manual_seed(cfg.train.seed + 7919)
-    z = torch.randn(n, cfg.model.z_dim, generator=gen)
-    k = cfg.model.num_classes
-    y = torch.arange(n) // max(1, n // k) % k if k else None
-    return z, y
 
 
 class Trainer:
@@ -271,15 +250,9 @@ class Trainer:
         model = self.ema.model if self.ema is not None else unwrap(self.G)
         if self.task.capabilities.preview:  # G does not map noise to images: the task draws its own grid
             return self.task.preview(model, path, self.dataset)
-        was_training = model.training
-        model.eval()
-        z, y = fixed_noise(self.cfg, self.cfg.train.sample_grid)
-        with torch.no_grad(), self.precision.autocast():
-            images = model(z.to(self.device), None if y is None else y.to(self.device)).float()
-        model.train(was_training)
+        images = fixed_noise_images(model, self.cfg, self.device, self.precision)
         self.monitor.check_diversity(self.step, images)
-        k = self.cfg.model.num_classes
-        return save_grid(images, path, nrow=max(1, self.cfg.train.sample_grid // k) if k else None)
+        return save_grid(images, path, nrow=grid_columns(self.cfg))
 
     def evaluate(self) -> dict:
         """Periodic evaluation (FID etc.): logged to metrics.jsonl; the best FID checkpoint is kept."""
