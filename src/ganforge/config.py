@@ -33,6 +33,11 @@ class DataConfig:
     image_size: int = 28
     channels: int = 1
     download: bool = True
+    # Subsets (ganforge.data.subset): keep only these class ids (labels are kept as they
+    # are), then the first `limit` images after a shuffle seeded by subset_seed.
+    classes: list[int] | None = None  # None: every class
+    limit: int = 0  # 0: every image
+    subset_seed: int = 0
 
 
 @dataclass
@@ -114,6 +119,13 @@ class TrainConfig:
     max_bad_steps: int = 20
     max_rollbacks: int = 3
     rollback_lr_factor: float = 0.5
+    # Transfer learning (ganforge.train.transfer): start a new run from another run's
+    # weights (a run directory, an exported generator or a .safetensors file).
+    init_from: str | None = None
+    init_partial: bool = False  # re-initialise layers whose shapes differ instead of refusing
+    init_lr_mult: float = 1.0  # learning-rate multiplier of the loaded parameters
+    freeze_d: int = 0  # FreezeD: D's first K blocks (from the image) stay fixed
+    freeze_g: int = 0  # G's first K blocks (from the noise) stay fixed
 
 
 @dataclass
@@ -158,7 +170,7 @@ _POSITIVE = ("train.steps", "train.batch_size", "optim.n_dis", "data.image_size"
 _NON_NEGATIVE = ("optim.grad_clip", "loss.gp_weight", "loss.r1_weight", "loss.weight_clip",
                  "model.num_classes", "train.eval_every", "inpaint.l1_hole", "inpaint.l1_valid",
                  "inpaint.feature_matching", "inpaint.adv_weight", "train.ema_start", "model.dropout",
-                 "train.max_rollbacks")
+                 "train.max_rollbacks", "data.limit", "train.freeze_d", "train.freeze_g")
 
 
 def _convert(value: Any, annotation: Any, key: str) -> Any:
@@ -193,6 +205,11 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
         if isinstance(value, str):
             return value
         raise ConfigError(key, f"expected a string, got {value!r}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(key, f"expected a list, got {value!r}")
+        (item,) = typing.get_args(annotation) or (Any,)
+        return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     raise ConfigError(key, f"unsupported type {annotation!r}")
 
 
@@ -247,11 +264,32 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.inpaint.random_crop and 0 < cfg.inpaint.load_size < cfg.data.image_size:
         raise ConfigError("inpaint.load_size", f"must be at least data.image_size ({cfg.data.image_size}) "
                           f"to crop from, got {cfg.inpaint.load_size}")
+    _validate_subset_and_transfer(cfg)
     if not cfg.name or "/" in cfg.name or cfg.name in (".", ".."):
         raise ConfigError("name", f"must be a plain directory name, got {cfg.name!r}")
     from ganforge.augment import parse_policy  # local: avoids an import cycle
     parse_policy(cfg.train.augment)
     return cfg
+
+
+def _validate_subset_and_transfer(cfg: RunConfig) -> None:
+    classes = cfg.data.classes
+    if classes is not None:
+        if not classes:
+            raise ConfigError("data.classes", "is empty; leave it out (null) to keep every class")
+        bad = [c for c in classes if c < 0]
+        if bad:
+            raise ConfigError("data.classes", f"class ids must be >= 0, got {bad[0]}")
+        if len(set(classes)) != len(classes):
+            raise ConfigError("data.classes", f"lists a class twice: {classes}")
+    if not (cfg.train.init_lr_mult > 0 and cfg.train.init_lr_mult < float("inf")):
+        raise ConfigError("train.init_lr_mult", f"must be a positive finite number, got {cfg.train.init_lr_mult}")
+    if cfg.train.init_from is not None and not cfg.train.init_from.strip():
+        raise ConfigError("train.init_from", "is empty; leave it out (null) to start from random weights")
+    if cfg.train.init_from is None:
+        for key in ("init_partial", "init_lr_mult", "freeze_d", "freeze_g"):
+            if getattr(cfg.train, key) != getattr(TrainConfig, key):
+                raise ConfigError(f"train.{key}", "only applies with train.init_from (pretrained weights)")
 
 
 # Keys that moved between sections: (old section, new section, key). Configs written before

@@ -46,7 +46,8 @@ from ganforge.errors import CheckpointError, ConfigError, TrainingError
 from ganforge.imageio import save_grid
 from ganforge.models import build_models
 from ganforge import checkpoint as ckpt
-from ganforge.train import distributed
+from ganforge.data.subset import select as select_subset
+from ganforge.train import distributed, transfer
 from ganforge.train.distributed import unwrap
 from ganforge.train.ema import EMA
 from ganforge.train.precision import Precision, resolve_device, resolve_precision
@@ -112,6 +113,7 @@ class Trainer:
         self.dataset = dataset if dataset is not None else load_dataset(
             cfg.data.dataset, split=cfg.data.split, image_size=load_size or cfg.data.image_size,
             channels=cfg.data.channels, root=cfg.data.root, download=cfg.data.download)
+        self.dataset = select_subset(self.dataset, cfg.data.classes, cfg.data.limit, cfg.data.subset_seed)
         if cfg.model.num_classes and self.dataset.labels is None:
             raise ConfigError("model.num_classes", f"{self.dataset.name} has no labels; set model.num_classes=0")
         if cfg.model.num_classes and self.dataset.num_classes > cfg.model.num_classes:
@@ -121,6 +123,7 @@ class Trainer:
         self.batcher = InMemoryBatcher(self.dataset, cfg.train.batch_size, seed=cfg.train.seed, device=self.device,
                                        shard=(self.dist.rank, self.dist.world_size))
         G, D = (m.to(self.device) for m in build_models(cfg))
+        self.transfer = transfer.initialise(cfg, G, D, self.run_dir)  # pretrained weights, frozen blocks
         if self.dist.enabled:  # distinct dropout masks per rank; the weights are already initialised alike
             torch.manual_seed(cfg.train.seed + self.dist.seed_offset())
         if cfg.train.channels_last:
@@ -128,6 +131,7 @@ class Trainer:
         self._g_params, self._d_params = list(G.parameters()), list(D.parameters())
         self.G, self.D = self._wrap(G, D)
         self.ema = EMA(G, cfg.train.ema_decay, cfg.train.ema_start) if cfg.train.ema_decay > 0 else None
+        transfer.load_ema(self.ema, self.transfer)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.train.seed + 1 + self.dist.seed_offset())
         factory = task_factory or _default_task_factory(cfg)
         self.task = factory(cfg, self.G, self.D, self.device, self.gen)
@@ -138,8 +142,8 @@ class Trainer:
             # kernels cost more than its faster math saves for every preset, so eager runs stay fp32.
             self.precision = Precision("fp32", self.device)
         self._capturable = self.paths["cuda_graphs"] and self.paths["fused_optim"] and self._graph_eligible()
-        self.opt_g = self._adam(self._g_params, cfg.optim.lr_g)
-        self.opt_d = self._adam(self._d_params, cfg.optim.lr_d)
+        self.opt_g = self._adam(transfer.param_groups(self.transfer, "G", G, cfg.optim.lr_g, cfg), cfg.optim.lr_g)
+        self.opt_d = self._adam(transfer.param_groups(self.transfer, "D", D, cfg.optim.lr_d, cfg), cfg.optim.lr_d)
         self.step = 0
         self.images_seen = 0
         self.skipped_steps = 0
@@ -510,7 +514,7 @@ class Trainer:
         factor = self.cfg.train.rollback_lr_factor ** self.rollbacks
         for opt, lr in ((self.opt_g, self.cfg.optim.lr_g), (self.opt_d, self.cfg.optim.lr_d)):
             for group in opt.param_groups:
-                group["lr"] = lr * factor
+                group["lr"] = lr * factor * transfer.lr_mult(self.cfg, group)
 
     def rollback(self) -> None:
         """Return to the newest valid checkpoint with lower learning rates, or stop with a diagnosis."""
@@ -595,6 +599,8 @@ class Trainer:
         t_start, n_start = time.perf_counter(), self.images_seen
         t_log, n_log = t_start, self.images_seen
         if self.dist.broadcast_object(not ckpt.list_checkpoints(self.run_dir / "checkpoints")):
+            if main and self.transfer is not None:
+                transfer.record(self.run_dir, self.transfer, self.metrics)  # transfer.json + init_from event
             self._save_on_main()  # a start to roll back to, should the first steps diverge
         self.clock.start()
         try:
