@@ -31,7 +31,8 @@ never see them and Adam cannot move them), ``module.requires_grad_(True)``
 (which the trainer calls around the G step) cannot unfreeze them, no weight
 gradient is computed for them, and checkpoints keep the same tensor names (a
 frozen run's checkpoint loads into an unfrozen model and vice versa). Batch-norm
-running statistics inside frozen blocks keep tracking, as in any training step.
+running statistics and spectral norm's power-iteration vectors inside frozen blocks keep
+updating, as in any training step.
 
 Resume: the names loaded from the source are recorded in ``RUN/transfer.json``
 when the run starts; resuming rebuilds the same freezing and parameter groups
