@@ -1,6 +1,7 @@
 """Transfer learning on real data: fine-tuning a pretrained GAN on 500 images of an unseen class vs training from scratch.
 
-Recipe (Fashion-MNIST, DCGAN preset at 28x28):
+Recipe (Fashion-MNIST, the DCGAN preset at 28x28 with widths ``--width``; the defaults are
+configs/dcgan-fashion-mnist-0-8.yaml and configs/finetune-fashion-mnist-class.yaml):
 
 1. pretrain on the train images of classes 0-8 (``data.classes``), ``--pretrain-steps`` steps;
 2. on 500 train images of the held-out class 9, ankle boot (``data.classes=[9] data.limit=500``),
@@ -15,8 +16,8 @@ Recipe (Fashion-MNIST, DCGAN preset at 28x28):
 
 Writes JSON (``--json``), copies every final sample grid next to it, and prints a table::
 
-    PYTHONPATH=src nice -n 10 python benchmarks/transfer_demo.py --work runs/transfer-demo \\
-        --json benchmarks/results/transfer_demo.json
+    PYTHONPATH=src OMP_WAIT_POLICY=PASSIVE nice -n 10 python benchmarks/transfer_demo.py --extra \\
+        --work runs/transfer-demo --json benchmarks/results/transfer_demo.json
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def train(work: Path, name: str, overrides: list[str]) -> dict:
     summary.update(wall_seconds=round(time.perf_counter() - t0, 1), steps=cfg.train.steps,
                    train_seconds=round(summary["seconds"], 1), overrides=overrides)
     summary_path.write_text(json.dumps(summary, indent=1))
+    if summary["stopped_early"]:  # Ctrl-C / SIGTERM: the trainer saved its checkpoint; stop here too
+        raise SystemExit(f"{name}: stopped at step {summary['step']}; re-run to continue with a fresh run")
     return summary
 
 
@@ -136,10 +139,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", default="benchmarks/results/transfer_demo.json")
     p.add_argument("--held-out", type=int, default=9, help="class left out of pretraining (9: ankle boot)")
     p.add_argument("--limit", type=int, default=500, help="train images of the held-out class")
-    p.add_argument("--pretrain-steps", type=int, default=1500)
-    p.add_argument("--steps", type=int, default=500, help="steps of each fine-tuning / scratch variant")
+    p.add_argument("--pretrain-steps", type=int, default=1000)
+    p.add_argument("--steps", type=int, default=300, help="steps of each fine-tuning / scratch variant")
     p.add_argument("--freeze-d", type=int, default=1)
-    p.add_argument("--width", type=int, default=64, help="model.g_width and model.d_width (preset: 64)")
+    p.add_argument("--width", type=int, default=32, help="model.g_width and model.d_width (the DCGAN preset: 64)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--n", type=int, default=1000, help="generated images per evaluation")
     p.add_argument("--only", default="", help="comma list of variant names to run (default: all)")

@@ -257,5 +257,5 @@ def test_the_two_step_recipe_presets(tmp_path, monkeypatch):
                      [*tiny, f"train.init_from={tmp_path / 'pre'}", "data.limit=16"])
     t = Trainer(ft, tmp_path / "ft", dataset=ds)
     assert set(t.dataset.labels.tolist()) == {9} and len(t.dataset) == 16
-    assert t.transfer.frozen["D"] and t.cfg.train.augment
+    assert t.transfer.frozen["D"] and not t.transfer.frozen["G"]
     assert t.train()["step"] == 2
