@@ -1,4 +1,4 @@
-"""The run configuration: a typed tree of dataclasses.
+"""The run configuration: a typed tree of dataclasses (declared in :mod:`ganforge.config_schema`).
 
 A config is loaded from YAML, overridden from the command line with
 ``section.key=value`` pairs, validated, and written next to the run as
@@ -13,220 +13,21 @@ import logging
 import math
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ganforge import safe_yaml
+from ganforge.config_schema import (AUGMENTATIONS, BIG, CHOICES, RANGES, DataConfig, InpaintConfig, LossConfig,
+                                    ModelConfig, OptimConfig, Range, RunConfig, TrainConfig)
 from ganforge.errors import ConfigError, quote
 
+__all__ = ["AUGMENTATIONS", "BIG", "CHOICES", "RANGES", "DataConfig", "InpaintConfig", "LossConfig", "ModelConfig",
+           "OptimConfig", "Range", "RunConfig", "TrainConfig", "apply_overrides", "diff_configs", "dump_yaml",
+           "from_dict", "load_config", "load_yaml", "migrate", "parse_policy", "to_dict", "to_flat_dict", "validate"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DataConfig:
-    """Where images come from and how they are shaped for the model."""
-
-    dataset: str = "fashion-mnist"  # named dataset, image folder, IDX/CIFAR dir or .npz
-    root: str | None = None  # explicit directory for a named dataset
-    split: str = "train"
-    image_size: int = 28
-    channels: int = 1
-    download: bool = True
-
-
-@dataclass
-class ModelConfig:
-    """Generator and discriminator architecture."""
-
-    arch: str = "dcgan"  # mlp | dcgan | resnet | mlp-res | inpaint
-    z_dim: int = 100
-    g_width: int = 64  # base channel (or unit) count of G
-    d_width: int = 64
-    g_layers: int = 3  # MLP families: hidden layers
-    d_layers: int = 3
-    num_classes: int = 0  # 0: unconditional; >0: class-conditional
-    spectral_norm_d: bool = False
-    spectral_norm_g: bool = False
-    d_batchnorm: bool = True  # DCGAN D: BatchNorm after strided convs (off for WGAN-GP)
-    dropout: float = 0.0  # MLP D dropout (Goodfellow et al. used dropout)
-    res_blocks: int = 6  # inpainting: residual blocks in the bottleneck
-
-
-@dataclass
-class LossConfig:
-    """Adversarial objective and regularisers."""
-
-    name: str = "ns"  # ns | minimax | wgan | wgan-gp | hinge | ls
-    gp_weight: float = 10.0  # used by wgan-gp
-    r1_weight: float = 0.0  # R1 penalty on real data; 0 = off
-    r1_every: int = 16  # lazy R1: every k D steps, scaled by k
-    r2_weight: float = 0.0  # R2 penalty on generated data (every D step); 0 = off
-    label_smoothing: float = 0.0  # one-sided: real target 1 - s
-    weight_clip: float = 0.01  # WGAN critic weight clipping
-
-
-@dataclass
-class OptimConfig:
-    """Adam for both players, DCGAN defaults."""
-
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    n_dis: int = 1  # discriminator steps per generator step
-    grad_clip: float = 0.0  # max grad norm for both players; 0 = off
-
-
-@dataclass
-class TrainConfig:
-    """Loop length, logging, checkpoints and execution mode."""
-
-    steps: int = 2000  # generator steps
-    batch_size: int = 64
-    seed: int = 0
-    log_every: int = 50
-    sample_every: int = 500
-    ckpt_every: int = 1000
-    keep_last: int = 3
-    sample_grid: int = 64  # images in the fixed-noise grid
-    ema_decay: float = 0.0  # 0 = no EMA generator
-    ema_start: int = 0  # steps before EMA starts tracking (warm-up copies G)
-    augment: str = ""  # DiffAugment policy, e.g. "translation,cutout,color"
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    channels_last: bool = False
-    compile: bool = False
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    # Execution paths (BENCHMARKS.md): fast=false is the plain reference loop
-    # (fp32 under precision=auto, foreach Adam, separate D passes, fresh fakes).
-    fast: bool = True
-    fused_optim: bool = True  # fused Adam kernels (CPU and CUDA)
-    reuse_fake: bool = True  # the last D step's G(z) also serves the G step
-    batch_d: bool = True  # D(real) and D(fake) in one forward when D has no BatchNorm
-    cuda_graphs: bool = True  # capture the training step on CUDA when eligible
-    cudnn_benchmark: bool = True
-    tf32: bool = True  # float32 matmuls/convolutions on TF32 tensor cores (CUDA, Ampere and later)
-    sync_bn: bool = False  # SyncBatchNorm under torchrun (CUDA only)
-    eval_every: int = 0  # periodic evaluation (0 = off)
-    eval_n: int = 2000
-    tensorboard: bool = False  # also log scalars and sample grids to RUN/tensorboard/ (the tensorboard extra)
-    # Numerical faults: a non-finite loss or gradient skips the update; after
-    # max_bad_steps bad iterations in a row the run rolls back to its last
-    # checkpoint with learning rates times rollback_lr_factor; after
-    # max_rollbacks rollbacks it stops with a diagnosis.
-    max_bad_steps: int = 20
-    max_rollbacks: int = 3
-    rollback_lr_factor: float = 0.5
-
-
-@dataclass
-class InpaintConfig:
-    """Inpainting (``model.arch: inpaint``): masks, crops and the generator's loss weights."""
-
-    masks: str = "mixed"  # center | boxes | strokes | mixed
-    hole_ratio: float = 0.25  # target fraction of missing pixels
-    random_crop: bool = False  # train on random crops of images loaded at load_size
-    load_size: int = 0  # 0: same as data.image_size
-    # G loss = l1_hole * L1(hole) + l1_valid * L1(known) + adv_weight * adversarial + feature_matching * FM
-    l1_hole: float = 6.0
-    l1_valid: float = 1.0
-    feature_matching: float = 0.0
-    adv_weight: float = 0.1
-
-
-@dataclass
-class RunConfig:
-    """The whole configuration of a run."""
-
-    name: str = "run"
-    out_dir: str = "runs"
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    inpaint: InpaintConfig = field(default_factory=InpaintConfig)
-
-
-class Range(typing.NamedTuple):
-    """Allowed values of a numeric key: ``lo <= v <= hi`` (``<`` at an open end). Values must be finite."""
-
-    lo: float
-    hi: float
-    lo_open: bool = False
-    hi_open: bool = False
-
-    def __contains__(self, v) -> bool:
-        above = v > self.lo if self.lo_open else v >= self.lo
-        below = v < self.hi if self.hi_open else v <= self.hi
-        return above and below
-
-    def __str__(self) -> str:
-        lo, hi = (str(v) if isinstance(v, int) else f"{v:g}" for v in (self.lo, self.hi))
-        return f"{'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
-
-
-# Every numeric key with its allowed range, in one place (tests check that none is missing).
-# The bounds say what the code can use sensibly, not what fits in memory: model sizes are
-# also checked against the memory actually available when the models are built
-# (ganforge.models.preflight). Keys documented with "0 = off" include 0.
-BIG = 10**9  # step counts and intervals
-RANGES: dict[str, Range] = {
-    "data.image_size": Range(4, 1024),
-    "data.channels": Range(1, 3),  # and one of 1, 3 (see _CHOICES)
-    "model.z_dim": Range(1, 4096),
-    "model.g_width": Range(1, 4096),
-    "model.d_width": Range(1, 4096),
-    "model.g_layers": Range(1, 16),  # MLP widths double per layer
-    "model.d_layers": Range(1, 16),
-    "model.num_classes": Range(0, 100_000),  # 0 = unconditional
-    "model.dropout": Range(0, 1, hi_open=True),
-    "model.res_blocks": Range(0, 64),
-    "loss.gp_weight": Range(0, 1e6),
-    "loss.r1_weight": Range(0, 1e6),  # 0 = off
-    "loss.r1_every": Range(1, 1e6),
-    "loss.r2_weight": Range(0, 1e6),  # 0 = off
-    "loss.label_smoothing": Range(0, 0.5, hi_open=True),
-    "loss.weight_clip": Range(0, 1e3),  # 0 = off
-    "optim.lr_g": Range(0, 1, lo_open=True),
-    "optim.lr_d": Range(0, 1, lo_open=True),
-    "optim.beta1": Range(0, 1, hi_open=True),
-    "optim.beta2": Range(0, 1, hi_open=True),
-    "optim.n_dis": Range(1, 100),
-    "optim.grad_clip": Range(0, 1e6),  # 0 = off
-    "train.steps": Range(1, BIG),
-    "train.batch_size": Range(1, 65536),
-    "train.seed": Range(0, 2**63 - 1),  # torch generators take a 64-bit seed
-    "train.log_every": Range(1, BIG),
-    "train.sample_every": Range(1, BIG),
-    "train.ckpt_every": Range(1, BIG),
-    "train.keep_last": Range(1, 10**6),
-    "train.sample_grid": Range(1, 1024),
-    "train.ema_decay": Range(0, 1, hi_open=True),  # 0 = no EMA
-    "train.ema_start": Range(0, BIG),
-    "train.eval_every": Range(0, BIG),  # 0 = off
-    "train.eval_n": Range(2, 10**6),
-    "train.max_bad_steps": Range(1, 10**6),
-    "train.max_rollbacks": Range(0, 1000),
-    "train.rollback_lr_factor": Range(0, 1, lo_open=True),
-    "inpaint.hole_ratio": Range(0, 1, lo_open=True, hi_open=True),
-    "inpaint.load_size": Range(0, 8192),  # 0 = data.image_size
-    "inpaint.l1_hole": Range(0, 1e6),
-    "inpaint.l1_valid": Range(0, 1e6),
-    "inpaint.feature_matching": Range(0, 1e6),
-    "inpaint.adv_weight": Range(0, 1e6),
-}
-
-_CHOICES = {
-    "model.arch": ("mlp", "dcgan", "resnet", "mlp-res", "inpaint"),
-    "loss.name": ("ns", "minimax", "wgan", "wgan-gp", "hinge", "ls"),
-    "train.precision": ("auto", "fp32", "bf16", "fp16"),
-    "data.split": ("train", "test", "all"),
-    "inpaint.masks": ("center", "boxes", "strokes", "mixed"),
-    "data.channels": (1, 3),
-}
 
 
 def _convert(value: Any, annotation: Any, key: str) -> Any:
@@ -261,6 +62,11 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
         if isinstance(value, str):
             return value
         raise ConfigError(key, f"expected a string, got {quote(value)}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(key, f"expected a list, got {quote(value)}")
+        (item,) = typing.get_args(annotation) or (Any,)
+        return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     raise ConfigError(key, f"unsupported type {annotation!r}")
 
 
@@ -286,10 +92,6 @@ def _build(cls: type, data: dict, prefix: str) -> Any:
     return cls(**kwargs)
 
 
-# DiffAugment policy names (implemented in ganforge.augment, which imports them from here).
-AUGMENTATIONS = ("color", "translation", "cutout")
-
-
 def parse_policy(policy: str) -> tuple[str, ...]:
     """``"translation,cutout"`` -> ("translation", "cutout"); unknown names -> ConfigError."""
     names = tuple(p.strip() for p in policy.split(",") if p.strip())
@@ -310,16 +112,35 @@ def validate(cfg: RunConfig) -> RunConfig:
             raise ConfigError(key, f"must be a finite number, got {value}")
         if value not in allowed:
             raise ConfigError(key, f"must be in {allowed}, got {quote(value)}")
-    for key, choices in _CHOICES.items():
+    for key, choices in CHOICES.items():
         if flat[key] not in choices:
             raise ConfigError(key, f"must be one of {', '.join(map(str, choices))}, got {quote(flat[key])}")
     if cfg.inpaint.random_crop and 0 < cfg.inpaint.load_size < cfg.data.image_size:
         raise ConfigError("inpaint.load_size", f"must be at least data.image_size ({cfg.data.image_size}) "
                           f"to crop from, got {cfg.inpaint.load_size}")
+    _validate_subset_and_transfer(cfg)
     if not cfg.name or "/" in cfg.name or cfg.name in (".", "..") or len(cfg.name) > 128:
         raise ConfigError("name", f"must be a plain directory name of at most 128 characters, got {quote(cfg.name)}")
     parse_policy(cfg.train.augment)
     return cfg
+
+
+def _validate_subset_and_transfer(cfg: RunConfig) -> None:
+    classes = cfg.data.classes
+    if classes is not None:
+        if not classes:
+            raise ConfigError("data.classes", "is empty; leave it out (null) to keep every class")
+        bad = [c for c in classes if c < 0]
+        if bad:
+            raise ConfigError("data.classes", f"class ids must be >= 0, got {bad[0]}")
+        if len(set(classes)) != len(classes):
+            raise ConfigError("data.classes", f"lists a class twice: {classes}")
+    if cfg.train.init_from is not None and not cfg.train.init_from.strip():
+        raise ConfigError("train.init_from", "is empty; leave it out (null) to start from random weights")
+    if cfg.train.init_from is None:
+        for key in ("init_partial", "init_lr_mult", "freeze_d", "freeze_g"):
+            if getattr(cfg.train, key) != getattr(TrainConfig, key):
+                raise ConfigError(f"train.{key}", "only applies with train.init_from (pretrained weights)")
 
 
 # Keys that moved between sections: (old section, new section, key). Configs written before

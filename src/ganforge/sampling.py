@@ -18,10 +18,13 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-from ganforge.artifacts import load_generator  # noqa: F401  (the usual companion of generate)
+from ganforge.artifacts import load_generator  # the usual companion of generate
 from ganforge.config import RunConfig
 from ganforge.errors import ConfigError
 
+
+__all__ = ["check_truncation", "class_labels", "generate", "interpolation_latents", "load_generator",
+           "per_class_labels", "seed_latent", "slerp", "truncate_"]
 
 def class_labels(cfg: RunConfig, n: int, label: int | None, gen: torch.Generator) -> Tensor | None:
     """Labels for ``n`` samples: all ``label``, or uniform when None; None for unconditional models."""

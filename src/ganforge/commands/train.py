@@ -16,6 +16,10 @@ from ganforge.errors import CheckpointError, ConfigError
 # still need the flag.
 CADENCE_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every",
                 "train.keep_last", "train.eval_every", "train.eval_n", "train.tensorboard")
+# Keys that decide which weights a run started from and which parameters its optimizers
+# hold: a resumed run cannot change them even with --allow-config-change (start a new
+# run from this one with train.init_from instead).
+FIXED_ON_RESUME = ("train.init_from", "train.init_partial", "train.freeze_d", "train.freeze_g")
 
 
 def register(sub) -> None:
@@ -47,6 +51,11 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(run_dir / "config.yaml", args.overrides)
         resumable = CADENCE_KEYS + EXECUTION_KEYS
         changed = {k: v for k, v in diff_configs(saved, cfg).items() if k not in resumable}
+        fixed = [k for k in changed if k in FIXED_ON_RESUME]
+        if fixed:
+            (a, b), key = changed[fixed[0]], fixed[0]
+            raise ConfigError("--resume", f"{key} cannot change when resuming ({a!r} -> {b!r}); "
+                              f"start a new run with train.init_from={run_dir}")
         if changed and not args.allow_config_change:
             keys = ", ".join(f"{k} ({a!r} -> {b!r})" for k, (a, b) in changed.items())
             raise ConfigError("--resume", f"config differs from the run's: {keys}; pass --allow-config-change")

@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ganforge.models.layers import LabelEmbedding, check_labels, init_dcgan_weights, maybe_sn, upsampling_plan
+from ganforge.models.layers import (LabelEmbedding, check_labels, init_dcgan_weights, maybe_sn, split_stages,
+                                    upsampling_plan)
 
 
 class DCGANGenerator(nn.Module):
@@ -42,6 +43,11 @@ class DCGANGenerator(nn.Module):
         blocks.append(nn.Tanh())
         self.net = nn.Sequential(*blocks)
         init_dcgan_weights(self)
+
+    def transfer_blocks(self) -> list[list[nn.Module]]:
+        """Blocks from the noise on (for ``train.freeze_g``): the projection with its norm,
+        then one per transposed convolution with its norm."""
+        return [[self.project, self.project_norm], *split_stages(self.net, nn.ConvTranspose2d)]
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         check_labels(y, self.num_classes, "DCGANGenerator")
@@ -73,9 +79,15 @@ class DCGANDiscriminator(nn.Module):
         self.head = maybe_sn(nn.Linear(ch_in * base * base, 1), spectral_norm)
         init_dcgan_weights(self)
 
+    def transfer_blocks(self) -> list[list[nn.Module]]:
+        """Blocks from the image on (for ``train.freeze_d``): one per strided convolution
+        with its norm, then the linear head."""
+        return [*split_stages(self.features, nn.Conv2d), [self.head]]
+
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         check_labels(y, self.num_classes, "DCGANDiscriminator")
         if self.embed is not None:
             onehot = self.embed(y, x.dtype)[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
             x = torch.cat([x, onehot], dim=1)
         return self.head(self.features(x).flatten(1)).squeeze(1)
+

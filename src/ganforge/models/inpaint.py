@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganforge.config import RunConfig
-from ganforge.models.layers import maybe_sn
+from ganforge.models.layers import maybe_sn, split_stages
 
 DILATIONS = (1, 2, 4)
 
@@ -103,6 +103,12 @@ class InpaintGenerator(nn.Module):
                 nn.init.normal_(m.weight, 0.0, 0.02)
                 nn.init.zeros_(m.bias)
 
+    def transfer_blocks(self) -> list[list[nn.Module]]:
+        """Blocks from the input on (for ``train.freeze_g``): the three encoder convolutions
+        (each with its norm), each residual block, then the three decoder convolutions."""
+        return [*split_stages(self.encoder, nn.Conv2d), *([b] for b in self.blocks),
+                *split_stages(self.decoder, (nn.ConvTranspose2d, nn.Conv2d))]
+
     def forward(self, image: Tensor, mask: Tensor, return_raw: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """Completed image; with ``return_raw`` also the raw prediction ``(composited, raw)``."""
         if image.shape[1] != self.channels or mask.shape[1] != 1 or image.shape[-2:] != mask.shape[-2:]:
@@ -140,6 +146,10 @@ class PatchDiscriminator(nn.Module):
                                     nn.LeakyReLU(0.2, inplace=True)))
         self.blocks = nn.ModuleList(blocks)
         self.head = maybe_sn(nn.Conv2d(ch, 1, 3, 1, 1), spectral_norm)
+
+    def transfer_blocks(self) -> list[list[nn.Module]]:
+        """Blocks from the image on (for ``train.freeze_d``): each convolution stage, then the head."""
+        return [*([b] for b in self.blocks), [self.head]]
 
     def forward(self, x: Tensor, mask: Tensor | None = None,
                 return_features: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:

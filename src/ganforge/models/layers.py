@@ -71,3 +71,17 @@ def init_dcgan_weights(module: nn.Module) -> None:
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.affine:
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
+
+
+def split_stages(seq: nn.Sequential, starts: type | tuple[type, ...]) -> list[list[nn.Module]]:
+    """Split a Sequential into groups of layers that each begin at a layer of type ``starts``.
+
+    Used by the models' ``transfer_blocks()`` (the unit that ``train.freeze_d`` / ``freeze_g``
+    count): e.g. ``[conv, bn, relu, conv, bn, relu]`` -> ``[[conv, bn, relu], [conv, bn, relu]]``.
+    """
+    groups: list[list[nn.Module]] = []
+    for layer in seq:
+        if isinstance(layer, starts) or not groups:
+            groups.append([])
+        groups[-1].append(layer)
+    return groups

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ganforge.models.layers import LabelEmbedding, check_labels, maybe_sn
+from ganforge.models.layers import LabelEmbedding, check_labels, maybe_sn, split_stages
 
 
 class MLPGenerator(nn.Module):
@@ -33,6 +33,10 @@ class MLPGenerator(nn.Module):
         c, h, w = self.image_shape
         body += [maybe_sn(nn.Linear(dims[-1], c * h * w), spectral_norm), nn.Tanh()]
         self.net = nn.Sequential(*body)
+
+    def transfer_blocks(self) -> list[list[nn.Module]]:
+        """Blocks from the noise on (for ``train.freeze_g``): one per linear layer with its norm."""
+        return split_stages(self.net, nn.Linear)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         check_labels(y, self.num_classes, "MLPGenerator")
@@ -58,6 +62,10 @@ class MLPDiscriminator(nn.Module):
                 body += [nn.Dropout(dropout)]
         body += [maybe_sn(nn.Linear(dims[-1], 1), spectral_norm)]
         self.net = nn.Sequential(*body)
+
+    def transfer_blocks(self) -> list[list[nn.Module]]:
+        """Blocks from the image on (for ``train.freeze_d``): one per linear layer; the last is the head."""
+        return split_stages(self.net, nn.Linear)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         check_labels(y, self.num_classes, "MLPDiscriminator")

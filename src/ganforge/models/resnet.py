@@ -154,6 +154,11 @@ class ResNetGenerator(nn.Module):
         self.out_bn = nn.BatchNorm2d(outs[-1])
         self.out_conv = conv(outs[-1], channels, 3, 1.0, spectral_norm)
 
+    def transfer_blocks(self) -> list[list[nn.Module]]:
+        """Blocks from the noise on (for ``train.freeze_g``): the projection, each GBlock
+        (with its class-conditional norms), then the output norm and convolution."""
+        return [[self.project], *([b] for b in self.blocks), [self.out_bn, self.out_conv]]
+
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         check_labels(y, self.num_classes, "ResNetGenerator")
         y = y if self.num_classes else None
@@ -178,6 +183,12 @@ class ResNetDiscriminator(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.linear = linear(outs[-1], 1, 1.0, spectral_norm)
         self.projection = ProjectionHead(outs[-1], num_classes, spectral_norm) if num_classes else None
+
+    def transfer_blocks(self) -> list[list[nn.Module]]:
+        """Blocks from the image on (for ``train.freeze_d``): each DBlock, then the heads
+        (linear and, when conditional, the projection)."""
+        heads = [self.linear] + ([self.projection] if self.projection is not None else [])
+        return [*([b] for b in self.blocks), heads]
 
     def features(self, x: Tensor) -> Tensor:
         """(N, C, H, W) -> (N, F): ReLU then global sum pooling (SNGAN), the input of both heads."""
@@ -235,6 +246,11 @@ class ResMLPGenerator(nn.Module):
         self.out_norm = nn.BatchNorm1d(width)
         self.fc_out = linear(width, math.prod(self.image_shape), 1.0, spectral_norm)
 
+    def transfer_blocks(self) -> list[list[nn.Module]]:
+        """Blocks from the noise on (for ``train.freeze_g``): the input layer, each residual
+        block, then the output norm and layer."""
+        return [[self.fc_in], *([b] for b in self.blocks), [self.out_norm, self.fc_out]]
+
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         check_labels(y, self.num_classes, "ResMLPGenerator")
         if self.embed is not None:
@@ -255,6 +271,11 @@ class ResMLPDiscriminator(nn.Module):
         self.blocks = nn.Sequential(*(DenseResBlock(width, "layer", spectral_norm, dropout) for _ in range(blocks)))
         self.out_norm = nn.LayerNorm(width)
         self.fc_out = linear(width, 1, 1.0, spectral_norm)
+
+    def transfer_blocks(self) -> list[list[nn.Module]]:
+        """Blocks from the image on (for ``train.freeze_d``): the input layer, each residual
+        block, then the output norm and head."""
+        return [[self.fc_in], *([b] for b in self.blocks), [self.out_norm, self.fc_out]]
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         check_labels(y, self.num_classes, "ResMLPDiscriminator")

@@ -32,9 +32,10 @@ from ganforge.errors import CheckpointError, ConfigError, TrainingError
 from ganforge.imageio import save_grid
 from ganforge.losses import LOSSES
 from ganforge.models import build_models
+from ganforge.data.subset import select as select_subset
 from ganforge.regularizers import d_regularization
+from ganforge.train import distributed, transfer
 from ganforge.train.tasks import build_task, data_load_size, task_capabilities
-from ganforge.train import distributed
 from ganforge.train.distributed import unwrap
 from ganforge.train.ema import EMA
 from ganforge.train.monitor import CollapseMonitor
@@ -64,11 +65,13 @@ class Trainer:
         self.dataset = dataset if dataset is not None else load_dataset(
             cfg.data.dataset, split=cfg.data.split, image_size=data_load_size(cfg),
             channels=cfg.data.channels, root=cfg.data.root, download=cfg.data.download)
+        self.dataset = select_subset(self.dataset, cfg.data.classes, cfg.data.limit, cfg.data.subset_seed)
         self._check_labels()
         self.local_batch = self.dist.local_batch(cfg.train.batch_size)
         self.batcher = InMemoryBatcher(self.dataset, cfg.train.batch_size, seed=cfg.train.seed, device=self.device,
                                        shard=(self.dist.rank, self.dist.world_size))
         G, D = (m.to(self.device) for m in build_models(cfg))
+        self.transfer = transfer.initialise(cfg, G, D, self.run_dir)  # pretrained weights, frozen blocks
         self.streams.after_model_init()
         regs = d_regularization(cfg)
         self.plan = resolve_plan(cfg, self.device, task_capabilities(cfg, D), regs, self.dist.enabled)
@@ -79,8 +82,11 @@ class Trainer:
         self.G, self.D = self._wrap(G, D)
         self.task = build_task(cfg, self.G, self.D, self.streams.draws)
         self.ema = EMA(G, cfg.train.ema_decay, cfg.train.ema_start) if cfg.train.ema_decay > 0 else None
-        self.opt_g = build_adam([p for p in G.parameters() if p.requires_grad], cfg.optim.lr_g, cfg.optim, self.plan)
-        self.opt_d = build_adam([p for p in D.parameters() if p.requires_grad], cfg.optim.lr_d, cfg.optim, self.plan)
+        transfer.load_ema(self.ema, self.transfer)
+        self.opt_g = build_adam(transfer.param_groups(self.transfer, "G", G, cfg.optim.lr_g, cfg), cfg.optim.lr_g,
+                                cfg.optim, self.plan)
+        self.opt_d = build_adam(transfer.param_groups(self.transfer, "D", D, cfg.optim.lr_d, cfg), cfg.optim.lr_d,
+                                cfg.optim, self.plan)
         self.step_fn = TrainStep(self.task, self.plan, self.precision, self.streams.draws, self.opt_g, self.opt_d,
                                  LOSSES[cfg.loss.name], regs, cfg.optim.n_dis, cfg.loss.label_smoothing,
                                  cfg.optim.grad_clip, self.ema, self.dist)
@@ -300,6 +306,8 @@ class Trainer:
         t_start, n_start = time.perf_counter(), c.images_seen
         t_log, n_log = t_start, c.images_seen
         if self.dist.broadcast_object(not ckpt.list_checkpoints(self.run_dir / "checkpoints")):
+            if main and self.transfer is not None:
+                transfer.record(self.run_dir, self.transfer, self.metrics)  # transfer.json + init_from event
             self._save_on_main()  # a start to roll back to, should the first steps diverge
         c.clock.start()
         try:

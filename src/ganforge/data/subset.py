@@ -1,0 +1,83 @@
+"""Subsets of a labelled data set: some classes, and at most ``limit`` images (``data.classes``, ``data.limit``).
+
+"Fine-tune on 500 images of one class" is then a config::
+
+    data: {dataset: fashion-mnist, classes: [9], limit: 500}
+
+Rules (see :func:`select`):
+
+* ``classes`` keeps the images whose label is listed. **Labels are kept as they
+  are** (not renumbered): class 9 stays 9, so a class-conditional generator
+  pretrained on all ten classes is fine-tuned on the same label ids, and samples
+  of a fine-tuned model carry the data set's class names. The subset's
+  ``num_classes`` is ``max(classes) + 1``: a conditional model needs at least
+  that many classes.
+* ``limit`` keeps the first ``limit`` images of a shuffle seeded by ``seed``
+  (``data.subset_seed``, separate from ``train.seed`` so that runs with different
+  training seeds see the same images). The chosen images are returned in their
+  original order; membership alone is what the shuffle decides. The shuffle is
+  drawn over the images left after the class filter, so "500 images of class 9"
+  means 500 of class 9.
+
+Bad values (an unknown class, a limit larger than what is left, classes on an
+unlabelled data set) are one-line :class:`~ganforge.errors.ConfigError`\\ s.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ganforge.data.dataset import ImageDataset
+from ganforge.errors import ConfigError
+
+__all__ = ["select", "select_indices"]
+
+
+def select_indices(labels: torch.Tensor | None, n: int, classes: list[int] | None = None, limit: int = 0,
+                   seed: int = 0, name: str = "dataset", num_classes: int = 0) -> torch.Tensor:
+    """Indices ``(M,)`` int64, ascending, of the images a subset keeps (see the module doc).
+
+    Args:
+        labels: ``(n,)`` int64 class ids, or None for an unlabelled data set.
+        n: number of images.
+        classes: class ids to keep; None keeps every class.
+        limit: keep at most this many images (0: all), chosen by a seeded shuffle.
+        seed: seed of that shuffle.
+        name, num_classes: for error messages.
+    """
+    keep = torch.arange(n)
+    if classes is not None:
+        if labels is None:
+            raise ConfigError("data.classes", f"{name} has no labels to select classes from")
+        known = num_classes or (int(labels.max()) + 1 if len(labels) else 0)
+        unknown = [c for c in classes if not 0 <= c < known]
+        if unknown:
+            raise ConfigError("data.classes", f"{name} has no class {unknown[0]} (class ids 0..{known - 1})")
+        mask = torch.isin(labels, torch.tensor(classes, dtype=labels.dtype))
+        keep = keep[mask]
+    if limit:
+        if limit > len(keep):
+            what = f"images of classes {classes}" if classes is not None else "images"
+            raise ConfigError("data.limit", f"{limit} is more than the {len(keep)} {what} in {name}")
+        order = torch.randperm(len(keep), generator=torch.Generator().manual_seed(seed))
+        keep = keep[order[:limit].sort().values]
+    return keep
+
+
+def select(ds: ImageDataset, classes: list[int] | None = None, limit: int = 0, seed: int = 0) -> ImageDataset:
+    """The subset of ``ds`` with only ``classes`` and at most ``limit`` images; ``ds`` itself when both are off.
+
+    Returns a new :class:`ImageDataset` named e.g. ``fashion-mnist/train[classes=9,limit=500,seed=0]``.
+    """
+    if classes is None and not limit:
+        return ds
+    idx = select_indices(ds.labels, len(ds), classes, limit, seed, ds.name, ds.num_classes)
+    tags = []
+    if classes is not None:
+        tags.append("classes=" + "+".join(str(c) for c in classes))
+    if limit:
+        tags.append(f"limit={limit},seed={seed}")
+    labels = None if ds.labels is None else ds.labels[idx]
+    num_classes = max(classes) + 1 if classes is not None else ds.num_classes
+    return ImageDataset(images=ds.images[idx], labels=labels, num_classes=num_classes,
+                        name=f"{ds.name}[{','.join(tags)}]", class_names=ds.class_names, skipped=list(ds.skipped))
