@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import sys
 import time
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from ganforge.benchmark.machine import device_name
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = ROOT / "configs" / "dcgan-fashion-mnist.yaml"
@@ -53,16 +54,6 @@ def variants(init: str, steps: int, pretrain_steps: int, freeze_d: int) -> dict[
 def extra_variants(pretrain_steps: int, steps: int) -> dict[str, list[str]]:
     """``--extra``: scratch for as long as pretraining and fine-tuning together (equal total time)."""
     return {f"scratch {pretrain_steps + steps} steps": [f"train.steps={pretrain_steps + steps}"]}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def train(work: Path, name: str, overrides: list[str]) -> dict:
@@ -186,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
               "model": model, "held_out": args.held_out, "limit": args.limit,
               "pretrain_steps": args.pretrain_steps, "steps": args.steps, "freeze_d": args.freeze_d,
               "n_fake": args.n, "n_real": n_real, "classifier_test_accuracy": cls_meta.get("test_accuracy"),
-              "device": "cpu", "cpu": cpu_name(), "threads": torch.get_num_threads(),
+              "device": "cpu", "cpu": device_name(torch.device("cpu")), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "rows": []}
     fakes = {}
     for name, summary in runs.items():  # the cheap metrics first, for every variant

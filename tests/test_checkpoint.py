@@ -72,7 +72,7 @@ def test_garbage_safetensors_gives_checkpoint_error(tmp_path):
     path = t.save()
     (path / "weights.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
     manifest = json.loads((path / "manifest.json").read_text())
-    manifest["sha256"]["weights.safetensors"] = ckpt._sha256(path / "weights.safetensors")
+    manifest["sha256"]["weights.safetensors"] = ckpt.sha256_file(path / "weights.safetensors")
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError):
         ckpt.load_checkpoint(path)

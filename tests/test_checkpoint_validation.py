@@ -43,7 +43,7 @@ def _copy(run: Path, dest: Path) -> tuple[Path, Path]:
 def _rehash(path: Path) -> None:
     """Make the manifest vouch for the (modified) state.json, so the loader parses it."""
     manifest = json.loads((path / "manifest.json").read_text())
-    manifest["sha256"]["state.json"] = ckpt._sha256(path / "state.json")
+    manifest["sha256"]["state.json"] = ckpt.sha256_file(path / "state.json")
     (path / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -221,7 +221,7 @@ def test_non_finite_optimizer_state_is_neither_written_nor_loaded(tmp_path, two_
     tensors[key] = torch.full_like(tensors[key], float("inf"))
     save_file(tensors, str(newest / "train.safetensors"))
     manifest = json.loads((newest / "manifest.json").read_text())
-    manifest["sha256"]["train.safetensors"] = ckpt._sha256(newest / "train.safetensors")
+    manifest["sha256"]["train.safetensors"] = ckpt.sha256_file(newest / "train.safetensors")
     (newest / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError, match="non-finite"):
         ckpt.load_checkpoint(newest)

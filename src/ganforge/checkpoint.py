@@ -70,7 +70,8 @@ class Checkpoint:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -193,7 +194,7 @@ def _write_files(tmp: Path, step: int, weights: dict[str, torch.Tensor], train_t
     for fname in _FILES:
         _fsync_file(tmp / fname)
     manifest = {"format": FORMAT_VERSION, "step": step,
-                "sha256": {fname: _sha256(tmp / fname) for fname in _FILES}}
+                "sha256": {fname: sha256_file(tmp / fname) for fname in _FILES}}
     _write_text(tmp / "manifest.json", json.dumps(manifest, indent=1))
     _fsync_file(tmp / "manifest.json")
     _fsync_dir(tmp)
@@ -292,7 +293,7 @@ def verify_checkpoint(path: Path) -> dict:
         if not fpath.is_file():
             raise CheckpointError(fpath, "missing file listed in the manifest")
         try:
-            digest = _sha256(fpath)
+            digest = sha256_file(fpath)
         except OSError as exc:
             raise CheckpointError(fpath, f"cannot read ({_io_reason(exc)})") from None
         if digest != manifest["sha256"][fname]:

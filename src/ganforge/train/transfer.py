@@ -42,7 +42,6 @@ again, so a resumed fine-tuning run is bit-identical like any other.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -94,14 +93,6 @@ class TransferPlan:
 
 # ------------------------------------------------------------------ reading the source
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _split_prefixed(state: dict[str, torch.Tensor], where: Path) -> dict[str, dict[str, torch.Tensor]]:
     """``{"G.x": t, "D.y": u}`` -> ``{"G": {"x": t}, "D": {"y": u}}``; unprefixed names are G's."""
     heads = {k.partition(".")[0] for k in state}
@@ -140,19 +131,19 @@ def read_source(path: str | Path, cfg: RunConfig) -> tuple[dict[str, dict[str, t
             c = ckpt.load_checkpoint(src)
             if (src.parent.parent / "config.yaml").is_file():
                 _check_arch(src.parent.parent / "config.yaml", cfg)
-            return c.weights, TransferPlan(given, "checkpoint", c.step, _sha256(src / "weights.safetensors"))
+            return c.weights, TransferPlan(given, "checkpoint", c.step, ckpt.sha256_file(src / "weights.safetensors"))
         if not (src / "config.yaml").is_file():
             raise CheckpointError(src, "not a run directory, checkpoint or exported generator (no config.yaml)")
         _check_arch(src / "config.yaml", cfg)
         if (src / EXPORT_WEIGHTS).is_file() and not (src / "checkpoints").is_dir():
             state = read_state_file(src / EXPORT_WEIGHTS)
-            return {"G": state}, TransferPlan(given, "export", None, _sha256(src / EXPORT_WEIGHTS))
+            return {"G": state}, TransferPlan(given, "export", None, ckpt.sha256_file(src / EXPORT_WEIGHTS))
         c = ckpt.find_latest(src)
         if c is None:
             raise CheckpointError(src / "checkpoints", "no valid checkpoint to initialise from")
-        return c.weights, TransferPlan(given, "run", c.step, _sha256(c.path / "weights.safetensors"))
+        return c.weights, TransferPlan(given, "run", c.step, ckpt.sha256_file(c.path / "weights.safetensors"))
     state = read_state_file(src)  # refuses pickles and anything that is not safetensors
-    return _split_prefixed(state, src), TransferPlan(given, "file", None, _sha256(src))
+    return _split_prefixed(state, src), TransferPlan(given, "file", None, ckpt.sha256_file(src))
 
 
 # ------------------------------------------------------------------ matching and loading
