@@ -15,10 +15,10 @@ WORKER = textwrap.dedent("""
 
     import numpy as np
     import torch
-    import torch.distributed as dist
 
     from ganforge.config import load_config
     from ganforge.data import ImageDataset
+    from ganforge.train.distributed import exit_process, shutdown
     from ganforge.train.trainer import Trainer
 
     torch.set_num_threads(1)
@@ -45,8 +45,8 @@ WORKER = textwrap.dedent("""
     (out / f"summary_rank{rank}.json").write_text(
         __import__("json").dumps({"step": summary["step"], "local_batch": trainer.local_batch,
                                   "images_seen": trainer.counters.images_seen, "world": trainer.dist.world_size}))
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    shutdown(wait_for_peers=True)  # as `ganforge train` ends a run under torchrun
+    exit_process(0)
 """)
 
 

@@ -83,20 +83,22 @@ def run(args: argparse.Namespace) -> int:
             trainer = _restart(Trainer, cfg, run_dir)
     try:
         summary = trainer.train()
+        distributed.shutdown(wait_for_peers=True)  # every rank has finished: leave together
     except OSError as exc:  # e.g. the disk filled up while writing metrics or samples
         raise CheckpointError(exc.filename or run_dir, f"cannot write the run ({exc.strerror or exc}); "
                               f"the checkpoints written so far are intact") from None
     finally:
-        distributed.shutdown()  # leave the process group cleanly under torchrun (no-op otherwise)
-    if not trainer.dist.is_main:  # under torchrun every rank runs this; one summary is enough
-        return 0
-    print(f"run directory: {summary['run_dir']}")
-    if summary["samples"]:
-        print(f"sample grid:   {summary['samples']}")
-    print(f"checkpoint:    {summary['checkpoint']}")
-    print(f"steps: {summary['step']}  images/s: {summary['images_per_s']:.0f}  time: {summary['seconds']:.1f}s")
-    if summary["stopped_early"]:
-        print(f"stopped early; continue with: ganforge train --resume {summary['run_dir']}")
+        distributed.shutdown()  # after an error: leave without waiting (no-op once left, or without torchrun)
+    if trainer.dist.is_main:  # under torchrun every rank runs this; one summary is enough
+        print(f"run directory: {summary['run_dir']}")
+        if summary["samples"]:
+            print(f"sample grid:   {summary['samples']}")
+        print(f"checkpoint:    {summary['checkpoint']}")
+        print(f"steps: {summary['step']}  images/s: {summary['images_per_s']:.0f}  time: {summary['seconds']:.1f}s")
+        if summary["stopped_early"]:
+            print(f"stopped early; continue with: ganforge train --resume {summary['run_dir']}")
+    if trainer.dist.enabled:
+        distributed.exit_process(0)
     return 0
 
 

@@ -137,7 +137,32 @@ def unwrap(module: nn.Module) -> nn.Module:
     return getattr(module, "_orig_mod", module)
 
 
-def shutdown() -> None:
-    """Leave the process group (at the end of a run)."""
+def shutdown(wait_for_peers: bool = False) -> None:
+    """Leave the process group (at the end of a run; a no-op without one).
+
+    ``wait_for_peers``: meet every rank at a barrier first. Gloo can abort a process
+    ("terminate called without an active exception") when it tears its connections
+    down while a peer is still using them, so a run that ended normally waits for the
+    others; after an error on one rank the others may never arrive, so it does not.
+    """
     if dist.is_available() and dist.is_initialized():
+        if wait_for_peers:
+            dist.barrier()
         dist.destroy_process_group()
+
+
+def exit_process(code: int) -> None:
+    """End a finished torchrun process now, without Python's interpreter teardown.
+
+    With torch 2.13 on Gloo, a process that trained with DistributedDataParallel
+    sometimes aborts during interpreter teardown, after the process group has been
+    left ("terminate called without an active exception", SIGABRT), which makes
+    torchrun report a failed run whose work is complete. Everything is written and
+    flushed by then, so the process ends here instead.
+    """
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
