@@ -198,7 +198,7 @@ def test_odd_size_names_the_key():
 
 
 def test_class_table_lookup_matches_embedding_values_and_gradients():
-    # Conditional layers look up per-class rows with a one-hot product (no Embedding backward,
+    # Conditional layers look up per-class rows with index_select (no Embedding backward,
     # which syncs with the host on CUDA); values and gradients must be the embedding's.
     from ganforge.models.layers import lookup_rows
 

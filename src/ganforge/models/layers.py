@@ -41,16 +41,15 @@ class LabelEmbedding(nn.Module):
 
 
 def lookup_rows(weight: Tensor, y: Tensor) -> Tensor:
-    """``weight[y]``: rows (N, F) of a (K, F) class table for labels (N,), as a one-hot product.
+    """``weight[y]``: rows (N, F) of a (K, F) class table for labels (N,).
 
-    Same values as ``nn.Embedding`` (the products with 0 and 1 are exact), but the
-    backward pass is an elementwise product and a sum: ``nn.Embedding``'s CUDA
-    backward reads a segment count back to the host, which forbids capturing a
-    training step of a conditional model as a CUDA graph. Not a matmul, so autocast
-    leaves the rows in float32. Costs N x K x F multiply-adds (K is small).
+    The same values as ``nn.Embedding`` (a gather), but its backward pass is an
+    ``index_add`` into the table: ``nn.Embedding``'s CUDA backward sorts the labels
+    and reads a segment count back to the host, which forbids capturing a training
+    step of a conditional model as a CUDA graph. No matmul, so autocast leaves the
+    rows in float32, and the cost is N x F whatever the number of classes.
     """
-    onehot = (y.unsqueeze(1) == torch.arange(weight.shape[0], device=y.device)).to(weight.dtype)
-    return (onehot.unsqueeze(2) * weight.unsqueeze(0)).sum(1)
+    return weight.index_select(0, y)
 
 
 def check_labels(y: Tensor | None, num_classes: int, who: str) -> None:

@@ -109,13 +109,11 @@ class TrainStep:
         """
         self.precision.backward(loss)
         self.precision.unscale(opt)
-        grads = [p.grad for p in params if p.grad is not None]
         if self.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip, foreach=True)
-        elif grads:
-            norm = torch.nn.utils.get_total_norm(grads, foreach=True)
         else:
-            norm = torch.zeros((), device=loss.device)
+            grads = [p.grad for p in params if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads, foreach=True) if grads else torch.zeros((), device=loss.device)
         bad = ~(torch.isfinite(loss.detach().float()) & torch.isfinite(norm.float()))
         if self.dist.enabled:
             flag = bad.float().reshape(1)
