@@ -75,6 +75,10 @@ class TrainConfig:
     """Loop length, logging, checkpoints and execution mode."""
 
     steps: int = 2000  # generator steps
+    # Training-time budget in seconds of the run's train_seconds (evaluation excluded,
+    # earlier resumed segments included): the run stops at the first step past it, with a
+    # checkpoint and a final sample grid. 0 = no limit; train.steps applies either way.
+    max_seconds: float = 0.0
     batch_size: int = 64
     seed: int = 0
     log_every: int = 50
@@ -194,6 +198,7 @@ RANGES: dict[str, Range] = {
     "optim.n_dis": Range(1, 100),
     "optim.grad_clip": Range(0, 1e6),  # 0 = off
     "train.steps": Range(1, BIG),
+    "train.max_seconds": Range(0, BIG),
     "train.batch_size": Range(1, 65536),
     "train.seed": Range(0, 2**63 - 1),  # torch generators take a 64-bit seed
     "train.log_every": Range(1, BIG),

@@ -14,7 +14,7 @@ from ganforge.errors import CheckpointError, ConfigError
 # (a run moved to another machine picks that machine's fastest path). Keys that change
 # the algorithm (loss, model, optimizer, train.fast, reuse_fake, batch_d, sync_bn)
 # still need the flag.
-CADENCE_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every",
+CADENCE_KEYS = ("train.steps", "train.max_seconds", "train.log_every", "train.sample_every", "train.ckpt_every",
                 "train.keep_last", "train.eval_every", "train.eval_n", "train.tensorboard")
 # Keys that decide which weights a run started from and which parameters its optimizers
 # hold: a resumed run cannot change them even with --allow-config-change (start a new
@@ -95,7 +95,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"sample grid:   {summary['samples']}")
         print(f"checkpoint:    {summary['checkpoint']}")
         print(f"steps: {summary['step']}  images/s: {summary['images_per_s']:.0f}  time: {summary['seconds']:.1f}s")
-        if summary["stopped_early"]:
+        if summary.get("out_of_time"):
+            print(f"time budget reached (train.max_seconds={cfg.train.max_seconds:g}); continue with: "
+                  f"ganforge train --resume {summary['run_dir']} train.max_seconds=0")
+        elif summary["stopped_early"]:
             print(f"stopped early; continue with: ganforge train --resume {summary['run_dir']}")
     if trainer.dist.enabled:
         distributed.exit_process(0)

@@ -266,6 +266,18 @@ class Trainer:
 
         return evaluate_during_training(self)
 
+    def _out_of_time(self) -> bool:
+        """True once the run's train_seconds reach ``train.max_seconds`` (the same answer on every rank)."""
+        budget = self.cfg.train.max_seconds
+        if not budget:
+            return False
+        if not self.dist.enabled:
+            return self.counters.clock.total >= budget
+        # Ranks' clocks differ by a little: rank 0 decides, at logging steps only (one broadcast each).
+        if self.counters.step % self.cfg.train.log_every:
+            return False
+        return bool(self.dist.broadcast_object(self.counters.clock.total >= budget))
+
     def _request_stop(self, signum, frame) -> None:
         if self._stop_requested:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
@@ -301,7 +313,7 @@ class Trainer:
             except ValueError:  # not the main thread
                 pass
         progress = Progress(t.steps, c.step, t.log_every) if main else NoProgress()
-        last_ckpt, last_sample = None, None
+        last_ckpt, last_sample, timed_out = None, None, False
         end = t.steps if stop_after is None else min(t.steps, c.step + stop_after)
         t_start, n_start = time.perf_counter(), c.images_seen
         t_log, n_log = t_start, c.images_seen
@@ -312,6 +324,9 @@ class Trainer:
         c.clock.start()
         try:
             while c.step < end and not self._stop_requested:
+                if self._out_of_time():
+                    timed_out = True
+                    break
                 logs = self.train_step()
                 if c.bad_in_a_row >= t.max_bad_steps:
                     self.rollback()
@@ -341,6 +356,11 @@ class Trainer:
                         c.clock.start()
                         t_log += time.perf_counter() - t_eval
             c.clock.pause()  # before the last save, so that it holds the run's final train_seconds
+            if main and timed_out:
+                log.info("train.max_seconds=%g reached at step %d (%.1f s of training)",
+                         t.max_seconds, c.step, c.clock.total)
+                if last_sample is None or last_sample.stem != f"step_{c.step:08d}":
+                    last_sample = self.sample_grid(self.run_dir / "samples" / f"step_{c.step:08d}.png")
             if c.step < t.steps and (last_ckpt is None or ckpt.step_dir_name(c.step) != last_ckpt.name):
                 saved = self._save_on_main()  # stopped early: keep the work
                 last_ckpt = saved if main else last_ckpt
@@ -356,4 +376,5 @@ class Trainer:
         elapsed = time.perf_counter() - t_start
         return {"run_dir": str(self.run_dir), "step": c.step, "checkpoint": str(last_ckpt) if last_ckpt else None,
                 "samples": str(last_sample) if last_sample else None, "stopped_early": c.step < t.steps,
+                "out_of_time": timed_out,
                 "images_per_s": (c.images_seen - n_start) / max(elapsed, 1e-9), "seconds": elapsed}
