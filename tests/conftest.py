@@ -60,5 +60,10 @@ class PooledFeatures(torch.nn.Module):
 @pytest.fixture
 def stand_in_extractor(monkeypatch):
     import ganforge.metrics.evaluate as evaluate
+    from ganforge.metrics.monitor import clear_fid_monitors
 
     monkeypatch.setattr(evaluate, "InceptionFeatures", PooledFeatures)
+    yield
+    # Periodic evaluation keeps extractors and monitors per process; drop the stand-ins.
+    clear_fid_monitors()
+    evaluate.clear_shared_extractors()

@@ -8,8 +8,11 @@ Generation (distributions of images)::
 
 Building blocks: :class:`InceptionFeatures` (standard FID network, uint8 in,
 2048-d out), :class:`FeatureStats` (streaming mean/covariance),
-:func:`frechet_distance`, :func:`kernel_inception_distance`,
+:func:`frechet_distance` (numpy) and :class:`FrechetReference` (torch, a fixed
+reference reused across calls), :func:`kernel_inception_distance`,
 :func:`precision_recall`, the domain classifier and :func:`classifier_score`.
+:class:`FIDMonitor` is FID evaluated repeatedly against the same real data
+(training's periodic evaluation), with the set-up done once per process.
 Metrics are registered by name (:func:`register_metric`, :mod:`ganforge.metrics.registry`).
 
 Restoration (pairs of images): :func:`psnr`, :func:`ssim`, :func:`l1`, each
@@ -26,7 +29,7 @@ from ganforge.metrics.classifier import (
     train_classifier,
 )
 from ganforge.metrics.evaluate import append_jsonl, compute_metrics, count_tag, iter_fake_batches, iter_image_folder
-from ganforge.metrics.fid import fid_from_features, frechet_distance
+from ganforge.metrics.fid import FrechetReference, fid_from_features, frechet_distance, frechet_distance_torch
 from ganforge.metrics.inception import (
     INCEPTION_SHA1,
     InceptionFeatures,
@@ -36,6 +39,7 @@ from ganforge.metrics.inception import (
     verify_inception_weights,
 )
 from ganforge.metrics.kid import kernel_inception_distance
+from ganforge.metrics.monitor import FIDMonitor
 from ganforge.metrics.prdc import precision_recall
 from ganforge.metrics.registry import metric_names, register_metric, unregister_metric
 from ganforge.metrics.restoration import l1, mse, psnr, ssim, ssim_map
@@ -44,7 +48,9 @@ from ganforge.metrics.stats import FeatureStats
 __all__ = [
     "INCEPTION_SHA1",
     "DomainClassifier",
+    "FIDMonitor",
     "FeatureStats",
+    "FrechetReference",
     "InceptionFeatures",
     "append_jsonl",
     "cache_root",
@@ -54,6 +60,7 @@ __all__ = [
     "count_tag",
     "fid_from_features",
     "frechet_distance",
+    "frechet_distance_torch",
     "get_domain_classifier",
     "iter_fake_batches",
     "iter_image_folder",

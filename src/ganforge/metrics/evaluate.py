@@ -44,10 +44,10 @@ import torch
 from PIL import Image
 
 from ganforge.data.folder import IMAGE_EXTENSIONS
-from ganforge.errors import ConfigError, DataError
+from ganforge.errors import ConfigError, DataError, WeightsError
 from ganforge.metrics.cache import cached_stats, stats_key
 from ganforge.metrics.classifier import dataset_key, get_domain_classifier
-from ganforge.metrics.inception import InceptionFeatures, as_uint8_batch
+from ganforge.metrics.inception import InceptionFeatures, as_uint8_batch, locate_inception_weights, sha1_file
 from ganforge.metrics.registry import (
     ClassifierOutputs,
     FeaturePair,
@@ -105,6 +105,9 @@ def iter_fake_batches(fake, n: int, batch_size: int = 64) -> Iterator[torch.Tens
             Float batches are taken as [-1, 1] and quantised to uint8 exactly
             like saved images (:func:`ganforge.metrics.inception.quantize_images`).
         n: stop after this many images.
+
+    Batches stay on the device they come on (a generator's batches are
+    quantised there and go to the extractor without a trip through the host).
     """
     if isinstance(fake, (str, os.PathLike)):
         source: Iterable = iter_image_folder(fake, batch_size)
@@ -122,7 +125,7 @@ def iter_fake_batches(fake, n: int, batch_size: int = 64) -> Iterator[torch.Tens
         batch = as_uint8_batch(batch)[: n - seen]
         if batch.shape[0]:
             seen += batch.shape[0]
-            yield batch.cpu()
+            yield batch
         if seen >= n:
             return
 
@@ -132,6 +135,108 @@ def _real_subset(images: torch.Tensor, n: int, seed: int) -> torch.Tensor:
         return images
     idx = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
     return images[idx]
+
+
+def real_images_for(real: str, split: str, n: int, *, image_size: int | None = None,
+                    channels: int | None = None, root: str | None = None, seed: int = 0,
+                    require_n_real: bool = False) -> tuple[str, torch.Tensor]:
+    """The real images an evaluation of ``n`` generated ones compares with: ``(name, uint8 (M, C, H, W))``.
+
+    ``M = min(n, size of the split)``; a larger split gives a random subset
+    (seeded by ``seed``). ``require_n_real`` refuses a split smaller than ``n``.
+    """
+    from ganforge.data import load_dataset
+
+    real_ds = load_dataset(real, split, image_size=image_size, channels=channels, root=root)
+    if require_n_real and real_ds.images.shape[0] < n:
+        raise ConfigError("n", f"{n} is more than the {real_ds.images.shape[0]} images of {real_ds.name} "
+                               f"({split}); use at most {real_ds.images.shape[0]}")
+    return real_ds.name, _real_subset(real_ds.images, n, seed)
+
+
+# Extractors kept for repeated evaluations in one process (training's periodic FID):
+# building one loads 87 MB of TorchScript, and its first forward passes pay the
+# profiling executor's warm-up (and on CUDA cuDNN's algorithm choice) again.
+_SHARED_EXTRACTORS: dict[tuple, Any] = {}
+
+
+def inception_extractor(weights: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+                        precision: str = "fp32", batch_size: int = 64, *, reuse: bool = False):
+    """An :class:`InceptionFeatures`; with ``reuse``, the one already built in this process.
+
+    Reused extractors are keyed by the weights file (resolved path and SHA-1, so
+    a replaced file gives a new one), the device and the precision; the batch
+    size is set on each call. A reused extractor keeps its weights (~95 MB) on
+    its device until :func:`clear_shared_extractors`.
+    """
+    if not reuse:
+        return InceptionFeatures(weights, device, precision, batch_size)
+    try:
+        path = locate_inception_weights(weights)
+        ident: tuple = (str(path.resolve()), sha1_file(path))
+    except (WeightsError, OSError):
+        ident = (str(weights), None)  # the constructor below raises the precise error
+    key = (InceptionFeatures, *ident, str(torch.device(device)), precision)
+    extractor = _SHARED_EXTRACTORS.get(key)
+    if extractor is None:
+        extractor = _SHARED_EXTRACTORS[key] = InceptionFeatures(weights, device, precision, batch_size)
+    extractor.batch_size = int(batch_size)
+    return extractor
+
+
+def clear_shared_extractors() -> None:
+    """Forget the extractors kept by ``inception_extractor(..., reuse=True)``."""
+    _SHARED_EXTRACTORS.clear()
+
+
+def append_features(stats: FeatureStats, extractor, images: torch.Tensor) -> None:
+    """Extract features of uint8 ``images (N, C, H, W)`` in chunks of the extractor's batch size into ``stats``."""
+    step = int(getattr(extractor, "batch_size", 0) or images.shape[0])
+    for start in range(0, images.shape[0], step):
+        stats.append(extractor(images[start:start + step]))
+
+
+def real_inception_stats(extractor, real: str, split: str, real_images: torch.Tensor, *,
+                         image_size: int | None = None, channels: int | None = None, seed: int = 0,
+                         cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
+                         progress: Callable[[str], None] | None = None) -> FeatureStats:
+    """Inception statistics of ``real_images (M, C, H, W)``: from the disk cache or computed (and stored).
+
+    All raw features are kept (and part of the cache key), so one file serves
+    FID, KID and precision/recall alike.
+    """
+    say = progress or (lambda msg: None)
+    m = int(real_images.shape[0])
+
+    def compute_real() -> FeatureStats:
+        st = FeatureStats(max_items=m)
+        for i, feats in enumerate(extractor.iter_features(real_images)):
+            st.append(feats)
+            if i % 20 == 0:
+                say(f"real features: {st.count}/{m}")
+        return st
+
+    key = stats_key(dataset_key(real), split, m, image_size, channels, extractor.protocol, m, subset_seed=seed)
+    return cached_stats(key, compute_real, cache_dir, use_cache)
+
+
+def result_split(split: str, n_real: int, n_fake: int) -> str:
+    """The split part of result names: ``"test"``, or ``"test5k"`` when fewer real than generated images."""
+    return split + (count_tag(n_real) if n_real < n_fake else "")
+
+
+def protocol_string(n_fake: int, real_name: str, n_real: int, seed: int, image_size: int | None,
+                    extractor=None, kid_subsets: int = 100, kid_subset_size: int = 1000, pr_k: int = 3,
+                    classifier_desc: str | None = None) -> str:
+    """The ``protocol`` entry of a result: quantisation, real sample, extractor and metric settings."""
+    parts = [f"fake: {n_fake} images quantised to uint8 (floor(x*127.5+128))",
+             f"real: {real_name} {n_real} images (seed {seed}), image_size={image_size or 'native'}"]
+    if extractor is not None:
+        parts.append(extractor.protocol)
+        parts.append(f"KID {kid_subsets}x{min(kid_subset_size, n_fake, n_real)}, cubic kernel; P/R k={pr_k}")
+    if classifier_desc is not None:
+        parts.append(classifier_desc)
+    return "; ".join(parts)
 
 
 def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
@@ -181,8 +286,6 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
         DataError: unreadable real or generated images.
         WeightsError: the Inception weights are missing or wrong.
     """
-    from ganforge.data import load_dataset
-
     chosen = get_metrics(metrics)
     if n < 2:
         raise ConfigError("n", f"need at least 2 images, got {n}")
@@ -192,12 +295,10 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
     say = progress or (lambda msg: None)
     needs = needed_sources(chosen)
 
-    real_ds = load_dataset(real, split, image_size=image_size, channels=channels, root=root)
-    if require_n_real and real_ds.images.shape[0] < n:
-        raise ConfigError("n", f"{n} is more than the {real_ds.images.shape[0]} images of {real_ds.name} "
-                               f"({split}); use at most {real_ds.images.shape[0]}")
-    real_images = _real_subset(real_ds.images, n, seed)
-    extractor = InceptionFeatures(inception_weights, device, precision, batch_size) if "inception" in needs else None
+    real_name, real_images = real_images_for(real, split, n, image_size=image_size, channels=channels,
+                                             root=root, seed=seed, require_n_real=require_n_real)
+    extractor = (inception_extractor(inception_weights, device, precision, batch_size)
+                 if "inception" in needs else None)
     classifier = None
     if "classifier" in needs:
         classifier, cls_meta = get_domain_classifier(real, root=root, cache_dir=classifier_dir,
@@ -205,23 +306,18 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
 
     real_stats = None
     if extractor is not None:
-        def compute_real() -> FeatureStats:
-            st = FeatureStats(max_items=real_images.shape[0])
-            for i, feats in enumerate(extractor.iter_features(real_images)):
-                st.append(feats)
-                if i % 20 == 0:
-                    say(f"real features: {st.count}/{real_images.shape[0]}")
-            return st
-        key = stats_key(dataset_key(real), split, real_images.shape[0], image_size, channels,
-                        extractor.protocol, real_images.shape[0], subset_seed=seed)
-        real_stats = cached_stats(key, compute_real, cache_dir, use_cache)
+        real_stats = real_inception_stats(extractor, real, split, real_images, image_size=image_size,
+                                          channels=channels, seed=seed, cache_dir=cache_dir,
+                                          use_cache=use_cache, progress=say)
 
-    fake_stats = FeatureStats(max_items=n)
+    # Raw generated features only when a metric reads them (KID, P/R); FID needs the moments alone.
+    keep = n if any(m.raw_features for m in chosen if "inception" in m.needs) else 0
+    fake_stats = FeatureStats(max_items=keep)
     cls_feats, cls_logits = [], []
     n_fake = 0
     for batch in iter_fake_batches(fake, n, batch_size):
         if extractor is not None:
-            fake_stats.append(extractor(batch))
+            append_features(fake_stats, extractor, batch)
         if classifier is not None:
             f, lg = classifier.predict(batch)
             cls_feats.append(f)
@@ -233,7 +329,7 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
 
     n_real = int(real_images.shape[0])
     # Fewer real images than generated ones (Python callers; the CLI refuses it): the name says so.
-    sp = split + (count_tag(n_real) if n_real < n_fake else "")
+    sp = result_split(split, n_real, n_fake)
     sources: dict[str, Any] = {}
     if real_stats is not None:
         sources["inception"] = FeaturePair(real=real_stats, fake=fake_stats)
@@ -247,16 +343,11 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
     for metric in chosen:
         out.update(metric(sources, count_tag(n_fake), sp, options))
 
-    parts = [f"fake: {n_fake} images quantised to uint8 (floor(x*127.5+128))",
-             f"real: {real_ds.name} {real_images.shape[0]} images (seed {seed}), "
-             f"image_size={image_size or 'native'}"]
-    if extractor is not None:
-        parts.append(extractor.protocol)
-        parts.append(f"KID {kid_subsets}x{min(kid_subset_size, n_fake, real_images.shape[0])}, "
-                     f"cubic kernel; P/R k={pr_k}")
-    if classifier is not None:
-        parts.append(f"domain classifier {dataset_key(real)} widths={cls_meta['config']['widths']}")
-    out.update(protocol="; ".join(parts), n_fake=n_fake, n_real=int(real_images.shape[0]),
+    cls_desc = (f"domain classifier {dataset_key(real)} widths={cls_meta['config']['widths']}"
+                if classifier is not None else None)
+    out.update(protocol=protocol_string(n_fake, real_name, n_real, seed, image_size, extractor, kid_subsets,
+                                        kid_subset_size, pr_k, cls_desc),
+               n_fake=n_fake, n_real=n_real,
                real=f"{real}:{split}", seconds=round(time.perf_counter() - t0, 1))
     return out
 

@@ -259,14 +259,19 @@ class InceptionFeatures(nn.Module):
         return feats.float()
 
     def iter_features(self, images) -> Iterator[torch.Tensor]:
-        """Split a large uint8 batch into ``batch_size`` chunks; yields CPU ``(B, 2048)``."""
+        """Split a large uint8 batch into ``batch_size`` chunks; yields ``(B, 2048)`` on ``self.device``.
+
+        Features stay on the device: :class:`~ganforge.metrics.stats.FeatureStats`
+        accumulates them there, and a per-batch copy to the host would make every
+        batch wait for the device.
+        """
         images = as_uint8_batch(images)
         for start in range(0, images.shape[0], self.batch_size):
-            yield self(images[start:start + self.batch_size]).cpu()
+            yield self(images[start:start + self.batch_size])
 
     def extract(self, images) -> torch.Tensor:
         """All features of a uint8 ``(N, C, H, W)`` tensor/array: CPU float32 ``(N, 2048)``."""
         chunks = list(self.iter_features(images))
         if not chunks:
             return torch.zeros(0, FEATURE_DIM)
-        return torch.cat(chunks)
+        return torch.cat(chunks).cpu()

@@ -13,7 +13,9 @@ so the result keys come out in a stable order). Sources:
 
 ``inception``
     :class:`FeaturePair`: real and generated Inception pool3 statistics
-    (:class:`~ganforge.metrics.stats.FeatureStats`, raw features kept).
+    (:class:`~ganforge.metrics.stats.FeatureStats`; the generated images' raw
+    features are kept only when a requested metric is registered with
+    ``raw_features=True``, the default: KID and P/R are, FID is not).
 ``classifier``
     :class:`ClassifierOutputs`: the domain classifier's features and logits on
     the real and the generated images, and its metadata.
@@ -33,7 +35,7 @@ import torch
 
 from ganforge.errors import ConfigError
 from ganforge.metrics.classifier import classifier_score
-from ganforge.metrics.fid import fid_from_features, frechet_distance
+from ganforge.metrics.fid import FrechetReference, fid_from_features
 from ganforge.metrics.kid import kernel_inception_distance
 from ganforge.metrics.prdc import precision_recall
 from ganforge.metrics.stats import FeatureStats
@@ -78,6 +80,7 @@ class Metric:
     name: str
     fn: MetricFn
     needs: tuple[str, ...]
+    raw_features: bool = True  # reads FeatureStats.features of the generated images, not only the moments
 
     def __call__(self, sources: dict[str, Any], tag: str, split: str, options: MetricOptions) -> dict[str, Any]:
         """The metric's result keys, given every computed source (only those it needs are passed on)."""
@@ -87,8 +90,14 @@ class Metric:
 _REGISTRY: dict[str, Metric] = {}
 
 
-def register_metric(name: str, needs: Iterable[str] = ()) -> Callable[[MetricFn], MetricFn]:
-    """Decorator: register ``fn`` as metric ``name`` (lower case) computed from the sources in ``needs``."""
+def register_metric(name: str, needs: Iterable[str] = (), raw_features: bool = True
+                    ) -> Callable[[MetricFn], MetricFn]:
+    """Decorator: register ``fn`` as metric ``name`` (lower case) computed from the sources in ``needs``.
+
+    ``raw_features=False`` declares that the metric uses only the mean and
+    covariance of the Inception features, so the generated images' raw
+    ``(N, 2048)`` features need not be kept when no other metric reads them.
+    """
     needs = tuple(needs)
     if not name or name != name.lower() or "," in name or name.strip() != name:
         raise ValueError(f"metric name must be lower case without commas or spaces: {name!r}")
@@ -99,7 +108,7 @@ def register_metric(name: str, needs: Iterable[str] = ()) -> Callable[[MetricFn]
     def decorate(fn: MetricFn) -> MetricFn:
         if name in _REGISTRY:
             raise ValueError(f"metric {name!r} is already registered")
-        _REGISTRY[name] = Metric(name, fn, needs)
+        _REGISTRY[name] = Metric(name, fn, needs, raw_features)
         return fn
 
     return decorate
@@ -135,10 +144,15 @@ def needed_sources(metrics: Iterable[Metric]) -> set[str]:
 
 # ------------------------------------------------------------------ built-in metrics
 
-@register_metric("fid", needs=("inception",))
+@register_metric("fid", needs=("inception",), raw_features=False)
 def fid(inception: FeaturePair, *, tag: str, split: str, options: MetricOptions) -> dict[str, Any]:
-    """Frechet Inception distance (float64)."""
-    return {f"fid{tag}_{split}": frechet_distance(*inception.real.mean_cov(), *inception.fake.mean_cov())}
+    """Frechet Inception distance (float64, on the device of the generated images' statistics).
+
+    The same computation as the reference object of periodic evaluation
+    (:class:`~ganforge.metrics.monitor.FIDMonitor`), so both give the same number.
+    """
+    ref = FrechetReference(*inception.real.mean_cov_torch(), device=inception.fake.device)
+    return {f"fid{tag}_{split}": ref.distance(*inception.fake.mean_cov_torch())}
 
 
 @register_metric("kid", needs=("inception",))

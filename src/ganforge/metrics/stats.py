@@ -1,9 +1,11 @@
 """Streaming first and second moments of feature vectors.
 
 :class:`FeatureStats` accumulates the count, the sum and the sum of outer
-products of ``(N, D)`` feature batches in float64, so memory is ``O(D^2)``
-whatever the number of images. Optionally the first ``max_items`` raw
-features are kept as well (float32), which KID and precision/recall need.
+products of ``(N, D)`` feature batches in float64 torch, on the device the
+features come from, so memory is ``O(D^2)`` whatever the number of images and
+nothing goes to the host per batch. Optionally the first ``max_items`` raw
+features are kept as well (float32, on the host), which KID and
+precision/recall need; FID needs none.
 
 To limit cancellation in ``cov = (S2 - n mu mu^T) / (n - 1)`` the sums are
 taken of ``x - shift``, where ``shift`` is the mean of the first batch: the
@@ -29,17 +31,27 @@ from ganforge.errors import DataError
 FORMAT_VERSION = 1
 
 
-def _as_numpy64(features) -> np.ndarray:
+def _as_torch64(features) -> torch.Tensor:
     if isinstance(features, torch.Tensor):
-        features = features.detach().cpu().double().numpy()
-    arr = np.asarray(features, dtype=np.float64)
-    if arr.ndim != 2:
-        raise ValueError(f"features must have shape (N, D), got {arr.shape}")
-    return arr
+        x = features.detach().to(torch.float64)
+    else:
+        x = torch.from_numpy(np.asarray(features, dtype=np.float64))
+    if x.ndim != 2:
+        raise ValueError(f"features must have shape (N, D), got {tuple(x.shape)}")
+    return x
 
 
 class FeatureStats:
     """Running mean/covariance of ``(N, D)`` features, plus up to ``max_items`` raw rows.
+
+    The sums live on the device of the first batch appended (later batches are
+    moved there), so features computed on an accelerator never travel to the
+    host one batch at a time; :meth:`mean` and :meth:`mean_cov` still return
+    numpy, :meth:`mean_cov_torch` returns tensors on that device.
+
+    NaN or Inf in a CPU batch raises in :meth:`append`; for batches on another
+    device the check is deferred to the first read (:meth:`mean`,
+    :meth:`mean_cov`, :meth:`save`), so that appending never waits for the device.
 
     Args:
         max_items: how many raw feature rows to keep (the first ones seen);
@@ -52,47 +64,63 @@ class FeatureStats:
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.count = 0
         self.dim: int | None = None
-        self._shift: np.ndarray | None = None   # (D,)
-        self._sum: np.ndarray | None = None     # (D,) sum of x - shift
-        self._outer: np.ndarray | None = None   # (D, D) sum of (x - shift)(x - shift)^T
-        self._kept: list[np.ndarray] = []       # float32 chunks, total rows <= max_items
+        self._shift: torch.Tensor | None = None   # (D,) float64
+        self._sum: torch.Tensor | None = None     # (D,) sum of x - shift
+        self._outer: torch.Tensor | None = None   # (D, D) sum of (x - shift)(x - shift)^T
+        self._finite: torch.Tensor | None = None  # 0-d bool on the device: deferred NaN/Inf check
+        self._kept: list[np.ndarray] = []         # float32 chunks, total rows <= max_items
         self._n_kept = 0
 
+    @property
+    def device(self) -> torch.device | None:
+        """Where the sums are accumulated (None before the first batch)."""
+        return None if self._shift is None else self._shift.device
+
     def append(self, features) -> None:
-        """Add a batch ``(B, D)`` (torch or numpy)."""
-        x = _as_numpy64(features)
+        """Add a batch ``(B, D)`` (torch on any device, or numpy)."""
+        x = _as_torch64(features)
         if x.shape[0] == 0:
             return
         if self.dim is None:
             self.dim = x.shape[1]
-            self._shift = x.mean(axis=0)
-            self._sum = np.zeros(self.dim)
-            self._outer = np.zeros((self.dim, self.dim))
+            self._shift = x.mean(dim=0)
+            self._sum = torch.zeros_like(self._shift)
+            self._outer = torch.zeros(self.dim, self.dim, dtype=torch.float64, device=x.device)
         elif x.shape[1] != self.dim:
             raise ValueError(f"feature dimension changed from {self.dim} to {x.shape[1]}")
-        if not np.isfinite(x).all():
-            raise ValueError("features contain NaN or Inf")
+        x = x.to(self._shift.device)
+        finite = torch.isfinite(x).all()
+        if x.device.type == "cpu":
+            if not bool(finite):
+                raise ValueError("features contain NaN or Inf")
+        else:
+            self._finite = finite if self._finite is None else self._finite & finite
         xc = x - self._shift
-        self._sum += xc.sum(axis=0)
-        self._outer += xc.T @ xc
+        self._sum += xc.sum(dim=0)
+        self._outer.addmm_(xc.T, xc)
         self.count += x.shape[0]
         if self._n_kept < self.max_items:
-            take = x[: self.max_items - self._n_kept].astype(np.float32)
+            take = x[: self.max_items - self._n_kept].float().cpu().numpy()
             self._kept.append(take)
             self._n_kept += take.shape[0]
 
     def mean(self) -> np.ndarray:
         """Mean ``(D,)`` float64."""
         self._require(1)
-        return self._shift + self._sum / self.count
+        return (self._shift + self._sum / self.count).cpu().numpy()
 
-    def mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
-        """Mean ``(D,)`` and unbiased covariance ``(D, D)`` (divisor ``n - 1``), float64."""
+    def mean_cov_torch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean ``(D,)`` and unbiased covariance ``(D, D)``, float64 tensors on :attr:`device`."""
         self._require(2)
         m = self._sum / self.count
-        cov = (self._outer - self.count * np.outer(m, m)) / (self.count - 1)
+        cov = (self._outer - self.count * torch.outer(m, m)) / (self.count - 1)
         cov = 0.5 * (cov + cov.T)  # exact symmetry for the eigen-solvers downstream
         return self._shift + m, cov
+
+    def mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean ``(D,)`` and unbiased covariance ``(D, D)`` (divisor ``n - 1``), float64 numpy."""
+        mu, cov = self.mean_cov_torch()
+        return mu.cpu().numpy(), cov.cpu().numpy()
 
     @property
     def features(self) -> np.ndarray | None:
@@ -106,6 +134,8 @@ class FeatureStats:
     def _require(self, n: int) -> None:
         if self.count < n:
             raise ValueError(f"need at least {n} feature vectors, have {self.count}")
+        if self._finite is not None and not bool(self._finite):
+            raise ValueError("features contain NaN or Inf")
 
     # ---------------------------------------------------------------- files
     def save(self, path: str | os.PathLike) -> Path:
@@ -121,7 +151,8 @@ class FeatureStats:
             "format_version": np.array(FORMAT_VERSION),
             "count": np.array(self.count, dtype=np.int64),
             "max_items": np.array(self.max_items, dtype=np.int64),
-            "shift": self._shift, "sum": self._sum, "outer": self._outer,
+            "shift": self._shift.cpu().numpy(), "sum": self._sum.cpu().numpy(),
+            "outer": self._outer.cpu().numpy(),
             "metadata": np.array(json.dumps(self.metadata, sort_keys=True)),
         }
         if self.features is not None:
@@ -146,7 +177,8 @@ class FeatureStats:
                     raise DataError(path, f"unsupported stats format {int(z['format_version'])}")
                 st = cls(int(z["max_items"]), json.loads(str(z["metadata"])))
                 st.count = int(z["count"])
-                st._shift, st._sum, st._outer = z["shift"], z["sum"], z["outer"]
+                st._shift, st._sum, st._outer = (torch.from_numpy(np.asarray(z[k], np.float64))
+                                                 for k in ("shift", "sum", "outer"))
                 st.dim = st._shift.shape[0]
                 if "features" in z.files:
                     st._kept = [z["features"].astype(np.float32)]

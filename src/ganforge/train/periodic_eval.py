@@ -6,6 +6,13 @@ folders) is appended to ``metrics.jsonl``, and when it is the lowest so far the
 current checkpoint is copied to ``checkpoints/best/`` (with ``best.json``), which
 checkpoint pruning never touches. Evaluation runs under a forked RNG so that
 runs with and without it train identically.
+
+The protocol is that of ``ganforge eval`` (same extractor, quantisation, real
+subset and statistics cache), through a per-process
+:class:`~ganforge.metrics.monitor.FIDMonitor`: the Inception network, the real
+statistics and the square root of their covariance are set up at the first
+evaluation and reused by the next ones, and generated images stay on the
+training device from generator to feature statistics.
 """
 
 from __future__ import annotations
@@ -22,6 +29,11 @@ from ganforge.data.sources import canonical_name
 from ganforge import checkpoint as ckpt
 
 log = logging.getLogger(__name__)
+
+# Images per generator call on CUDA. The Inception batch stays at 250: its
+# activation memory grows with the batch and shares the device with training.
+CUDA_GENERATE_BATCH = 500
+CUDA_INCEPTION_BATCH = 250
 
 def best_so_far(run_dir: Path) -> float | None:
     path = Path(run_dir) / "checkpoints" / "best" / "best.json"
@@ -45,7 +57,7 @@ def _keep_best(trainer, fid: float, key: str) -> None:
 
 def evaluate_during_training(trainer) -> dict:
     """Compute FID now; log it; keep the best checkpoint. Returns the metrics record."""
-    from ganforge.metrics.evaluate import compute_metrics
+    from ganforge.metrics.monitor import shared_fid_monitor
     from ganforge.sampling import generate
     from ganforge.train.distributed import unwrap
 
@@ -54,14 +66,17 @@ def evaluate_during_training(trainer) -> dict:
     split = "test" if canonical_name(cfg.data.dataset) else cfg.data.split
     was_training = model.training
     model.eval()
-    devices = [trainer.device.index or 0] if trainer.device.type == "cuda" else []
+    cuda = trainer.device.type == "cuda"
+    devices = [trainer.device.index or 0] if cuda else []
     try:
         with torch.random.fork_rng(devices=devices):
-            stream = generate(model, cfg, cfg.train.eval_n, seed=cfg.train.seed, device=trainer.device)
-            result = compute_metrics(stream, cfg.data.dataset, split, ("fid",), cfg.train.eval_n,
-                                     image_size=cfg.data.image_size, channels=cfg.data.channels,
-                                     root=cfg.data.root, device=trainer.device,
-                                     batch_size=250 if trainer.device.type == "cuda" else 64)
+            monitor = shared_fid_monitor(cfg.data.dataset, split, cfg.train.eval_n,
+                                         image_size=cfg.data.image_size, channels=cfg.data.channels,
+                                         root=cfg.data.root, device=trainer.device,
+                                         batch_size=CUDA_INCEPTION_BATCH if cuda else 64)
+            stream = generate(model, cfg, cfg.train.eval_n, seed=cfg.train.seed, device=trainer.device,
+                              batch_size=CUDA_GENERATE_BATCH if cuda else 256)
+            result = monitor(stream)
     finally:
         model.train(was_training)
     key = next(k for k in result if k.startswith("fid"))

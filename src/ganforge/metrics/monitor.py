@@ -1,0 +1,137 @@
+"""FID measured repeatedly against the same real data (evaluation during training).
+
+:func:`~ganforge.metrics.evaluate.compute_metrics` sets everything up for a
+single evaluation. Periodic evaluation asks the same question every few
+thousand steps, and most of that set-up does not depend on the generator, so
+:class:`FIDMonitor` does it once per process:
+
+* the Inception extractor is built once
+  (:func:`~ganforge.metrics.evaluate.inception_extractor` with ``reuse``):
+  no reload of the TorchScript file, no new warm-up of its executor;
+* the real images are loaded, and their statistics read from the disk cache
+  (or computed and stored), once, under the same cache key as ``compute_metrics``;
+* the square root of the real covariance is computed once, in float64 on the
+  extractor's device (:class:`~ganforge.metrics.fid.FrechetReference`).
+
+Each call then quantises and extracts on the device the images come on,
+accumulates float64 moments there (no raw features are kept), and finishes
+with one ``S C S`` product and one ``eigvalsh``. Result name, value and
+``protocol`` string are those of ``compute_metrics(fake, real, split,
+("fid",), n, ...)`` with the same arguments: the protocol is unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable
+
+import torch
+
+from ganforge.errors import ConfigError, DataError
+from ganforge.metrics.evaluate import (
+    append_features,
+    count_tag,
+    inception_extractor,
+    iter_fake_batches,
+    protocol_string,
+    real_images_for,
+    real_inception_stats,
+    result_split,
+)
+from ganforge.metrics.fid import FrechetReference
+from ganforge.metrics.stats import FeatureStats
+
+
+class FIDMonitor:
+    """FID of generated images against one real split, with the generator-independent work done once.
+
+    Args:
+        real, split, n: real dataset and split, and the number of generated
+            images per evaluation (at most ``n`` real ones, seeded subset).
+        image_size, channels, root: passed to ``load_dataset`` for the real images.
+        device, precision, batch_size: Inception settings (``batch_size`` images
+            per forward pass; larger generated batches are split).
+        seed: seed of the real subset (part of the cache key), as in ``compute_metrics``.
+        cache_dir, use_cache, inception_weights, progress: as in ``compute_metrics``.
+    """
+
+    def __init__(self, real: str, split: str, n: int, *, image_size: int | None = None,
+                 channels: int | None = None, root: str | None = None,
+                 device: str | torch.device = "cpu", precision: str = "fp32", batch_size: int = 64,
+                 seed: int = 0, cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
+                 inception_weights: str | os.PathLike | None = None,
+                 progress: Callable[[str], None] | None = None):
+        if n < 2:
+            raise ConfigError("n", f"need at least 2 images, got {n}")
+        if batch_size < 1:
+            raise ConfigError("batch_size", f"must be positive, got {batch_size}")
+        t0 = time.perf_counter()
+        self.n, self.split, self.seed, self.image_size = int(n), split, seed, image_size
+        self.batch_size = int(batch_size)
+        self.real = f"{real}:{split}"
+        self.device = torch.device(device)
+        self.extractor = inception_extractor(inception_weights, self.device, precision, batch_size, reuse=True)
+        self.real_name, real_images = real_images_for(real, split, n, image_size=image_size,
+                                                      channels=channels, root=root, seed=seed)
+        self.n_real = int(real_images.shape[0])
+        real_stats = real_inception_stats(self.extractor, real, split, real_images, image_size=image_size,
+                                          channels=channels, seed=seed, cache_dir=cache_dir,
+                                          use_cache=use_cache, progress=progress)
+        # Only the moments are needed from now on; the real images and raw features are dropped.
+        self.reference = FrechetReference(*real_stats.mean_cov_torch(), device=self.device)
+        self.setup_seconds = time.perf_counter() - t0
+
+    def fake_stats(self, fake) -> FeatureStats:
+        """Moments (float64, on the images' device) of the Inception features of ``n`` generated images.
+
+        ``fake``: a folder, a callable ``f(b) -> (b, C, H, W)`` or an iterable of
+        batches, float in [-1, 1] or uint8 (see :func:`~ganforge.metrics.evaluate.iter_fake_batches`).
+        """
+        stats = FeatureStats()  # no raw features: FID reads the moments only
+        for batch in iter_fake_batches(fake, self.n, self.batch_size):
+            append_features(stats, self.extractor, batch)
+        if stats.count < 2:
+            raise DataError("fake", f"need at least 2 generated images, got {stats.count}")
+        return stats
+
+    def result(self, stats: FeatureStats, seconds: float = 0.0) -> dict[str, Any]:
+        """The result record of ``stats`` (from :meth:`fake_stats`), keyed like ``compute_metrics``'."""
+        n_fake = stats.count
+        value = self.reference.distance(*stats.mean_cov_torch())
+        return {f"fid{count_tag(n_fake)}_{result_split(self.split, self.n_real, n_fake)}": value,
+                "protocol": protocol_string(n_fake, self.real_name, self.n_real, self.seed, self.image_size,
+                                            self.extractor),
+                "n_fake": n_fake, "n_real": self.n_real, "real": self.real, "seconds": round(seconds, 1)}
+
+    def __call__(self, fake) -> dict[str, Any]:
+        """Evaluate generated images; returns ``{"fid<n>_<split>": value, "protocol", "n_fake", "n_real", ...}``."""
+        t0 = time.perf_counter()
+        stats = self.fake_stats(fake)
+        return self.result(stats, time.perf_counter() - t0)
+
+
+_MONITORS: dict[tuple, FIDMonitor] = {}
+
+
+def shared_fid_monitor(real: str, split: str, n: int, **kwargs: Any) -> FIDMonitor:
+    """The :class:`FIDMonitor` for these arguments, built on first use and kept for the process.
+
+    Keyed by every argument and by the extractor itself (so a replaced weights
+    file, another device or precision gives a new monitor). Keyword arguments
+    are those of :class:`FIDMonitor`.
+    """
+    extractor = inception_extractor(kwargs.get("inception_weights"), kwargs.get("device", "cpu"),
+                                    kwargs.get("precision", "fp32"), kwargs.get("batch_size", 64), reuse=True)
+    settings = {k: str(v) if isinstance(v, (os.PathLike, torch.device)) else v
+                for k, v in kwargs.items() if k != "progress"}
+    key = (extractor, real, split, int(n), tuple(sorted(settings.items())))
+    monitor = _MONITORS.get(key)
+    if monitor is None:
+        monitor = _MONITORS[key] = FIDMonitor(real, split, n, **kwargs)
+    return monitor
+
+
+def clear_fid_monitors() -> None:
+    """Forget the monitors kept by :func:`shared_fid_monitor` (their device memory is freed with them)."""
+    _MONITORS.clear()
