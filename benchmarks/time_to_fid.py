@@ -60,8 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def eval_records(run_dir: Path) -> list[dict]:
-    """The ``event: eval`` records of a run's metrics.jsonl, in order."""
+def event_records(run_dir: Path, event: str) -> list[dict]:
+    """The ``event: <event>`` records of a run's metrics.jsonl, in order."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return []
@@ -71,9 +71,14 @@ def eval_records(run_dir: Path) -> list[dict]:
             r = json.loads(line)
         except ValueError:
             continue
-        if r.get("event") == "eval":
+        if r.get("event") == event:
             records.append(r)
     return records
+
+
+def eval_records(run_dir: Path) -> list[dict]:
+    """The ``event: eval`` records of a run's metrics.jsonl, in order."""
+    return event_records(run_dir, "eval")
 
 
 def first_crossings(curve: list[dict], thresholds: list[float]) -> dict[str, dict | None]:
@@ -118,7 +123,9 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "config": str(args.config), "overrides": args.overrides, "run_dir": str(run_dir),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "precision": trainer.plan.precision, "execution": trainer.plan.as_dict(), "batch_size": cfg.train.batch_size, "n_dis": cfg.optim.n_dis,
+        "precision": trainer.plan.precision, "execution": trainer.plan.as_dict(),
+        # A planned CUDA graph that failed to capture leaves the run eager (and slower): say why.
+        "cuda_graph_failed": [r.get("reason") for r in event_records(run_dir, "cuda_graph_failed")], "batch_size": cfg.train.batch_size, "n_dis": cfg.optim.n_dis,
         "eval_every": every, "eval_n": args.eval_n, "ema": cfg.train.ema_decay > 0,
         "thresholds": first_crossings(curve, args.threshold_list), "curve": curve,
         "train_seconds": trainer.clock.total, "wall_seconds": time.perf_counter() - wall0, "steps": trainer.step,

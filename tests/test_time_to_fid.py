@@ -63,3 +63,11 @@ def test_stops_once_every_threshold_is_reached(ttf, tiny_preset, tmp_path, stand
 def test_bad_config_is_one_line_exit_2(ttf, tmp_path, capsys):
     assert ttf.main(["--config", str(tmp_path / "missing.yaml")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_reports_why_a_planned_cuda_graph_fell_back_to_eager(ttf, tiny_preset, tmp_path, stand_in_extractor):
+    result = _run(ttf, tiny_preset, tmp_path, "1e9", max_steps=50)
+    assert result["cuda_graph_failed"] == []  # CPU: nothing was captured, nothing failed
+    with open(tmp_path / "run" / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"step": 3, "event": "cuda_graph_failed", "reason": "RuntimeError: sync"}) + "\n")
+    assert [r["reason"] for r in ttf.event_records(tmp_path / "run", "cuda_graph_failed")] == ["RuntimeError: sync"]
