@@ -54,10 +54,10 @@ def test_resume_refuses_changed_config(tmp_path, npz_data, capsys, monkeypatch):
     monkeypatch.chdir(__import__("pathlib").Path(__file__).parent.parent)
     _, run_dir = _train(tmp_path, npz_data, steps=2)
     capsys.readouterr()
-    assert main(["train", "--resume", str(run_dir), "optim.lr_g=1e-3"]) == 2
+    assert main(["train", "--resume", str(run_dir), "optim.lr_g=5e-4"]) == 2
     err = capsys.readouterr().err.strip()
     assert "optim.lr_g" in err and len(err.splitlines()) == 1
-    assert main(["train", "--resume", str(run_dir), "optim.lr_g=1e-3", "train.steps=3",
+    assert main(["train", "--resume", str(run_dir), "optim.lr_g=5e-4", "train.steps=3",
                  "--allow-config-change"]) == 0
 
 
