@@ -77,9 +77,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cudnn-benchmark", action="store_true",
                    help="let cuDNN time its fp32 convolution algorithms (TF32 stays off): an experiment, "
                         "not what training does")
+    p.add_argument("--extraction-grid", default="",
+                   help="time fp32 feature extraction alone for each setting in a ';'-separated list of "
+                        "'batch:channels_last:cudnn_benchmark' (e.g. '250:1:0;500:0:1'), against the first")
     p.add_argument("--cache-dir", help="real statistics cache (default: the ganforge cache)")
     p.add_argument("--json", help="write the result to this file")
     args = p.parse_args(argv)
+    try:
+        args.grid = [tuple(int(v) for v in item.split(":")) for item in args.extraction_grid.split(";")
+                     if item.strip()]
+    except ValueError:
+        p.error(f"--extraction-grid: expected 'batch:channels_last:cudnn_benchmark;...', "
+                f"got {args.extraction_grid!r}")
+    if any(len(g) != 3 or g[0] < 1 or g[1] not in (0, 1) or g[2] not in (0, 1) for g in args.grid):
+        p.error("--extraction-grid: each item is batch (positive), channels_last (0/1), cudnn_benchmark (0/1)")
     args.path_list = [] if args.paths == "none" else [x for x in args.paths.split(",") if x]
     if (not args.path_list and args.paths != "none") or any(x not in PATHS for x in args.path_list):
         p.error(f"--paths: choose from {','.join(PATHS)}")
@@ -254,6 +265,52 @@ def frechet_alone(n: int, device, batch: int, repeats: int, d: int = 2048) -> di
     return out
 
 
+def extraction_grid(images, device, grid: list[tuple[int, int, int]], repeats: int) -> list[dict]:
+    """fp32 Inception extraction of uint8 ``images (N, C, H, W)`` under each (batch, channels_last,
+    cudnn_benchmark) setting: seconds (median of ``repeats`` after a warm-up batch), images/s, and how
+    far the features and their Frechet distance move from the first setting's (the protocol's numbers
+    must not change; only the convolution algorithms and memory layout differ)."""
+    import torch
+
+    from ganforge.benchmark.machine import sync
+    from ganforge.metrics.evaluate import inception_extractor
+    from ganforge.metrics.fid import frechet_distance_torch
+    from ganforge.metrics.stats import FeatureStats
+
+    ext = inception_extractor(None, device, "fp32", grid[0][0], reuse=True)
+    old = (ext.batch_size, ext.channels_last, torch.backends.cudnn.benchmark)
+    rows, reference, ref_stats = [], None, None
+    try:
+        for batch, channels_last, bench in grid:
+            ext.batch_size, ext.channels_last = batch, bool(channels_last)
+            torch.backends.cudnn.benchmark = bool(bench)
+            ext(images[:batch])  # warm-up: cuDNN's algorithm choice for this shape, the allocator
+            sync(device)
+            times = []
+            for _ in range(max(repeats, 1)):
+                a = now()
+                feats = torch.cat(list(ext.iter_features(images)))
+                sync(device)
+                times.append(now() - a)
+            stats = FeatureStats()
+            stats.append(feats)
+            row = {"batch": batch, "channels_last": bool(channels_last), "cudnn_benchmark": bool(bench),
+                   "seconds": round(pystats.median(times), 4),
+                   "images_per_s": round(images.shape[0] / pystats.median(times), 1)}
+            if reference is None:
+                reference, ref_stats = feats, stats
+                row.update(max_rel_feature_diff=0.0, fid_to_first=0.0)
+            else:
+                row["max_rel_feature_diff"] = float((feats - reference).abs().max() / reference.abs().max())
+                row["fid_to_first"] = float(frechet_distance_torch(*ref_stats.mean_cov_torch(),
+                                                                   *stats.mean_cov_torch()))
+            rows.append(row)
+            print("extraction " + ", ".join(f"{k} {v}" for k, v in row.items()), flush=True)
+    finally:
+        ext.batch_size, ext.channels_last, torch.backends.cudnn.benchmark = old
+    return rows
+
+
 def _synthetic_real(cfg, n: int) -> str:
     import numpy as np
 
@@ -343,6 +400,11 @@ def run(args: argparse.Namespace) -> dict:
             entry["total_unsynced"] = [round(x, 4) for x in extra]
         result["paths"][path] = entry
         result["fid"][path] = values
+    if args.grid:
+        _, real_images = real_images_for(real, split, args.n, image_size=cfg.data.image_size,
+                                         channels=cfg.data.channels, root=cfg.data.root)
+        images = real_images.to(device)  # uint8 (N, C, H, W)
+        result["extraction_grid"] = extraction_grid(images, device, args.grid, max(args.repeats - 1, 1))
     if args.frechet_n:
         fa = frechet_alone(args.frechet_n, device, inc_batch, max(args.repeats, 2))
         result["frechet_alone"] = {k: round(v, 4) if isinstance(v, float) and k.endswith("_s") else v

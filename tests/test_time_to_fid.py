@@ -71,3 +71,59 @@ def test_reports_why_a_planned_cuda_graph_fell_back_to_eager(ttf, tiny_preset, t
     with open(tmp_path / "run" / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps({"step": 3, "event": "cuda_graph_failed", "reason": "RuntimeError: sync"}) + "\n")
     assert [r["reason"] for r in ttf.event_records(tmp_path / "run", "cuda_graph_failed")] == ["RuntimeError: sync"]
+
+
+def test_deferred_evaluation_gives_the_same_curve_as_evaluating_during_training(ttf, tiny_preset, tmp_path,
+                                                                              stand_in_extractor):
+    now = _run(ttf, tiny_preset, tmp_path / "now", "0.001", max_steps=6)
+    out = tmp_path / "later.json"
+    assert ttf.main(["--config", str(tiny_preset), "--device", "cpu", "--thresholds", "0.001", "--eval-every", "2",
+                     "--eval-n", "16", "--max-steps", "6", "--run-dir", str(tmp_path / "later"),
+                     "--json", str(out), "--defer-eval"]) == 0
+    later = json.loads(out.read_text())
+    assert later["deferred_eval"] and later["complete"]
+    assert [pt["step"] for pt in later["curve"]] == [pt["step"] for pt in now["curve"]] == [2, 4, 6]
+    assert [pt["fid"] for pt in later["curve"]] == pytest.approx([pt["fid"] for pt in now["curve"]], rel=1e-9)
+    assert all(pt["eval_seconds"] > 0 for pt in later["curve"] + now["curve"])
+    # the deferred points are in the run's log too, marked as such
+    evals = ttf.eval_records(tmp_path / "later")
+    assert [r["step"] for r in evals] == [2, 4, 6] and all(r["deferred"] for r in evals)
+
+
+def test_marks_in_seconds_extrapolate_the_measured_rate(ttf):
+    m = ttf.Marks(every=100, seconds=[10.0, 20.0])
+    assert m.by_time and not m.due(0, 0.0)
+    assert m.steps_to_next(0, 0.0) == m.WARMUP_STEPS  # start-up and capture: not part of the rate
+    first = m.steps_to_next(50, 3.0)  # the steady rate is measured from here
+    assert 1 <= first <= 50
+    # 100 steps per second since (50 steps, 3 s): 4 s to the mark -> 400 steps
+    assert m.steps_to_next(150, 4.0) == 600
+    assert m.due(750, 9.9) and not m.due(750, 9.7)
+    m.passed()
+    assert not m.finished() and m.seconds == [20.0]
+    m.passed()
+    assert m.finished()
+    steps = ttf.Marks(every=4, seconds=[])
+    assert not steps.by_time and steps.steps_to_next(6, 1.0) == 2 and steps.due(8, 0.0) and not steps.due(0, 0.0)
+
+
+def test_evaluates_at_training_seconds(ttf, tiny_preset, tmp_path, stand_in_extractor):
+    out = tmp_path / "t.json"
+    assert ttf.main(["--config", str(tiny_preset), "--device", "cpu", "--thresholds", "0.001",
+                     "--eval-at-seconds", "0.5,1.0", "--max-train-seconds", "5", "--eval-n", "16",
+                     "--run-dir", str(tmp_path / "run"), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["eval_at_seconds"] == [0.5, 1.0] and len(result["curve"]) == 2
+    for pt, mark in zip(result["curve"], [0.5, 1.0]):
+        assert pt["train_seconds"] >= mark - 0.2
+    assert result["curve"][1]["step"] > result["curve"][0]["step"]
+    assert result["train_seconds"] < 5  # ends at the last mark
+
+
+@pytest.mark.parametrize("marks", ["abc", "0,1", "-1", "99"])
+def test_bad_marks_are_one_line_exit_2(ttf, tiny_preset, marks, capsys):
+    with pytest.raises(SystemExit) as exc:
+        ttf.main(["--config", str(tiny_preset), "--eval-at-seconds", marks, "--max-train-seconds", "50"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--eval-at-seconds" in err[0]

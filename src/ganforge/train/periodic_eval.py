@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -55,37 +56,64 @@ def _keep_best(trainer, fid: float, key: str) -> None:
     ckpt.replace_dir(tmp, root / "best")
 
 
-def evaluate_during_training(trainer) -> dict:
-    """Compute FID now; log it; keep the best checkpoint. Returns the metrics record."""
+def generator_fid(model, cfg, device: torch.device) -> tuple[str, float, dict]:
+    """FID of ``model`` (a generator) under the periodic-evaluation protocol of ``cfg``.
+
+    Draws ``cfg.train.eval_n`` images with ``cfg.train.seed`` under a forked RNG
+    (the caller's random streams are left as they were) and compares them with
+    the data set's test split (or ``cfg.data.split`` for folders). Returns the
+    result key (``fid10k_test``, ...), the value, and timings in seconds:
+    ``setup`` (building the monitor; zero once it exists in this process) and
+    ``seconds`` (generation, extraction, statistics and distance, ending with
+    the one host synchronisation that reads the value).
+    """
     from ganforge.metrics.monitor import shared_fid_monitor
     from ganforge.sampling import generate
-    from ganforge.train.distributed import unwrap
 
-    cfg = trainer.cfg
-    model = trainer.ema.model if trainer.ema is not None else unwrap(trainer.G)
     split = "test" if canonical_name(cfg.data.dataset) else cfg.data.split
     was_training = model.training
     model.eval()
-    cuda = trainer.device.type == "cuda"
-    devices = [trainer.device.index or 0] if cuda else []
+    cuda = device.type == "cuda"
+    devices = [device.index or 0] if cuda else []
     try:
         with torch.random.fork_rng(devices=devices):
+            t0 = time.perf_counter()
             monitor = shared_fid_monitor(cfg.data.dataset, split, cfg.train.eval_n,
                                          image_size=cfg.data.image_size, channels=cfg.data.channels,
-                                         root=cfg.data.root, device=trainer.device,
+                                         root=cfg.data.root, device=device,
                                          batch_size=CUDA_INCEPTION_BATCH if cuda else 64)
-            stream = generate(model, cfg, cfg.train.eval_n, seed=cfg.train.seed, device=trainer.device,
+            t1 = time.perf_counter()
+            stream = generate(model, cfg, cfg.train.eval_n, seed=cfg.train.seed, device=device,
                               batch_size=CUDA_GENERATE_BATCH if cuda else 256)
             result = monitor(stream)
+            key = next(k for k in result if k.startswith("fid"))
+            fid = float(result[key])  # the host reads the value: the device work is done
+            t2 = time.perf_counter()
     finally:
         model.train(was_training)
-    key = next(k for k in result if k.startswith("fid"))
-    fid = float(result[key])
-    record = {"step": trainer.step, "event": "eval", key: fid, "train_seconds": round(trainer.clock.total, 3)}
+    return key, fid, {"setup": t1 - t0, "seconds": t2 - t1}
+
+
+def evaluate_during_training(trainer) -> dict:
+    """Compute FID now; log it; keep the best checkpoint. Returns the metrics record.
+
+    The record holds ``eval_seconds`` (one evaluation: generation, extraction,
+    statistics, distance) and, at the first evaluation of a process,
+    ``eval_setup_seconds`` (extractor, real statistics and their square root).
+    """
+    from ganforge.train.distributed import unwrap
+
+    model = trainer.ema.model if trainer.ema is not None else unwrap(trainer.G)
+    key, fid, timing = generator_fid(model, trainer.cfg, trainer.device)
+    record = {"step": trainer.step, "event": "eval", key: fid, "train_seconds": round(trainer.clock.total, 3),
+              "eval_seconds": round(timing["seconds"], 3)}
+    if timing["setup"] > 0.01:
+        record["eval_setup_seconds"] = round(timing["setup"], 3)
     best = best_so_far(trainer.run_dir)
     if best is None or fid < best:
         _keep_best(trainer, fid, key)
         record["best"] = True
     trainer.metrics.write(record)
-    log.info("step %d: %s = %.3f%s", trainer.step, key, fid, " (best)" if record.get("best") else "")
+    log.info("step %d: %s = %.3f (%.1f s)%s", trainer.step, key, fid, timing["seconds"],
+             " (best)" if record.get("best") else "")
     return record

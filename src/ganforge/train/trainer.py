@@ -278,6 +278,16 @@ class Trainer:
             return False
         return bool(self.dist.broadcast_object(self.counters.clock.total >= budget))
 
+    def _pause_clock(self) -> None:
+        """Stop the training clock once the device has finished the steps queued so far.
+
+        CUDA work is asynchronous: without the wait, steps still queued on the
+        device would run after the clock stopped and count as evaluation time.
+        """
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.counters.clock.pause()
+
     def _request_stop(self, signum, frame) -> None:
         if self._stop_requested:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
@@ -348,14 +358,14 @@ class Trainer:
                 if (c.step % t.ckpt_every == 0 or c.step == t.steps) and c.bad_in_a_row == 0:
                     last_ckpt = self._save_on_main()
                 if main and t.eval_every and c.step % t.eval_every == 0:
-                    c.clock.pause()  # evaluation is not training time (nor part of images/s)
+                    self._pause_clock()  # evaluation is not training time (nor part of images/s)
                     t_eval = time.perf_counter()
                     try:
                         self.evaluate()
                     finally:
                         c.clock.start()
                         t_log += time.perf_counter() - t_eval
-            c.clock.pause()  # before the last save, so that it holds the run's final train_seconds
+            self._pause_clock()  # before the last save, so that it holds the run's final train_seconds
             if main and timed_out:
                 log.info("train.max_seconds=%g reached at step %d (%.1f s of training)",
                          t.max_seconds, c.step, c.clock.total)
