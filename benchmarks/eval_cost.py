@@ -33,13 +33,16 @@ Inception: numpy on the host (previous) against torch on the device
 (``FeatureStats`` and ``FrechetReference``: its first call includes the square
 root of the reference covariance, later calls do not).
 
-Extraction itself is unchanged by this work: a GPU evaluation cannot get
-below the ``features`` phase, and ``--cudnn-benchmark`` measures whether
-letting cuDNN choose its fp32 algorithms would shorten it.
+An evaluation cannot get below its ``features`` phase. ``--extraction-grid``
+times fp32 extraction alone under several settings (Inception batch, NHWC or
+NCHW input, cuDNN's algorithm timing on or off) and checks that the features
+do not move; ``InceptionFeatures``' defaults per device come from it.
 
 Usage::
 
     python benchmarks/eval_cost.py --config configs/dcgan-fashion-mnist.yaml --device cuda --n 10000 --json cost.json
+    python benchmarks/eval_cost.py --device cuda --n 10000 --paths none --frechet-n 10000 \
+        --extraction-grid "250:1:0;250:0:0;500:0:0;250:1:1;250:0:1;500:0:1" --json grid.json
     python benchmarks/eval_cost.py --device cpu --n 500 --repeats 2 --paths previous,monitor
 """
 
@@ -74,9 +77,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                                  "(default: as training)")
     p.add_argument("--frechet-n", type=int, default=10000, help="random features for the statistics + "
                                                                 "Frechet part alone (0: skip)")
-    p.add_argument("--cudnn-benchmark", action="store_true",
-                   help="let cuDNN time its fp32 convolution algorithms (TF32 stays off): an experiment, "
-                        "not what training does")
     p.add_argument("--extraction-grid", default="",
                    help="time fp32 feature extraction alone for each setting in a ';'-separated list of "
                         "'batch:channels_last:cudnn_benchmark' (e.g. '250:1:0;500:0:1'), against the first")
@@ -278,12 +278,11 @@ def extraction_grid(images, device, grid: list[tuple[int, int, int]], repeats: i
     from ganforge.metrics.stats import FeatureStats
 
     ext = inception_extractor(None, device, "fp32", grid[0][0], reuse=True)
-    old = (ext.batch_size, ext.channels_last, torch.backends.cudnn.benchmark)
+    old = (ext.batch_size, ext.channels_last, ext.cudnn_benchmark)
     rows, reference, ref_stats = [], None, None
     try:
         for batch, channels_last, bench in grid:
-            ext.batch_size, ext.channels_last = batch, bool(channels_last)
-            torch.backends.cudnn.benchmark = bool(bench)
+            ext.batch_size, ext.channels_last, ext.cudnn_benchmark = batch, bool(channels_last), bool(bench)
             ext(images[:batch])  # warm-up: cuDNN's algorithm choice for this shape, the allocator
             sync(device)
             times = []
@@ -307,7 +306,7 @@ def extraction_grid(images, device, grid: list[tuple[int, int, int]], repeats: i
             rows.append(row)
             print("extraction " + ", ".join(f"{k} {v}" for k, v in row.items()), flush=True)
     finally:
-        ext.batch_size, ext.channels_last, torch.backends.cudnn.benchmark = old
+        ext.batch_size, ext.channels_last, ext.cudnn_benchmark = old
     return rows
 
 
@@ -345,7 +344,6 @@ def run(args: argparse.Namespace) -> dict:
     split = "test" if args.real == "preset" else "all"
     inc_batch = args.inception_batch or (CUDA_INCEPTION_BATCH if cuda else 64)
     gen_batch = args.generate_batch or (CUDA_GENERATE_BATCH if cuda else 256)
-    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     # The CUDA context and library handles exist in a training process already: not an evaluation cost.
     if cuda:
         x = torch.randn(64, 64, device=device, dtype=torch.float64)
@@ -353,7 +351,7 @@ def run(args: argparse.Namespace) -> dict:
         sync(device)
     result: dict = {"device": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "config": args.config, "n": args.n, "real": f"{args.real}:{split}", "repeats": args.repeats,
-                    "cudnn_benchmark": args.cudnn_benchmark, "inception_batch": inc_batch,
+                    "inception_batch": inc_batch,
                     "generate_batch_monitor": gen_batch, "paths": {}, "fid": {}}
 
     if args.path_list:

@@ -46,7 +46,7 @@ class PooledFeatures(torch.nn.Module):
 
     def __init__(self, weights=None, device="cpu", precision="fp32", batch_size=64, channels_last=True):
         super().__init__()
-        self.batch_size, self.channels_last = batch_size, channels_last
+        self.batch_size, self.channels_last, self.cudnn_benchmark = batch_size, channels_last, True
 
     def forward(self, images):
         x = images.float()

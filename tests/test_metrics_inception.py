@@ -136,3 +136,37 @@ def test_compute_metrics_end_to_end(tmp_path):
     assert json.loads(lines[0])["kid6_test"] == list(res["kid6_test"])
     assert json.loads(lines[1]) == {"x": 1.5, "t": [1, 2], "nan": None}
     assert count_tag(10000) == "10k" and count_tag(2500) == "2500"
+
+
+def test_cudnn_settings_apply_inside_the_block_and_are_restored():
+    import torch
+
+    from ganforge.metrics.inception import _cudnn_settings
+
+    cudnn = torch.backends.cudnn
+    before = cudnn.allow_tf32, cudnn.benchmark
+    with _cudnn_settings(allow_tf32=not before[0], benchmark=not before[1]):
+        assert (cudnn.allow_tf32, cudnn.benchmark) == (not before[0], not before[1])
+    assert (cudnn.allow_tf32, cudnn.benchmark) == before
+    with _cudnn_settings(benchmark=not before[1]):  # None leaves a switch alone
+        assert cudnn.allow_tf32 == before[0]
+    try:
+        with _cudnn_settings(allow_tf32=not before[0]):
+            raise RuntimeError("inside")
+    except RuntimeError:
+        pass
+    assert (cudnn.allow_tf32, cudnn.benchmark) == before
+
+
+@needs_weights
+def test_memory_format_follows_the_device_and_leaves_features_unchanged(model):
+    assert model.channels_last is True  # CPU default: NHWC for oneDNN
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8, generator=g)
+    nhwc = model.extract(x)
+    model.channels_last = False  # the CUDA default
+    try:
+        nchw = model.extract(x)
+    finally:
+        model.channels_last = True
+    torch.testing.assert_close(nchw, nhwc, rtol=1e-4, atol=1e-4)

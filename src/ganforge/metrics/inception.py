@@ -46,8 +46,14 @@ benchmarks/fid_floor.py):
   precision is part of the cache key and of the protocol string. Use bf16
   for monitoring during training, fp32 for reported numbers.
 
-``channels_last`` memory format is the default: on CPU it was ~25% faster
-(6.6 -> 8.6 images/s fp32, 13.3 -> 16.9 bf16).
+Memory format and convolution algorithms follow the device; both leave the
+arithmetic in fp32, so the protocol is unchanged. On CPU the input is
+``channels_last`` (~25% faster: 6.6 -> 8.6 images/s fp32, 13.3 -> 16.9 bf16).
+On CUDA it stays NCHW and cuDNN times its algorithms once per shape
+(``cudnn.benchmark`` inside extraction only). On an H200, fp32, batch 250,
+10k images: 1,523 images/s NHWC with cuDNN's heuristics, 2,217 NHWC timed,
+2,370 NCHW timed; features moved by at most 1.5e-6 relative and the FID
+between the two feature sets of the same images was 4e-11.
 """
 
 from __future__ import annotations
@@ -190,14 +196,23 @@ def as_uint8_batch(images) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _no_tf32():
-    """cuDNN convolutions default to TF32 on recent GPUs; "fp32" must mean fp32 here."""
-    old = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
+def _cudnn_settings(*, allow_tf32: bool | None = None, benchmark: bool | None = None):
+    """Set cuDNN's TF32 and algorithm-timing switches for a block; restore them after.
+
+    cuDNN convolutions default to TF32 on recent GPUs, so "fp32" extraction
+    turns it off. ``benchmark`` times the algorithms once per input shape, the
+    same fp32 arithmetic by a faster route.
+    """
+    cudnn = torch.backends.cudnn
+    old = cudnn.allow_tf32, cudnn.benchmark
+    if allow_tf32 is not None:
+        cudnn.allow_tf32 = allow_tf32
+    if benchmark is not None:
+        cudnn.benchmark = benchmark
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32 = old
+        cudnn.allow_tf32, cudnn.benchmark = old
 
 
 class InceptionFeatures(nn.Module):
@@ -209,12 +224,13 @@ class InceptionFeatures(nn.Module):
         device: where the network runs ("cpu", "cuda", "cuda:1", ...).
         precision: "fp32" (reference) or "bf16" (autocast; see module doc).
         batch_size: images per forward pass in :meth:`extract`.
-        channels_last: use NHWC memory format (faster with oneDNN on CPU).
+        channels_last: NHWC input; default: on CPU (faster with oneDNN), not on
+            CUDA (NCHW with timed cuDNN algorithms was faster, see module doc).
     """
 
     def __init__(self, weights: str | os.PathLike | None = None,
                  device: str | torch.device = "cpu", precision: str = "fp32",
-                 batch_size: int = 64, channels_last: bool = True):
+                 batch_size: int = 64, channels_last: bool | None = None):
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -224,7 +240,8 @@ class InceptionFeatures(nn.Module):
         self.net = load_inception(self.weights_path, self.device)
         self.precision = precision
         self.batch_size = int(batch_size)
-        self.channels_last = channels_last
+        self.channels_last = self.device.type != "cuda" if channels_last is None else bool(channels_last)
+        self.cudnn_benchmark = True  # CUDA only: time cuDNN's algorithms once per input shape
 
     @property
     def protocol(self) -> str:
@@ -233,11 +250,13 @@ class InceptionFeatures(nn.Module):
                 f"resize={RESIZE_DESCRIPTION}; scale=x/128-1; {self.precision}")
 
     def _precision_context(self):
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        stack = contextlib.ExitStack()
         if self.device.type == "cuda":
-            return _no_tf32()
-        return contextlib.nullcontext()
+            stack.enter_context(_cudnn_settings(allow_tf32=False if self.precision == "fp32" else None,
+                                                benchmark=self.cudnn_benchmark))
+        if self.precision == "bf16":
+            stack.enter_context(torch.autocast(self.device.type, dtype=torch.bfloat16))
+        return stack
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 ``(N, C, H, W)`` -> network input float32 ``(N, 3, 299, 299)`` in [-1, 0.9921875]."""
