@@ -132,7 +132,8 @@ class Marks:
     def __init__(self, every: int, seconds: list[float], slack: float = 0.2):
         self.every, self.seconds, self.slack = every, list(seconds), slack
         self.by_time = bool(self.seconds)
-        self._since: tuple[int, float] | None = None
+        self._warmed_up = False
+        self._origin: tuple[int, float] | None = None  # (step, clock) where the rate is measured from
 
     def finished(self) -> bool:
         return self.by_time and not self.seconds
@@ -150,17 +151,16 @@ class Marks:
     def steps_to_next(self, step: int, clock: float) -> int:
         if not self.by_time:
             return self.every - step % self.every
-        if self._since is None:
-            self._since = (step + self.WARMUP_STEPS, -1.0)
+        if not self._warmed_up:  # start-up and graph capture: not part of the rate
+            self._warmed_up = True
             return self.WARMUP_STEPS
-        if self._since[1] < 0:
-            self._since = (self._since[0], clock)
-        s0, c0 = self._since
-        rate = (step - s0) / (clock - c0) if clock - c0 > 0.05 and step > s0 else 0.0
-        remaining = self.seconds[0] - clock
-        if rate <= 0:
-            return max(1, min(self.WARMUP_STEPS, step or 1))
-        return max(1, math.ceil(remaining * rate))
+        if self._origin is None:
+            self._origin = (step, clock)
+        s0, c0 = self._origin
+        if step <= s0 or clock - c0 < 0.05:  # too little since the warm-up to measure a rate
+            return self.WARMUP_STEPS
+        rate = (step - s0) / (clock - c0)
+        return max(1, math.ceil((self.seconds[0] - clock) * rate))
 
 
 def _curve_point(step: int, train_seconds: float, images_per_step: int, key: str, fid: float,

@@ -21,6 +21,28 @@ def tiny_dataset(n: int = 96, size: int = 28, channels: int = 1, classes: int = 
     return ImageDataset(images=images, labels=labels, num_classes=classes, name="tiny")
 
 
+def write_gray_npz(path, n: int = 64, size: int = 28, labels: bool = False, seed: int = 0):
+    """Save ``n`` random uint8 images ``(n, size, size)`` (and labels 0-9) as an .npz data set; returns ``path``."""
+    rng = np.random.default_rng(seed)
+    arrays = {"images": rng.integers(0, 256, (n, size, size), dtype=np.uint8)}
+    if labels:
+        arrays["labels"] = rng.integers(0, 10, n)
+    np.savez(path, **arrays)
+    return path
+
+
+def load_script(name: str):
+    """Import ``benchmarks/<name>.py`` (the benchmark scripts are not a package) as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def tiny_config(tmp_path, *overrides: str):
     """A small DCGAN config writing into tmp_path."""
     base = [f"out_dir={tmp_path}", "model.g_width=8", "model.d_width=8", "model.z_dim=16",
@@ -53,9 +75,9 @@ class PooledFeatures(torch.nn.Module):
         x = x.mean(1, keepdim=True) if x.shape[1] == 3 else x
         return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1).double() / 255
 
-    def iter_features(self, images, batch_size=64):
-        for i in range(0, images.shape[0], batch_size):
-            yield self(images[i:i + batch_size])
+    def iter_features(self, images):
+        for i in range(0, images.shape[0], self.batch_size):
+            yield self(images[i:i + self.batch_size])
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from safetensors import SafetensorError
 
-from conftest import tiny_config, tiny_dataset
+from conftest import tiny_config, tiny_dataset, write_gray_npz
 from ganforge import checkpoint as ckpt
 from ganforge.cli import main
 from ganforge.errors import CheckpointError
@@ -50,9 +49,7 @@ sys.exit(main(sys.argv[2:]))
 
 @pytest.fixture
 def npz(tmp_path):
-    path = tmp_path / "tiny.npz"
-    np.savez(path, images=np.random.default_rng(0).integers(0, 256, (64, 28, 28), dtype=np.uint8))
-    return path
+    return write_gray_npz(tmp_path / "tiny.npz")
 
 
 def _train_argv(npz, run_dir, steps=4):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import write_gray_npz
 from ganforge.cli import main
 
 TINY = ["model.g_width=8", "model.d_width=8", "model.z_dim=16", "train.batch_size=16", "train.log_every=2",
@@ -12,10 +13,7 @@ TINY = ["model.g_width=8", "model.d_width=8", "model.z_dim=16", "train.batch_siz
 
 @pytest.fixture
 def npz_data(tmp_path):
-    rng = np.random.default_rng(0)
-    path = tmp_path / "tiny.npz"
-    np.savez(path, images=rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), labels=rng.integers(0, 10, 64))
-    return path
+    return write_gray_npz(tmp_path / "tiny.npz", labels=True)
 
 
 def _train(tmp_path, npz_data, run="run", steps=4, extra=()):

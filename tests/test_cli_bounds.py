@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import tiny_config, write_gray_npz
 from ganforge.cli import main
 from ganforge.errors import CheckpointError, ConfigError
 from ganforge.train.trainer import Trainer
@@ -17,8 +17,7 @@ from ganforge.train.trainer import Trainer
 def run_dir(tmp_path_factory):
     """A 2-step run on 64 random 28x28 images (split: all)."""
     tmp = tmp_path_factory.mktemp("bounds")
-    data = tmp / "d.npz"
-    np.savez(data, images=np.random.default_rng(0).integers(0, 256, (64, 28, 28), dtype=np.uint8))
+    data = write_gray_npz(tmp / "d.npz")
     cfg = tiny_config(tmp, f"data.dataset={data}", "data.split=all", "train.steps=2", "train.ckpt_every=2")
     Trainer(cfg, tmp / "run").train()
     return tmp / "run"

@@ -8,10 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from conftest import write_gray_npz
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
@@ -46,10 +47,7 @@ def _train_args(npz, run_dir, steps):
 
 @pytest.fixture
 def npz(tmp_path):
-    rng = np.random.default_rng(0)
-    path = tmp_path / "data.npz"
-    np.savez(path, images=rng.integers(0, 256, (64, 28, 28), dtype=np.uint8))
-    return path
+    return write_gray_npz(tmp_path / "data.npz")
 
 
 def _wait_for(path: Path, proc, timeout=120):

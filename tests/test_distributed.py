@@ -91,10 +91,9 @@ def test_two_processes_train_one_model_and_write_one_run(tmp_path, extra):
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
 def test_cli_under_torchrun_prints_one_summary(tmp_path):
-    import numpy as np
+    from conftest import write_gray_npz
 
-    data = tmp_path / "d.npz"
-    np.savez(data, images=np.random.default_rng(0).integers(0, 256, (64, 28, 28), dtype=np.uint8))
+    data = write_gray_npz(tmp_path / "d.npz")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ganforge",
            "train", "--run-dir", str(tmp_path / "run"), f"data.dataset={data}", "data.split=all",

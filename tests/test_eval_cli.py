@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_config
+from conftest import tiny_config, write_gray_npz
 from ganforge.cli import main
 from ganforge.errors import WeightsError
 from ganforge.metrics.inception import locate_inception_weights
@@ -69,9 +69,7 @@ def test_two_folders_far_apart_score_worse(tmp_path, stand_in_extractor):
 
 
 def test_run_evaluation_and_periodic_best_checkpoint(tmp_path, stand_in_extractor):
-    rng = np.random.default_rng(0)
-    data = tmp_path / "d.npz"
-    np.savez(data, images=rng.integers(0, 256, (64, 28, 28), dtype=np.uint8))
+    data = write_gray_npz(tmp_path / "d.npz")
     cfg = tiny_config(tmp_path, f"data.dataset={data}", "data.split=all", "train.steps=4",
                       "train.eval_every=2", "train.eval_n=16", "train.ema_decay=0.5")
     with_eval = Trainer(cfg, tmp_path / "run")

@@ -1,20 +1,14 @@
 """benchmarks/eval_cost.py: the statistics + Frechet part agrees between the previous and current code."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
-SCRIPT = Path(__file__).parent.parent / "benchmarks" / "eval_cost.py"
+from conftest import load_script
 
 
 @pytest.fixture
 def eval_cost():
-    spec = importlib.util.spec_from_file_location("eval_cost", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("eval_cost")
 
 
 def test_frechet_alone_reports_both_paths_and_they_agree(eval_cost):

@@ -10,7 +10,7 @@ import torch
 import ganforge.metrics.evaluate as evaluate
 import ganforge.metrics.inception as inception
 import ganforge.metrics.monitor as monitor
-from conftest import PooledFeatures, tiny_config
+from conftest import PooledFeatures, tiny_config, write_gray_npz
 from ganforge.errors import WeightsError
 from ganforge.metrics.evaluate import compute_metrics
 from ganforge.metrics.monitor import FIDMonitor, clear_fid_monitors, shared_fid_monitor
@@ -30,10 +30,7 @@ def clean_caches():
 
 @pytest.fixture
 def data_npz(tmp_path):
-    rng = np.random.default_rng(0)
-    path = tmp_path / "d.npz"
-    np.savez(path, images=rng.integers(0, 256, (64, 28, 28), dtype=np.uint8))
-    return path
+    return write_gray_npz(tmp_path / "d.npz")
 
 
 class CountingFeatures(PooledFeatures):
@@ -67,6 +64,9 @@ def test_two_periodic_evaluations_share_one_extractor_and_one_real_setup(tmp_pat
     evals = [r for r in records if r.get("event") == "eval"]
     assert [r["step"] for r in evals] == [2, 4]
     assert CountingFeatures.built == 1
+    # each record holds its own cost; the one-time set-up is reported once, by the first
+    assert all(r["eval_seconds"] > 0 for r in evals)
+    assert "eval_setup_seconds" in evals[0] and "eval_setup_seconds" not in evals[1]
     assert calls == {"real_images": 1, "real_stats": 1}
 
     # The same generator through compute_metrics (the `ganforge eval` path): the same number.

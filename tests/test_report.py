@@ -2,12 +2,11 @@
 
 import json
 import re
-import shutil
 
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import tiny_config, write_gray_npz
 from ganforge.cli import main
 from ganforge.report.history import build_history, read_history
 from ganforge.train.trainer import Trainer
@@ -53,9 +52,7 @@ def test_torn_and_foreign_lines_are_skipped(tmp_path):
 @pytest.fixture
 def tiny_run(tmp_path, stand_in_extractor):
     """A real run: interrupted at step 5, resumed to 8, evaluated during training and by `ganforge eval`."""
-    rng = np.random.default_rng(0)
-    data = tmp_path / "d.npz"
-    np.savez(data, images=rng.integers(0, 256, (64, 28, 28), dtype=np.uint8))
+    data = write_gray_npz(tmp_path / "d.npz")
     cfg = tiny_config(tmp_path, f"data.dataset={data}", "data.split=all", "train.steps=8", "train.log_every=2",
                       "train.sample_every=2", "train.ckpt_every=4", "train.eval_every=4", "train.eval_n=16")
     run = tmp_path / "run"

@@ -1,31 +1,21 @@
 """benchmarks/time_to_fid.py: stops at the first evaluation below every threshold, reports training time."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import load_script, tiny_config, write_gray_npz
 from ganforge.config import dump_yaml
-
-SCRIPT = Path(__file__).parent.parent / "benchmarks" / "time_to_fid.py"
-
 
 @pytest.fixture
 def ttf():
-    spec = importlib.util.spec_from_file_location("time_to_fid", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("time_to_fid")
 
 
 @pytest.fixture
 def tiny_preset(tmp_path, monkeypatch):
     monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
-    data = tmp_path / "d.npz"
-    np.savez(data, images=np.random.default_rng(0).integers(0, 256, (64, 28, 28), dtype=np.uint8))
+    data = write_gray_npz(tmp_path / "d.npz")
     path = tmp_path / "tiny.yaml"
     path.write_text(dump_yaml(tiny_config(tmp_path, f"data.dataset={data}", "data.split=all")))
     return path

@@ -191,9 +191,8 @@ def clear_shared_extractors() -> None:
 
 def append_features(stats: FeatureStats, extractor, images: torch.Tensor) -> None:
     """Extract features of uint8 ``images (N, C, H, W)`` in chunks of the extractor's batch size into ``stats``."""
-    step = int(getattr(extractor, "batch_size", 0) or images.shape[0])
-    for start in range(0, images.shape[0], step):
-        stats.append(extractor(images[start:start + step]))
+    for feats in extractor.iter_features(images):
+        stats.append(feats)
 
 
 def real_inception_stats(extractor, real: str, split: str, real_images: torch.Tensor, *,

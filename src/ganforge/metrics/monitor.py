@@ -81,6 +81,7 @@ class FIDMonitor:
         # Only the moments are needed from now on; the real images and raw features are dropped.
         self.reference = FrechetReference(*real_stats.mean_cov_torch(), device=self.device)
         self.setup_seconds = time.perf_counter() - t0
+        self.calls = 0  # evaluations so far
 
     def fake_stats(self, fake) -> FeatureStats:
         """Moments (float64, on the images' device) of the Inception features of ``n`` generated images.
@@ -88,6 +89,7 @@ class FIDMonitor:
         ``fake``: a folder, a callable ``f(b) -> (b, C, H, W)`` or an iterable of
         batches, float in [-1, 1] or uint8 (see :func:`~ganforge.metrics.evaluate.iter_fake_batches`).
         """
+        self.calls += 1
         stats = FeatureStats()  # no raw features: FID reads the moments only
         for batch in iter_fake_batches(fake, self.n, self.batch_size):
             append_features(stats, self.extractor, batch)

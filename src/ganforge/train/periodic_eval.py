@@ -63,9 +63,9 @@ def generator_fid(model, cfg, device: torch.device) -> tuple[str, float, dict]:
     (the caller's random streams are left as they were) and compares them with
     the data set's test split (or ``cfg.data.split`` for folders). Returns the
     result key (``fid10k_test``, ...), the value, and timings in seconds:
-    ``setup`` (building the monitor; zero once it exists in this process) and
     ``seconds`` (generation, extraction, statistics and distance, ending with
-    the one host synchronisation that reads the value).
+    the one host synchronisation that reads the value) and, at the first
+    evaluation of this process, ``setup`` (building the monitor).
     """
     from ganforge.metrics.monitor import shared_fid_monitor
     from ganforge.sampling import generate
@@ -77,21 +77,21 @@ def generator_fid(model, cfg, device: torch.device) -> tuple[str, float, dict]:
     devices = [device.index or 0] if cuda else []
     try:
         with torch.random.fork_rng(devices=devices):
-            t0 = time.perf_counter()
             monitor = shared_fid_monitor(cfg.data.dataset, split, cfg.train.eval_n,
                                          image_size=cfg.data.image_size, channels=cfg.data.channels,
                                          root=cfg.data.root, device=device,
                                          batch_size=CUDA_INCEPTION_BATCH if cuda else 64)
-            t1 = time.perf_counter()
+            timing = {"setup": monitor.setup_seconds} if monitor.calls == 0 else {}
+            t0 = time.perf_counter()
             stream = generate(model, cfg, cfg.train.eval_n, seed=cfg.train.seed, device=device,
                               batch_size=CUDA_GENERATE_BATCH if cuda else 256)
             result = monitor(stream)
             key = next(k for k in result if k.startswith("fid"))
             fid = float(result[key])  # the host reads the value: the device work is done
-            t2 = time.perf_counter()
+            timing["seconds"] = time.perf_counter() - t0
     finally:
         model.train(was_training)
-    return key, fid, {"setup": t1 - t0, "seconds": t2 - t1}
+    return key, fid, timing
 
 
 def evaluate_during_training(trainer) -> dict:
@@ -107,7 +107,7 @@ def evaluate_during_training(trainer) -> dict:
     key, fid, timing = generator_fid(model, trainer.cfg, trainer.device)
     record = {"step": trainer.step, "event": "eval", key: fid, "train_seconds": round(trainer.clock.total, 3),
               "eval_seconds": round(timing["seconds"], 3)}
-    if timing["setup"] > 0.01:
+    if "setup" in timing:
         record["eval_setup_seconds"] = round(timing["setup"], 3)
     best = best_so_far(trainer.run_dir)
     if best is None or fid < best:
