@@ -115,6 +115,10 @@ def validate(cfg: RunConfig) -> RunConfig:
     for key, choices in CHOICES.items():
         if flat[key] not in choices:
             raise ConfigError(key, f"must be one of {', '.join(map(str, choices))}, got {quote(flat[key])}")
+    # Which resolutions a resnet has depends on data.image_size; ganforge.models.resnet checks that.
+    if cfg.model.attention and cfg.model.arch != "resnet":
+        raise ConfigError("model.attention", f"self-attention is only available with model.arch=resnet "
+                          f"(this run is {cfg.model.arch}); set it to 0, got {cfg.model.attention}")
     if cfg.inpaint.random_crop and 0 < cfg.inpaint.load_size < cfg.data.image_size:
         raise ConfigError("inpaint.load_size", f"must be at least data.image_size ({cfg.data.image_size}) "
                           f"to crop from, got {cfg.inpaint.load_size}")

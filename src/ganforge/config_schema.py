@@ -43,6 +43,9 @@ class ModelConfig:
     d_batchnorm: bool = True  # DCGAN D: BatchNorm after strided convs (off for WGAN-GP)
     dropout: float = 0.0  # MLP D dropout (Goodfellow et al. used dropout)
     res_blocks: int = 6  # inpainting: residual blocks in the bottleneck
+    # resnet only: resolution of the feature map after which a self-attention block
+    # (SAGAN) is inserted in both G and D, e.g. 14 at 28 px; 0 = none.
+    attention: int = 0
 
 
 @dataclass
@@ -185,6 +188,7 @@ RANGES: dict[str, Range] = {
     "model.num_classes": Range(0, 100_000),  # 0 = unconditional
     "model.dropout": Range(0, 1, hi_open=True),
     "model.res_blocks": Range(0, 64),
+    "model.attention": Range(0, 1024),  # 0 = none; which resolutions exist is checked when the resnet is built
     "loss.gp_weight": Range(0, 1e6),
     "loss.r1_weight": Range(0, 1e6),  # 0 = off
     "loss.r1_every": Range(1, 1e6),

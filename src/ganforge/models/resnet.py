@@ -45,6 +45,14 @@ normalisation wraps them, since the wrapper estimates sigma at registration.
 Spectral normalisation (``model.spectral_norm_d`` / ``model.spectral_norm_g``)
 wraps every convolution, linear layer and the projection embedding of that
 network; batch norm is never wrapped.
+
+Self-attention (``model.attention``, SAGAN / BigGAN): one
+:class:`~ganforge.models.attention.SelfAttention2d` after the GBlock of G and
+after the DBlock of D whose output has that resolution, which must be one both
+networks have (:func:`attention_resolutions`: 14 at 28 px, 8 or 16 at 32 px).
+It starts as the identity, counts as part of the block it follows for
+``train.freeze_g`` / ``freeze_d``, and its weights are named ``attention.*``, so
+the other names are those of a model without it.
 """
 
 from __future__ import annotations
@@ -56,7 +64,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganforge.config import RunConfig
+from ganforge.errors import ConfigError
 from ganforge.models import register
+from ganforge.models.attention import SelfAttention2d
 from ganforge.models.conditional import ConditionalBatchNorm2d, ProjectionHead
 from ganforge.models.layers import LabelEmbedding, check_labels, maybe_sn, upsampling_plan
 
@@ -83,6 +93,29 @@ def linear(fin: int, fout: int, gain: float, sn: bool) -> nn.Module:
 
 def _up(x: Tensor) -> Tensor:
     return F.interpolate(x, scale_factor=2, mode="nearest")
+
+
+def attention_resolutions(image_size: int) -> tuple[int, ...]:
+    """Feature-map sizes after a block of both G and D: the valid non-zero ``model.attention`` values.
+
+    With ``image_size = base * 2**n``, G's blocks output ``2 base, ..., 2**n base``
+    and D's ``2**(n-1) base, ..., base`` (then ``base`` again), so both have
+    ``base * 2**k`` for ``0 < k < n``: 28 -> (14,), 32 -> (8, 16), 64 -> (8, 16, 32).
+    """
+    base, n = upsampling_plan(image_size)
+    return tuple(base * 2 ** k for k in range(1, n))
+
+
+def _attention_after(sizes: list[int], attention: int, image_size: int) -> int | None:
+    """Index of the block (output sizes ``sizes``) followed by attention; None for ``attention=0``."""
+    if not attention:
+        return None
+    valid = attention_resolutions(image_size)
+    if attention not in valid:
+        choices = f"0 (none) or {' or '.join(map(str, valid))}" if valid else "0 (none: no size fits)"
+        raise ConfigError("model.attention", f"{attention} is not a feature-map size of both G and D at "
+                          f"data.image_size={image_size}; choose {choices}")
+    return sizes.index(attention)
 
 
 class GBlock(nn.Module):
@@ -142,7 +175,7 @@ class ResNetGenerator(nn.Module):
     """(N, z_dim) [+ labels (N,)] -> (N, C, H, W) in [-1, 1]."""
 
     def __init__(self, z_dim: int, image_size: int, channels: int, width: int = 64,
-                 num_classes: int = 0, spectral_norm: bool = False):
+                 num_classes: int = 0, spectral_norm: bool = False, attention: int = 0):
         super().__init__()
         self.z_dim, self.num_classes = z_dim, num_classes
         base, n_up = upsampling_plan(image_size)
@@ -151,20 +184,27 @@ class ResNetGenerator(nn.Module):
         self.project = linear(z_dim, self.c0 * base * base, 1.0, spectral_norm)
         self.blocks = nn.ModuleList(GBlock(cin, cout, num_classes, spectral_norm)
                                     for cin, cout in zip([self.c0] + outs[:-1], outs))
+        self.attention_after = _attention_after([base * 2 ** (i + 1) for i in range(n_up)], attention, image_size)
+        self.attention = (SelfAttention2d(outs[self.attention_after], spectral_norm)
+                          if self.attention_after is not None else None)
         self.out_bn = nn.BatchNorm2d(outs[-1])
         self.out_conv = conv(outs[-1], channels, 3, 1.0, spectral_norm)
 
     def transfer_blocks(self) -> list[list[nn.Module]]:
         """Blocks from the noise on (for ``train.freeze_g``): the projection, each GBlock
-        (with its class-conditional norms), then the output norm and convolution."""
-        return [[self.project], *([b] for b in self.blocks), [self.out_bn, self.out_conv]]
+        (with its class-conditional norms, and the attention that follows it), then the
+        output norm and convolution."""
+        blocks = [[b, self.attention] if i == self.attention_after else [b] for i, b in enumerate(self.blocks)]
+        return [[self.project], *blocks, [self.out_bn, self.out_conv]]
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         check_labels(y, self.num_classes, "ResNetGenerator")
         y = y if self.num_classes else None
         h = self.project(z).view(z.shape[0], self.c0, self.base, self.base)
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
             h = block(h, y)
+            if i == self.attention_after:
+                h = self.attention(h)
         return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
 
 
@@ -172,27 +212,37 @@ class ResNetDiscriminator(nn.Module):
     """(N, C, H, W) [+ labels (N,)] -> (N,) logits (high = real). No sigmoid inside."""
 
     def __init__(self, image_size: int, channels: int, width: int = 64, num_classes: int = 0,
-                 spectral_norm: bool = False):
+                 spectral_norm: bool = False, attention: int = 0):
         super().__init__()
         self.num_classes = num_classes
-        _, n_down = upsampling_plan(image_size)
+        base, n_down = upsampling_plan(image_size)
         outs = [width * min(2 ** i, MAX_MULT) for i in range(n_down)]
         blocks = [DBlock(channels, outs[0], True, spectral_norm, first=True)]
         blocks += [DBlock(cin, cout, True, spectral_norm) for cin, cout in zip(outs[:-1], outs[1:])]
         blocks.append(DBlock(outs[-1], outs[-1], False, spectral_norm))
         self.blocks = nn.Sequential(*blocks)
+        sizes = [base * 2 ** (n_down - 1 - i) for i in range(n_down)] + [base]
+        self.attention_after = _attention_after(sizes, attention, image_size)
+        self.attention = (SelfAttention2d(outs[self.attention_after], spectral_norm)
+                          if self.attention_after is not None else None)
         self.linear = linear(outs[-1], 1, 1.0, spectral_norm)
         self.projection = ProjectionHead(outs[-1], num_classes, spectral_norm) if num_classes else None
 
     def transfer_blocks(self) -> list[list[nn.Module]]:
-        """Blocks from the image on (for ``train.freeze_d``): each DBlock, then the heads
-        (linear and, when conditional, the projection)."""
+        """Blocks from the image on (for ``train.freeze_d``): each DBlock (with the attention
+        that follows it), then the heads (linear and, when conditional, the projection)."""
+        blocks = [[b, self.attention] if i == self.attention_after else [b] for i, b in enumerate(self.blocks)]
         heads = [self.linear] + ([self.projection] if self.projection is not None else [])
-        return [*([b] for b in self.blocks), heads]
+        return [*blocks, heads]
 
     def features(self, x: Tensor) -> Tensor:
         """(N, C, H, W) -> (N, F): ReLU then global sum pooling (SNGAN), the input of both heads."""
-        return F.relu(self.blocks(x)).sum(dim=(2, 3))
+        h = x
+        for i, block in enumerate(self.blocks):
+            h = block(h)
+            if i == self.attention_after:
+                h = self.attention(h)
+        return F.relu(h).sum(dim=(2, 3))
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         check_labels(y, self.num_classes, "ResNetDiscriminator")
@@ -291,8 +341,8 @@ class ResMLPDiscriminator(nn.Module):
 def build_resnet(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
     """``arch: resnet`` -> (ResNetGenerator, ResNetDiscriminator)."""
     m, size, ch = cfg.model, cfg.data.image_size, cfg.data.channels
-    g = ResNetGenerator(m.z_dim, size, ch, m.g_width, m.num_classes, m.spectral_norm_g)
-    d = ResNetDiscriminator(size, ch, m.d_width, m.num_classes, m.spectral_norm_d)
+    g = ResNetGenerator(m.z_dim, size, ch, m.g_width, m.num_classes, m.spectral_norm_g, m.attention)
+    d = ResNetDiscriminator(size, ch, m.d_width, m.num_classes, m.spectral_norm_d, m.attention)
     return g, d
 
 
