@@ -19,6 +19,13 @@ budget is not interrupted; the curve is the same. ``--json`` is rewritten
 after every evaluation, so an interrupted run leaves its curve so far
 (``"complete": false``).
 
+``--truncation 1.0,1.5`` also scores the final generator with the truncation
+trick at those thresholds (``"truncation"`` in the JSON), next to the plain
+curve, which never truncates.
+
+The run's ``train.max_seconds`` is set to ``--max-train-seconds``, so a preset's
+learning-rate decay under a time budget ends where this run ends.
+
 Usage::
 
     python benchmarks/time_to_fid.py --config configs/resnet-fashion-mnist.yaml \
@@ -64,6 +71,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, default=1_000_000, help="generator-step budget")
     p.add_argument("--run-dir", help="where the run is written (default: a temporary directory)")
     p.add_argument("--json", help="write the result to this file (rewritten after every evaluation)")
+    p.add_argument("--truncation", default="",
+                   help="comma-separated thresholds: also score the final generator truncated at each")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     args = p.parse_args(argv)
     try:
@@ -81,6 +90,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.seconds_marks = [x for x in args.seconds_marks if x <= args.max_train_seconds]
     if args.eval_at_seconds.strip() and not args.seconds_marks:
         p.error("--eval-at-seconds: no mark within --max-train-seconds")
+    try:
+        args.truncations = [float(x) for x in args.truncation.split(",") if x.strip()]
+    except ValueError:
+        p.error(f"--truncation: expected comma-separated numbers, got {args.truncation!r}")
+    if any(not 0 < t < float("inf") for t in args.truncations):
+        p.error("--truncation: every threshold must be a positive number")
+    if not 0 < args.max_train_seconds < float("inf"):
+        p.error("--max-train-seconds: must be a positive number")
     for name in ("eval_every", "eval_n", "max_steps"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')}: must be positive")
@@ -182,12 +199,14 @@ def run(args: argparse.Namespace) -> dict:
     # time_to_fid decides when to evaluate; grids and checkpoints come at evaluation points and at the end.
     cfg = load_config(args.config, [
         f"train.device={args.device}", f"train.steps={args.max_steps}", "train.eval_every=0",
+        f"train.max_seconds={args.max_train_seconds:g}",
         f"train.eval_n={args.eval_n}", f"train.ckpt_every={end_of_run}", f"train.sample_every={end_of_run}",
         f"train.log_every={min(args.eval_every, 500)}", *args.overrides])
     run_dir = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="time_to_fid-")) / cfg.name
     trainer = Trainer(cfg, run_dir)
     images_per_step = cfg.train.batch_size * cfg.optim.n_dis
     curve: list[dict] = []
+    truncated: dict[str, float] = {}
     grid = None
     kept: list[tuple[int, float, dict]] = []  # deferred: (step, train_seconds, generator state)
     wall0 = time.perf_counter()
@@ -207,6 +226,7 @@ def run(args: argparse.Namespace) -> dict:
             "thresholds": first_crossings(curve, args.threshold_list), "curve": curve,
             "train_seconds": trainer.clock.total, "wall_seconds": time.perf_counter() - wall0,
             "steps": trainer.step, "complete": complete, "grid": str(grid) if grid else None,
+            "truncation": {"step": trainer.step, "fid": truncated} if truncated else None,
         }
 
     def save(complete: bool) -> None:
@@ -237,7 +257,8 @@ def run(args: argparse.Namespace) -> dict:
         if (trainer.step >= cfg.train.steps or marks.finished() or trainer.stop_requested
                 or trainer.clock.total >= args.max_train_seconds):
             break
-        trainer.train(stop_after=marks.steps_to_next(trainer.step, trainer.clock.total))
+        if trainer.train(stop_after=marks.steps_to_next(trainer.step, trainer.clock.total))["out_of_time"]:
+            break  # the config's own budget (an override) ended the run
     grid = trainer.sample_grid(run_dir / "samples" / f"step_{trainer.step:08d}.png")
     if kept:
         model = generator()
@@ -253,6 +274,11 @@ def run(args: argparse.Namespace) -> dict:
                   f"({timing['seconds']:.1f} s to evaluate)", flush=True)
             save(False)
         model.load_state_dict(live)
+    for t in args.truncations:  # the final generator, as it is now
+        key, fid, _ = generator_fid(generator(), cfg, trainer.device, truncation=t)
+        truncated[f"{t:g}"] = fid
+        print(f"step {trainer.step}, truncation {t:g}: {key} = {fid:.2f}", flush=True)
+        save(False)
     save(True)
     return result(True)
 

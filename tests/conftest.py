@@ -90,3 +90,23 @@ def stand_in_extractor(monkeypatch):
     # Periodic evaluation keeps extractors and monitors per process; drop the stand-ins.
     clear_fid_monitors()
     evaluate.clear_shared_extractors()
+
+
+@pytest.fixture
+def one_second_steps(monkeypatch):
+    """Every ``Trainer.train_step`` takes exactly one second of a fake clock.
+
+    Returns ``clock(start=0.0)``, a Stopwatch on that clock, to put in ``trainer.counters.clock``.
+    """
+    from ganforge.train.runlog import Stopwatch
+    from ganforge.train.trainer import Trainer
+
+    now = [0.0]
+    real_step = Trainer.train_step
+
+    def step_taking_one_second(self):
+        now[0] += 1.0
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", step_taking_one_second)
+    return lambda start=0.0: Stopwatch(start, clock=lambda: now[0])

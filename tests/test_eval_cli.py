@@ -89,11 +89,20 @@ def test_run_evaluation_and_periodic_best_checkpoint(tmp_path, stand_in_extracto
     # the CLI on the run appends to metrics.jsonl
     assert main(["eval", str(tmp_path / "run"), "--metrics", "fid,kid", "--n", "16", "--split", "all"]) == 0
     last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert last["event"] == "eval" and "kid16_all" in last and last["step"] == 4
+    assert last["event"] == "eval" and "kid16_all" in last and last["step"] == 4 and "truncation" not in last
+    # with truncation: other images (a different score), and the record and protocol say so
+    assert main(["eval", str(tmp_path / "run"), "--metrics", "fid", "--n", "16", "--split", "all",
+                 "--truncation", "0.5"]) == 0
+    truncated = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    plain_fid = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-2])["fid16_all"]
+    assert truncated["truncation"] == 0.5 and "truncated at |z| <= 0.5" in truncated["protocol"]
+    assert truncated["fid16_all"] != plain_fid
 
 
 @pytest.mark.parametrize("argv", [["eval"], ["eval", "--real", "fashion-mnist"], ["eval", "x", "--n", "1"],
-                                  ["eval", "--real", "a", "--fake", "b", "--metrics", "bogus"]])
+                                  ["eval", "--real", "a", "--fake", "b", "--metrics", "bogus"],
+                                  ["eval", "x", "--truncation", "0"],
+                                  ["eval", "--real", "a", "--fake", "b", "--truncation", "1.0"]])
 def test_bad_eval_arguments_exit_2(argv, capsys):
     assert main(argv) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -117,3 +117,43 @@ def test_bad_marks_are_one_line_exit_2(ttf, tiny_preset, marks, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--eval-at-seconds" in err[0]
+
+
+def test_truncated_scores_of_the_final_generator_come_beside_the_plain_curve(ttf, tiny_preset, tmp_path,
+                                                                             stand_in_extractor):
+    out = tmp_path / "t.json"
+    assert ttf.main(["--config", str(tiny_preset), "--device", "cpu", "--thresholds", "0.001", "--eval-every", "2",
+                     "--eval-n", "16", "--max-steps", "4", "--run-dir", str(tmp_path / "run"), "--json", str(out),
+                     "--truncation", "0.5,2"]) == 0
+    result = json.loads(out.read_text())
+    assert result["truncation"]["step"] == 4 and set(result["truncation"]["fid"]) == {"0.5", "2"}
+    last = result["curve"][-1]
+    assert last["step"] == 4
+    # other noise, other images: truncation changes the score; the plain curve is untouched by it
+    assert result["truncation"]["fid"]["0.5"] != pytest.approx(last["fid"])
+
+
+def test_the_run_budget_is_the_harness_budget(ttf, tiny_preset, tmp_path, stand_in_extractor):
+    """A decay under a time budget must end where the harness stops, whatever the preset says."""
+    out = tmp_path / "t.json"
+    assert ttf.main(["--config", str(tiny_preset), "--device", "cpu", "--thresholds", "0.001",
+                     "--eval-at-seconds", "0.5", "--max-train-seconds", "0.8", "--eval-n", "16",
+                     "--run-dir", str(tmp_path / "run"), "--json", str(out), "optim.lr_decay=linear"]) == 0
+    import yaml
+
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["train"]["max_seconds"] == 0.8
+    # a smaller budget given as an override ends the run without the harness looping on it
+    assert ttf.main(["--config", str(tiny_preset), "--device", "cpu", "--thresholds", "0.001",
+                     "--eval-at-seconds", "5", "--max-train-seconds", "10", "--eval-n", "16",
+                     "--run-dir", str(tmp_path / "run2"), "--json", str(out), "train.max_seconds=0.3"]) == 0
+    assert json.loads(out.read_text())["train_seconds"] < 2
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1,2"])
+def test_bad_truncation_is_one_line_exit_2(ttf, tiny_preset, value, capsys):
+    with pytest.raises(SystemExit) as exc:
+        ttf.main(["--config", str(tiny_preset), "--truncation", value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--truncation" in err[0]

@@ -135,20 +135,12 @@ def test_optimizer_moments_of_another_shape_are_refused(tmp_path):
         t.load_state(c)
 
 
-def test_time_budget_stops_with_checkpoint_and_grid_and_resumes(tmp_path, monkeypatch):
-    now = [0.0]
-    real_step = Trainer.train_step
-
-    def step_taking_one_second(self):
-        now[0] += 1.0
-        return real_step(self)
-
-    monkeypatch.setattr(Trainer, "train_step", step_taking_one_second)
+def test_time_budget_stops_with_checkpoint_and_grid_and_resumes(tmp_path, one_second_steps):
     cfg = tiny_config(tmp_path, "train.steps=10", "train.max_seconds=3.5", "train.sample_every=100",
                       "train.ckpt_every=100")
     ds = tiny_dataset()
     t = Trainer(cfg, tmp_path / "run", dataset=ds)
-    t.counters.clock = Stopwatch(clock=lambda: now[0])
+    t.counters.clock = one_second_steps()
     summary = t.train()
     # Steps 1-4 start before the 3.5 s budget is spent; the check before step 5 stops the run.
     assert summary["step"] == 4 and summary["out_of_time"] and summary["stopped_early"]
@@ -159,10 +151,10 @@ def test_time_budget_stops_with_checkpoint_and_grid_and_resumes(tmp_path, monkey
     # The budget counts the whole run: resuming under the same budget trains nothing more,
     # a larger one continues from where the run stopped.
     again = Trainer.resume(tmp_path / "run", dataset=ds)
-    again.counters.clock = Stopwatch(saved["train_seconds"], clock=lambda: now[0])
+    again.counters.clock = one_second_steps(saved["train_seconds"])
     assert again.train()["step"] == 4
     cfg_more = tiny_config(tmp_path, "train.steps=10", "train.max_seconds=6.5", "train.sample_every=100",
                            "train.ckpt_every=100")
     more = Trainer.resume(tmp_path / "run", cfg_more, dataset=ds)
-    more.counters.clock = Stopwatch(saved["train_seconds"], clock=lambda: now[0])
+    more.counters.clock = one_second_steps(saved["train_seconds"])
     assert more.train()["step"] == 7

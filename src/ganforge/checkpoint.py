@@ -113,7 +113,9 @@ def optimizer_to_flat(name: str, opt: torch.optim.Optimizer) -> tuple[dict[str, 
                 tensors[f"{name}.{idx}.{key}"] = value.detach().to("cpu").contiguous().clone()
             else:
                 scalars.setdefault(str(idx), {})[key] = value
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+    # Hyper-parameters held as tensors (a CUDA-graphed run's learning rates) are saved as numbers.
+    groups = [{k: float(v) if torch.is_tensor(v) else v for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
 
 
 def optimizer_from_flat(name: str, tensors: dict[str, torch.Tensor], meta: dict) -> dict:

@@ -71,6 +71,13 @@ class OptimConfig:
     beta2: float = 0.999
     n_dis: int = 1  # discriminator steps per generator step
     grad_clip: float = 0.0  # max grad norm for both players; 0 = off
+    # Schedule of both rates (ganforge.train.schedule): linear warm-up over the first lr_warmup
+    # G steps, then an optional decay from lr_decay_start (a fraction of the run: train.steps,
+    # or train.max_seconds if that ends it first) to lr_decay_to x the rates at the end.
+    lr_warmup: int = 0  # 0 = none
+    lr_decay: str = "none"  # none | linear | cosine
+    lr_decay_start: float = 0.0
+    lr_decay_to: float = 0.0
 
 
 @dataclass
@@ -201,6 +208,9 @@ RANGES: dict[str, Range] = {
     "optim.beta2": Range(0, 1, hi_open=True),
     "optim.n_dis": Range(1, 100),
     "optim.grad_clip": Range(0, 1e6),  # 0 = off
+    "optim.lr_warmup": Range(0, BIG),  # 0 = none
+    "optim.lr_decay_start": Range(0, 1, hi_open=True),
+    "optim.lr_decay_to": Range(0, 1),
     "train.steps": Range(1, BIG),
     "train.max_seconds": Range(0, BIG),
     "train.batch_size": Range(1, 65536),
@@ -233,6 +243,7 @@ RANGES: dict[str, Range] = {
 CHOICES = {
     "model.arch": ("mlp", "dcgan", "resnet", "mlp-res", "inpaint"),
     "loss.name": ("ns", "minimax", "wgan", "wgan-gp", "hinge", "ls"),
+    "optim.lr_decay": ("none", "linear", "cosine"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "data.split": ("train", "test", "all"),
     "inpaint.masks": ("center", "boxes", "strokes", "mixed"),

@@ -28,6 +28,9 @@ def register(sub) -> None:
     p.add_argument("--real", help="real images: a dataset name or a folder (two-set mode)")
     p.add_argument("--fake", help="folder of generated images (two-set mode)")
     p.add_argument("--no-ema", action="store_true", help="evaluate the raw generator, not its EMA")
+    p.add_argument("--truncation", type=float, metavar="T",
+                   help="generate with noise entries |z| > T redrawn (truncation trick; default off); "
+                   "the record and protocol say so")
     p.add_argument("--checkpoint", help="a checkpoint directory (default: newest)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
@@ -78,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
     from ganforge.devices import resolve_device
     from ganforge.metrics.evaluate import append_jsonl, compute_metrics
 
+    from ganforge.sampling import check_truncation
+
+    check_truncation(args.truncation)
+    if args.truncation is not None and not args.run_dir:
+        raise ConfigError("--truncation", "applies to a run's generator, not to --fake images")
     if args.run_dir and (args.fake or args.real):
         raise ConfigError("--fake", "give either RUN_DIR or --real/--fake, not both")
     if not args.run_dir and not (args.real and args.fake):
@@ -95,13 +103,17 @@ def run(args: argparse.Namespace) -> int:
         from ganforge.sampling import generate
 
         G, cfg, step = load_generator(args.run_dir, args.checkpoint, ema=not args.no_ema, device=device)
-        stream = generate(G, cfg, args.n, seed=args.seed, device=device, batch_size=args.batch_size)
+        stream = generate(G, cfg, args.n, seed=args.seed, device=device, batch_size=args.batch_size,
+                          truncation=args.truncation)
         real = cfg.data.dataset
         metrics = args.metrics or default_metrics(real)
         result = _compute(compute_metrics, stream, real, args.split, metrics.split(","), args.n,
                           image_size=cfg.data.image_size, channels=cfg.data.channels, root=cfg.data.root,
                           progress=lambda m: None, **common)
         result = {"step": step, "generator": "raw" if args.no_ema else "ema-if-present", **result}
+        if args.truncation is not None:  # the same metric names, so the record and protocol must say it
+            result["truncation"] = args.truncation
+            result["protocol"] += f"; generator noise truncated at |z| <= {args.truncation:g} (resampled)"
         append_jsonl(Path(args.run_dir) / "metrics.jsonl", {"event": "eval", **result})
     else:
         metrics = args.metrics or default_metrics(args.real)

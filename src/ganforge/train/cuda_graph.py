@@ -16,9 +16,10 @@ through :class:`~ganforge.tasks.draws.Draws`):
   optimizer state and cuDNN plans are created there), then one step is captured,
   and every later one replays it, autocast without its weight cache.
 
-Loading a checkpoint or changing learning rates must :meth:`release` the graph
-(it holds the optimizer's state tensors and its learning rate); the next step
-captures again. A step that fails to capture falls back to eager execution for
+Loading a checkpoint must :meth:`release` the graph (it holds the optimizer's
+state tensors); the next step captures again. Learning rates are device tensors
+here (:func:`~ganforge.train.optim.apply_plan`), changed in place without a
+new capture. A step that fails to capture falls back to eager execution for
 the rest of the run, with a warning (:attr:`failed`).
 """
 
@@ -106,7 +107,7 @@ class GraphedStep:
         self.step.opt_g.zero_grad(set_to_none=True)
 
     def release(self) -> None:
-        """Drop the captured graph (after loading state or changing learning rates); the next step recaptures."""
+        """Drop the captured graph (after loading state); the next step recaptures."""
         if self.graph is not None:
             torch.cuda.synchronize(self.device)
             self.step.opt_d.zero_grad(set_to_none=True)  # gradients live in the graph's memory pool

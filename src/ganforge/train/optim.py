@@ -4,6 +4,11 @@ The plan decides the implementation (fused kernels, capturable state for CUDA
 graphs); the config decides the algorithm (learning rates, betas). Loading an
 optimizer state saved by another run (another device or plan) re-applies this
 run's implementation with :func:`apply_plan`.
+
+Under CUDA graphs each group's learning rate is a one-element tensor on the
+parameters' device: the fused kernel reads it from device memory at every
+replay, so :func:`set_learning_rates` can change it in place (a schedule, a
+rollback) without capturing the step again. Elsewhere it stays a Python float.
 """
 
 from __future__ import annotations
@@ -30,6 +35,12 @@ def apply_plan(opt: torch.optim.Optimizer, plan: ExecutionPlan) -> None:
         group["capturable"] = plan.cuda_graphs
         if plan.fused_optim:
             group["foreach"] = None
+        lr = group["lr"]
+        if plan.cuda_graphs and not torch.is_tensor(lr):
+            # A CPU scalar would be read once, at capture; a device tensor is read at each replay.
+            group["lr"] = torch.tensor(float(lr), dtype=torch.float32, device=group["params"][0].device)
+        elif not plan.cuda_graphs and torch.is_tensor(lr):
+            group["lr"] = float(lr)
     on_device = plan.fused_optim or plan.cuda_graphs
     for p, state in opt.state.items():
         if torch.is_tensor(state.get("step")):
@@ -37,6 +48,13 @@ def apply_plan(opt: torch.optim.Optimizer, plan: ExecutionPlan) -> None:
 
 
 def set_learning_rates(opt: torch.optim.Optimizer, base_lr: float, factor: float) -> None:
-    """Each group's rate = ``base_lr * factor`` times the group's own multiplier (``lr_mult``, default 1)."""
+    """Each group's rate = ``base_lr * factor`` times the group's own multiplier (``lr_mult``, default 1).
+
+    A tensor rate (CUDA graphs) is filled in place: a captured step keeps reading the same tensor.
+    """
     for group in opt.param_groups:
-        group["lr"] = base_lr * factor * group.get("lr_mult", 1.0)
+        lr = base_lr * factor * group.get("lr_mult", 1.0)
+        if torch.is_tensor(group["lr"]):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr

@@ -56,7 +56,7 @@ def _keep_best(trainer, fid: float, key: str) -> None:
     ckpt.replace_dir(tmp, root / "best")
 
 
-def generator_fid(model, cfg, device: torch.device) -> tuple[str, float, dict]:
+def generator_fid(model, cfg, device: torch.device, truncation: float | None = None) -> tuple[str, float, dict]:
     """FID of ``model`` (a generator) under the periodic-evaluation protocol of ``cfg``.
 
     Draws ``cfg.train.eval_n`` images with ``cfg.train.seed`` under a forked RNG
@@ -66,6 +66,7 @@ def generator_fid(model, cfg, device: torch.device) -> tuple[str, float, dict]:
     ``seconds`` (generation, extraction, statistics and distance, ending with
     the one host synchronisation that reads the value) and, at the first
     evaluation of this process, ``setup`` (building the monitor).
+    ``truncation`` generates with the truncation trick (see ``ganforge.sampling``).
     """
     from ganforge.metrics.monitor import shared_fid_monitor
     from ganforge.sampling import generate
@@ -84,7 +85,7 @@ def generator_fid(model, cfg, device: torch.device) -> tuple[str, float, dict]:
             timing = {"setup": monitor.setup_seconds} if monitor.calls == 0 else {}
             t0 = time.perf_counter()
             stream = generate(model, cfg, cfg.train.eval_n, seed=cfg.train.seed, device=device,
-                              batch_size=CUDA_GENERATE_BATCH if cuda else 256)
+                              batch_size=CUDA_GENERATE_BATCH if cuda else 256, truncation=truncation)
             result = monitor(stream)
             key = next(k for k in result if k.startswith("fid"))
             fid = float(result[key])  # the host reads the value: the device work is done

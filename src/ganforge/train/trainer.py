@@ -44,6 +44,7 @@ from ganforge.train.plan import resolve_plan
 from ganforge.train.precision import Precision, resolve_device
 from ganforge.train.runlog import MetricsLog, NoProgress, Progress
 from ganforge.train.samples import fixed_noise_images, grid_columns
+from ganforge.train.schedule import LearningRateSchedule
 from ganforge.train.state import Counters, RandomStreams, load_state, save_state
 from ganforge.train.step import TrainStep
 
@@ -96,6 +97,9 @@ class Trainer:
 
             self.runner = GraphedStep(self.step_fn, self.device)
         self.counters = Counters()
+        self.schedule = LearningRateSchedule.from_config(cfg)
+        self.lr_factor = 1.0  # the rates now, as a multiple of optim.lr_g / lr_d
+        self._agreed_seconds: tuple[int, float] | None = None  # (step, train_seconds) all ranks use
         self.monitor = CollapseMonitor()
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self._stop_requested = False
@@ -206,11 +210,17 @@ class Trainer:
     # ------------------------------------------------------- numerical faults
 
     def _apply_lr_factor(self) -> None:
-        """Learning rates are the config's times rollback_lr_factor ** rollbacks."""
-        self.runner.release()  # a captured optimizer step has the old learning rate baked in
+        """Learning rates are the config's times rollback_lr_factor ** rollbacks times the schedule's factor.
+
+        Under CUDA graphs the rates are device tensors filled in place, so the captured step stays valid.
+        """
         factor = self.cfg.train.rollback_lr_factor ** self.counters.rollbacks
+        if not self.schedule.constant:
+            seconds = self._train_seconds() if self.schedule.uses_time else 0.0
+            factor *= self.schedule.factor(self.counters.step, seconds)
         set_learning_rates(self.opt_g, self.cfg.optim.lr_g, factor)
         set_learning_rates(self.opt_d, self.cfg.optim.lr_d, factor)
+        self.lr_factor = factor
 
     def rollback(self) -> None:
         """Return to the newest valid checkpoint with lower learning rates, or stop with a diagnosis."""
@@ -233,7 +243,7 @@ class Trainer:
                     failed_at, c.step, t.rollback_lr_factor ** c.rollbacks)
         if self.dist.is_main:
             self.metrics.write({"step": c.step, "event": "rollback", "from_step": failed_at,
-                                "rollbacks": c.rollbacks, "lr_g": self.opt_g.param_groups[0]["lr"]})
+                                "rollbacks": c.rollbacks, "lr_g": self.cfg.optim.lr_g * self.lr_factor})
 
     # ------------------------------------------------------------------- loop
 
@@ -266,17 +276,24 @@ class Trainer:
 
         return evaluate_during_training(self)
 
+    def _train_seconds(self) -> float:
+        """The run's train_seconds as every rank sees them (for the time budget and a timed schedule).
+
+        Ranks' clocks differ by a little: under torchrun rank 0's value is shared at logging
+        steps only (one broadcast each) and used until the next one.
+        """
+        if not self.dist.enabled:
+            return self.counters.clock.total
+        step = self.counters.step
+        agreed = self._agreed_seconds
+        if agreed is None or (step != agreed[0] and step % self.cfg.train.log_every == 0):
+            agreed = self._agreed_seconds = (step, float(self.dist.broadcast_object(self.counters.clock.total)))
+        return agreed[1]
+
     def _out_of_time(self) -> bool:
         """True once the run's train_seconds reach ``train.max_seconds`` (the same answer on every rank)."""
         budget = self.cfg.train.max_seconds
-        if not budget:
-            return False
-        if not self.dist.enabled:
-            return self.counters.clock.total >= budget
-        # Ranks' clocks differ by a little: rank 0 decides, at logging steps only (one broadcast each).
-        if self.counters.step % self.cfg.train.log_every:
-            return False
-        return bool(self.dist.broadcast_object(self.counters.clock.total >= budget))
+        return bool(budget) and self._train_seconds() >= budget
 
     def _pause_clock(self) -> None:
         """Stop the training clock once the device has finished the steps queued so far.
@@ -337,6 +354,8 @@ class Trainer:
                 if self._out_of_time():
                     timed_out = True
                     break
+                if not self.schedule.constant:
+                    self._apply_lr_factor()
                 logs = self.train_step()
                 if c.bad_in_a_row >= t.max_bad_steps:
                     self.rollback()
@@ -345,6 +364,8 @@ class Trainer:
                 if c.step % t.log_every == 0 or c.step == end:
                     now = time.perf_counter()
                     logs["images_per_s"] = (c.images_seen - n_log) / max(now - t_log, 1e-9)
+                    if not self.schedule.constant:
+                        logs["lr_factor"] = self.lr_factor
                     t_log, n_log = now, c.images_seen
                     if main:
                         self.metrics.write({"step": c.step, "images_seen": c.images_seen,

@@ -1,0 +1,81 @@
+"""Learning-rate schedule: linear warm-up, then constant, then an optional decay to the run's end.
+
+Both players' rates follow the same multiplier ``factor(step, progress)``, which
+:class:`~ganforge.train.trainer.Trainer` applies before every generator step
+(on top of the rollback factor)::
+
+    warm-up:  min(1, (step + 1) / optim.lr_warmup)            (step = completed G steps)
+    decay:    1 until progress p reaches s = optim.lr_decay_start, then over t = (p - s) / (1 - s):
+              linear  1 - (1 - f) t
+              cosine  f + (1 - f) (1 + cos(pi t)) / 2          (f = optim.lr_decay_to)
+
+``progress`` is where the run is between its start (0) and its end (1). The run
+ends at ``train.steps``, or after ``train.max_seconds`` of training if that comes
+first, so progress is ``max(step / train.steps, train_seconds / train.max_seconds)``.
+With a time budget the rates therefore depend on the machine's speed: such a run
+decays on time on any GPU, but it is not repeatable step for step (without one
+the schedule is a function of the step count, and a resumed run is bit-identical).
+
+Why decay at all: at a constant rate Adam keeps G and D moving around an
+equilibrium, and the last checkpoints are as noisy as the middle ones; lowering
+the rates near the end lets a time-limited run settle (the SNGAN reference
+implementation of Miyato et al. 2018 decays Adam's rate linearly to 0; Li et al.
+2020, "Budgeted Training", found a linear decay to the end of the budget a strong
+default for fixed compute). Warm-up guards the first Adam steps of large batches and high
+rates, before the second-moment estimates mean anything.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ganforge.config import RunConfig
+
+
+@dataclass(frozen=True)
+class LearningRateSchedule:
+    """The multiplier of ``optim.lr_g`` and ``optim.lr_d``; see the module docstring."""
+
+    warmup: int = 0
+    decay: str = "none"  # none | linear | cosine
+    decay_start: float = 0.0
+    decay_to: float = 0.0
+    steps: int = 1
+    max_seconds: float = 0.0
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig) -> "LearningRateSchedule":
+        o = cfg.optim
+        return cls(o.lr_warmup, o.lr_decay, o.lr_decay_start, o.lr_decay_to, cfg.train.steps,
+                   cfg.train.max_seconds)
+
+    @property
+    def constant(self) -> bool:
+        """True when the factor is always 1 (the trainer then never touches the rates)."""
+        return self.warmup <= 1 and self.decay == "none"
+
+    @property
+    def uses_time(self) -> bool:
+        """True when the factor depends on train_seconds (a decay under a time budget)."""
+        return self.decay != "none" and self.max_seconds > 0
+
+    def progress(self, step: int, seconds: float = 0.0) -> float:
+        """Fraction of the run done after ``step`` G steps and ``seconds`` of training, in [0, 1]."""
+        p = step / self.steps
+        if self.max_seconds > 0:
+            p = max(p, seconds / self.max_seconds)
+        return min(max(p, 0.0), 1.0)
+
+    def factor(self, step: int, seconds: float = 0.0) -> float:
+        """Multiplier of the base rates for the G step after ``step`` completed ones."""
+        f = min(1.0, (step + 1) / self.warmup) if self.warmup > 1 else 1.0
+        if self.decay == "none":
+            return f
+        p = self.progress(step, seconds)
+        if p <= self.decay_start:
+            return f
+        t = min(1.0, (p - self.decay_start) / (1.0 - self.decay_start))
+        if self.decay == "linear":
+            return f * (1.0 - (1.0 - self.decay_to) * t)
+        return f * (self.decay_to + (1.0 - self.decay_to) * 0.5 * (1.0 + math.cos(math.pi * t)))
