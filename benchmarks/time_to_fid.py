@@ -236,6 +236,7 @@ def run(args: argparse.Namespace) -> dict:
     def generator():
         return trainer.ema.model if trainer.ema is not None else unwrap(trainer.G)
 
+    out_of_time = False
     while True:
         if marks.due(trainer.step, trainer.clock.total):
             marks.passed()
@@ -255,10 +256,9 @@ def run(args: argparse.Namespace) -> dict:
                 if all(first_crossings(curve, args.threshold_list).values()):
                     break
         if (trainer.step >= cfg.train.steps or marks.finished() or trainer.stop_requested
-                or trainer.clock.total >= args.max_train_seconds):
-            break
-        if trainer.train(stop_after=marks.steps_to_next(trainer.step, trainer.clock.total))["out_of_time"]:
-            break  # the config's own budget (an override) ended the run
+                or trainer.clock.total >= args.max_train_seconds or out_of_time):
+            break  # (out_of_time: the config's own budget, an override, ended the run)
+        out_of_time = trainer.train(stop_after=marks.steps_to_next(trainer.step, trainer.clock.total))["out_of_time"]
     grid = trainer.sample_grid(run_dir / "samples" / f"step_{trainer.step:08d}.png")
     if kept:
         model = generator()

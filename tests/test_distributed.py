@@ -66,7 +66,9 @@ def _launch(tmp_path, *extra, nproc=2):
     [], ["model.arch=mlp", "model.num_classes=10", "loss.name=hinge"],
     # double backward through DDP: the gradient penalty and lazy R1
     ["loss.name=wgan-gp", "model.d_batchnorm=false", "optim.n_dis=2"],
-    ["model.arch=mlp", "loss.r1_weight=1.0", "loss.r1_every=2"]])
+    ["model.arch=mlp", "loss.r1_weight=1.0", "loss.r1_every=2"],
+    # a decay under a time budget: every rank must use rank 0's clock, or the updates would differ
+    ["optim.lr_warmup=2", "optim.lr_decay=linear", "train.max_seconds=3600"]])
 def test_two_processes_train_one_model_and_write_one_run(tmp_path, extra):
     _launch(tmp_path, *extra)
     g0 = torch.load(tmp_path / "g_rank0.pt")

@@ -137,12 +137,15 @@ def test_the_run_budget_is_the_harness_budget(ttf, tiny_preset, tmp_path, stand_
     """A decay under a time budget must end where the harness stops, whatever the preset says."""
     out = tmp_path / "t.json"
     assert ttf.main(["--config", str(tiny_preset), "--device", "cpu", "--thresholds", "0.001",
-                     "--eval-at-seconds", "0.5", "--max-train-seconds", "0.8", "--eval-n", "16",
+                     "--eval-at-seconds", "0.4,0.8", "--max-train-seconds", "0.8", "--eval-n", "16",
                      "--run-dir", str(tmp_path / "run"), "--json", str(out), "optim.lr_decay=linear"]) == 0
     import yaml
 
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["train"]["max_seconds"] == 0.8
+    # the run stops on its budget, and the mark at the very end is still scored
+    assert [pt["train_seconds"] >= mark - 0.2 for pt, mark in zip(json.loads(out.read_text())["curve"],
+                                                                  [0.4, 0.8])] == [True, True]
     # a smaller budget given as an override ends the run without the harness looping on it
     assert ttf.main(["--config", str(tiny_preset), "--device", "cpu", "--thresholds", "0.001",
                      "--eval-at-seconds", "5", "--max-train-seconds", "10", "--eval-n", "16",
