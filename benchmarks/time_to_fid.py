@@ -1,8 +1,9 @@
 """Time to quality: training seconds until FID first falls below given thresholds.
 
 Trains a preset with evaluation every ``--eval-every`` generator steps (FID of
-``--eval-n`` generated images against the data set's test split, the EMA
-generator when the preset has one) and reports, for each threshold, the first
+``--eval-n`` generated images against the data set's test split, of the
+preset's ``data.classes`` only when it sets them, the EMA generator when the
+preset has one) and reports, for each threshold, the first
 evaluation below it: generator steps, images seen and training seconds.
 Training seconds are the run's ``train_seconds`` (``metrics.jsonl``): wall
 clock of the training loop with sample grids and checkpoints included and the
@@ -223,6 +224,8 @@ def run(args: argparse.Namespace) -> dict:
             "eval_every": None if marks.by_time else args.eval_every,
             "eval_at_seconds": args.seconds_marks or None, "deferred_eval": args.defer_eval,
             "eval_n": args.eval_n, "ema": cfg.train.ema_decay > 0,
+            # data.classes: FID is against the test images of these classes only (periodic_eval)
+            "classes": cfg.data.classes,
             "thresholds": first_crossings(curve, args.threshold_list), "curve": curve,
             "train_seconds": trainer.clock.total, "wall_seconds": time.perf_counter() - wall0,
             "steps": trainer.step, "complete": complete, "grid": str(grid) if grid else None,
@@ -268,8 +271,11 @@ def run(args: argparse.Namespace) -> dict:
             key, fid, timing = generator_fid(model, cfg, trainer.device)
             curve.append(_curve_point(step, round(seconds, 3), images_per_step, key, fid,
                                       round(timing["seconds"], 3)))
-            trainer.metrics.write({"step": step, "event": "eval", key: fid, "train_seconds": round(seconds, 3),
-                                   "eval_seconds": round(timing["seconds"], 3), "deferred": True})
+            record = {"step": step, "event": "eval", key: fid, "train_seconds": round(seconds, 3),
+                      "eval_seconds": round(timing["seconds"], 3), "deferred": True}
+            if cfg.data.classes is not None:  # as evaluate_during_training's records
+                record["classes"] = sorted(cfg.data.classes)
+            trainer.metrics.write(record)
             print(f"step {step}: {key} = {fid:.2f} after {seconds:.1f} s of training "
                   f"({timing['seconds']:.1f} s to evaluate)", flush=True)
             save(False)

@@ -137,3 +137,16 @@ def test_serve_binds_to_localhost_by_default_and_names_the_missing_extra(tmp_pat
     assert main(["serve", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "ganforge[serve]" in err
+
+
+def test_class_choices_list_the_classes_a_run_was_trained_on(tmp_path):
+    from ganforge.serve.app import PER_CLASS, RANDOM, _class_choices
+
+    def run(*overrides):
+        cfg = tiny_config(tmp_path, *overrides)
+        return H.GeneratorRun("r", torch.nn.Identity(), cfg, 0)
+
+    assert _class_choices(run()) == [RANDOM]
+    assert _class_choices(run("model.num_classes=3")) == [RANDOM, PER_CLASS, "class 0", "class 1", "class 2"]
+    assert _class_choices(run("model.num_classes=10", "data.classes=[9, 4]")) == [RANDOM, PER_CLASS, "class 4",
+                                                                                    "class 9"]

@@ -160,6 +160,20 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     inpaint: InpaintConfig = field(default_factory=InpaintConfig)
 
+    @property
+    def label_classes(self) -> tuple[int, ...]:
+        """The class ids a conditional generator is trained, sampled and evaluated on.
+
+        ``data.classes`` (sorted) for a class-subset run, else ``0 .. model.num_classes - 1``;
+        empty for an unconditional model. Labels are drawn uniformly over these, so a
+        generator fine-tuned on class 9 alone is not asked for classes D never saw.
+        """
+        if not self.model.num_classes:
+            return ()
+        if self.data.classes is not None:
+            return tuple(sorted(self.data.classes))
+        return tuple(range(self.model.num_classes))
+
 
 class Range(typing.NamedTuple):
     """Allowed values of a numeric key: ``lo <= v <= hi`` (``<`` at an open end). Values must be finite."""

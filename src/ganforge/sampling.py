@@ -27,13 +27,22 @@ __all__ = ["check_truncation", "class_labels", "generate", "interpolation_latent
            "per_class_labels", "seed_latent", "slerp", "truncate_"]
 
 def class_labels(cfg: RunConfig, n: int, label: int | None, gen: torch.Generator) -> Tensor | None:
-    """Labels for ``n`` samples: all ``label``, or uniform when None; None for unconditional models."""
+    """Labels ``(n,)`` for ``n`` samples: all ``label``, or drawn uniformly when None; None for unconditional models.
+
+    Uniform draws are over the classes the run was trained on: ``cfg.data.classes``
+    when set (a class-subset run, e.g. fine-tuned on class 9 alone), else all
+    ``model.num_classes`` ids. Evaluation (``ganforge eval``, periodic FID) draws
+    its labels here, so it asks for the classes its real reference holds.
+    """
     k = cfg.model.num_classes
     if not k:
         if label is not None:
             raise ConfigError("--class", "this run's generator is unconditional")
         return None
     if label is None:
+        if cfg.data.classes is not None:
+            kept = torch.tensor(cfg.label_classes)
+            return kept[torch.randint(0, len(kept), (n,), generator=gen)]
         return torch.randint(0, k, (n,), generator=gen)
     if not 0 <= label < k:
         raise ConfigError("--class", f"must be in [0, {k - 1}], got {label}")
@@ -87,11 +96,13 @@ def generate(G: nn.Module, cfg: RunConfig, n: int, seed: int = 0, label: int | N
 
 
 def per_class_labels(cfg: RunConfig, per_class: int) -> Tensor:
-    """Labels for a grid with one row per class: (K * per_class,)."""
-    k = cfg.model.num_classes
-    if not k:
+    """Labels for a grid with one row per class the run was trained on: (K * per_class,).
+
+    K is ``len(cfg.label_classes)``: all classes, or those of ``data.classes``.
+    """
+    if not cfg.model.num_classes:
         raise ConfigError("--per-class", "this run's generator is unconditional")
-    return torch.arange(k).repeat_interleave(per_class)
+    return torch.tensor(cfg.label_classes).repeat_interleave(per_class)
 
 
 def seed_latent(cfg: RunConfig, seed: int, label: int | None = None,

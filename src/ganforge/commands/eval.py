@@ -10,6 +10,7 @@ from ganforge.commands._options import BATCH, SEED, int_in
 from ganforge.errors import ConfigError
 
 MAX_N = 1_000_000  # generated images (FID-50k is the usual maximum)
+DEFAULT_N = 10_000
 
 
 def register(sub) -> None:
@@ -21,8 +22,9 @@ def register(sub) -> None:
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR")
     p.add_argument("--metrics", default=None, help=f"comma list of {','.join(metric_names())} "
                    "(default: fid,kid,pr, and cls for a labelled named data set)")
-    p.add_argument("--n", type=int_in(2, MAX_N), default=10000,
-                   help="generated images (default 10000); the real split must hold at least as many")
+    p.add_argument("--n", type=int_in(2, MAX_N), default=None,
+                   help=f"generated images (default {DEFAULT_N}, or for a run trained on data.classes the "
+                   "number of real images of those classes when smaller); the real split must hold at least as many")
     p.add_argument("--split", default="test", choices=("test", "train", "all"),
                    help="real split (default test)")
     p.add_argument("--real", help="real images: a dataset name or a folder (two-set mode)")
@@ -53,7 +55,9 @@ def print_table(result: dict, out=None) -> None:
     for key, value in result.items():
         if key == "protocol":
             continue
-        if isinstance(value, (tuple, list)) and len(value) == 2:
+        if key == "classes":  # a list of ids, not a (mean, std) pair even when it holds two
+            text = str(value)
+        elif isinstance(value, (tuple, list)) and len(value) == 2:
             text = f"{value[0]:.6g} +- {value[1]:.2g}"
         elif isinstance(value, float):
             text = f"{value:.6g}"
@@ -62,6 +66,24 @@ def print_table(result: dict, out=None) -> None:
         print(f"{key:<24} {text}", file=out)
     if "protocol" in result:
         print(f"protocol: {result['protocol']}", file=out)
+
+
+def default_n(cfg, split: str) -> int:
+    """``--n`` when not given: 10000, or fewer for a run trained on some classes (``data.classes``).
+
+    Such a run is compared with the split's images of those classes only, e.g.
+    1,000 for class 9 of Fashion-MNIST's test split. The default is then that
+    count when it is below 10000 (``fid1k_test``), rather than a refusal of an
+    option the user did not give; an explicit larger ``--n`` is still refused.
+    """
+    if cfg.data.classes is None:
+        return DEFAULT_N
+    from ganforge.metrics.evaluate import real_images_for
+
+    # Loads the split once more: its class filter decides how many images there are to compare with.
+    _, images = real_images_for(cfg.data.dataset, split, DEFAULT_N, image_size=cfg.data.image_size,
+                                channels=cfg.data.channels, root=cfg.data.root, classes=cfg.data.classes)
+    return int(images.shape[0])
 
 
 def _compute(compute_metrics, *args, **kwargs) -> dict:
@@ -103,13 +125,15 @@ def run(args: argparse.Namespace) -> int:
         from ganforge.sampling import generate
 
         G, cfg, step = load_generator(args.run_dir, args.checkpoint, ema=not args.no_ema, device=device)
-        stream = generate(G, cfg, args.n, seed=args.seed, device=device, batch_size=args.batch_size,
+        n = args.n if args.n is not None else default_n(cfg, args.split)
+        # Labels of a conditional generator come from data.classes when set (sampling.class_labels).
+        stream = generate(G, cfg, n, seed=args.seed, device=device, batch_size=args.batch_size,
                           truncation=args.truncation)
         real = cfg.data.dataset
         metrics = args.metrics or default_metrics(real)
-        result = _compute(compute_metrics, stream, real, args.split, metrics.split(","), args.n,
+        result = _compute(compute_metrics, stream, real, args.split, metrics.split(","), n,
                           image_size=cfg.data.image_size, channels=cfg.data.channels, root=cfg.data.root,
-                          progress=lambda m: None, **common)
+                          classes=cfg.data.classes, progress=lambda m: None, **common)
         result = {"step": step, "generator": "raw" if args.no_ema else "ema-if-present", **result}
         if args.truncation is not None:  # the same metric names, so the record and protocol must say it
             result["truncation"] = args.truncation
@@ -117,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
         append_jsonl(Path(args.run_dir) / "metrics.jsonl", {"event": "eval", **result})
     else:
         metrics = args.metrics or default_metrics(args.real)
-        result = _compute(compute_metrics, args.fake, args.real, args.split, metrics.split(","), args.n, **common)
+        n = args.n if args.n is not None else DEFAULT_N
+        result = _compute(compute_metrics, args.fake, args.real, args.split, metrics.split(","), n, **common)
     print_table(result)
     if args.json:
         path = Path(args.json)

@@ -26,6 +26,14 @@ images are used and the names say so: the real count follows the split when it
 is smaller than the generated count, e.g. ``fid10k_test5k`` = 10k generated
 against 5k test images. A name never claims more images than were used.
 
+``classes=[9]`` (a run trained on ``data.classes``) compares with the split's
+images of those classes only, through the filter training uses
+(:func:`ganforge.data.subset.select`); ``data.limit`` does not shrink the
+reference. The rules above then apply to that filtered split, the statistics
+cache key carries the classes, and the result has a ``classes`` entry and says
+them in ``protocol``. Without ``classes`` nothing changes: same numbers, same
+cache keys, same records.
+
 FID-10k of Fashion-MNIST train (random 10k) against test (10k) is 2.52
 (KID ~0): that is the floor a perfect generator would reach.
 """
@@ -137,21 +145,37 @@ def _real_subset(images: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     return images[idx]
 
 
+def class_subset(classes: Iterable[int] | None) -> list[int] | None:
+    """``classes`` as evaluation keys and records hold them: sorted ids, or None for every class."""
+    return None if classes is None else sorted(int(c) for c in classes)
+
+
 def real_images_for(real: str, split: str, n: int, *, image_size: int | None = None,
                     channels: int | None = None, root: str | None = None, seed: int = 0,
-                    require_n_real: bool = False) -> tuple[str, torch.Tensor]:
+                    require_n_real: bool = False,
+                    classes: Iterable[int] | None = None) -> tuple[str, torch.Tensor]:
     """The real images an evaluation of ``n`` generated ones compares with: ``(name, uint8 (M, C, H, W))``.
 
-    ``M = min(n, size of the split)``; a larger split gives a random subset
-    (seeded by ``seed``). ``require_n_real`` refuses a split smaller than ``n``.
+    ``classes`` keeps only the images of those class ids (the filter of ``data.classes``,
+    :func:`ganforge.data.subset.select`; ConfigError naming ``data.classes`` for an unknown
+    class or an unlabelled data set). ``M = min(n, size of the (filtered) split)``; a larger
+    split gives a random subset (seeded by ``seed``). ``require_n_real`` refuses a split
+    smaller than ``n``. ``name`` is the split's, without the class filter.
     """
     from ganforge.data import load_dataset
+    from ganforge.data.subset import select
 
     real_ds = load_dataset(real, split, image_size=image_size, channels=channels, root=root)
-    if require_n_real and real_ds.images.shape[0] < n:
-        raise ConfigError("n", f"{n} is more than the {real_ds.images.shape[0]} images of {real_ds.name} "
-                               f"({split}); use at most {real_ds.images.shape[0]}")
-    return real_ds.name, _real_subset(real_ds.images, n, seed)
+    name, classes = real_ds.name, class_subset(classes)
+    # Only the class filter: data.limit makes the training data scarce, never the reference.
+    images = select(real_ds, classes=classes).images
+    if classes is not None and not images.shape[0]:
+        raise ConfigError("data.classes", f"{name} ({split}) has no images of classes {classes} to compare with")
+    if require_n_real and images.shape[0] < n:
+        what = f"{split}, classes {classes}" if classes is not None else split
+        raise ConfigError("n", f"{n} is more than the {images.shape[0]} images of {name} "
+                               f"({what}); use at most {images.shape[0]}")
+    return name, _real_subset(images, n, seed)
 
 
 # Extractors kept for repeated evaluations in one process (training's periodic FID):
@@ -198,11 +222,14 @@ def append_features(stats: FeatureStats, extractor, images: torch.Tensor) -> Non
 def real_inception_stats(extractor, real: str, split: str, real_images: torch.Tensor, *,
                          image_size: int | None = None, channels: int | None = None, seed: int = 0,
                          cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
-                         progress: Callable[[str], None] | None = None) -> FeatureStats:
+                         progress: Callable[[str], None] | None = None,
+                         classes: Iterable[int] | None = None) -> FeatureStats:
     """Inception statistics of ``real_images (M, C, H, W)``: from the disk cache or computed (and stored).
 
     All raw features are kept (and part of the cache key), so one file serves
-    FID, KID and precision/recall alike.
+    FID, KID and precision/recall alike. ``classes``: the class filter the images
+    were drawn under (:func:`real_images_for`); part of the key when given, absent
+    from it otherwise (so every-class keys are those of earlier versions).
     """
     say = progress or (lambda msg: None)
     m = int(real_images.shape[0])
@@ -215,7 +242,10 @@ def real_inception_stats(extractor, real: str, split: str, real_images: torch.Te
                 say(f"real features: {st.count}/{m}")
         return st
 
-    key = stats_key(dataset_key(real), split, m, image_size, channels, extractor.protocol, m, subset_seed=seed)
+    classes = class_subset(classes)
+    extra = {"classes": classes} if classes is not None else {}
+    key = stats_key(dataset_key(real), split, m, image_size, channels, extractor.protocol, m, subset_seed=seed,
+                    **extra)
     return cached_stats(key, compute_real, cache_dir, use_cache)
 
 
@@ -226,10 +256,15 @@ def result_split(split: str, n_real: int, n_fake: int) -> str:
 
 def protocol_string(n_fake: int, real_name: str, n_real: int, seed: int, image_size: int | None,
                     extractor=None, kid_subsets: int = 100, kid_subset_size: int = 1000, pr_k: int = 3,
-                    classifier_desc: str | None = None) -> str:
-    """The ``protocol`` entry of a result: quantisation, real sample, extractor and metric settings."""
+                    classifier_desc: str | None = None, classes: Iterable[int] | None = None) -> str:
+    """The ``protocol`` entry of a result: quantisation, real sample, extractor and metric settings.
+
+    ``classes`` (a class-filtered reference) reads e.g. ``real: fashion-mnist/test (classes [9] only) 1000 images``.
+    """
+    classes = class_subset(classes)
+    only = f" (classes {classes} only)" if classes is not None else ""
     parts = [f"fake: {n_fake} images quantised to uint8 (floor(x*127.5+128))",
-             f"real: {real_name} {n_real} images (seed {seed}), image_size={image_size or 'native'}"]
+             f"real: {real_name}{only} {n_real} images (seed {seed}), image_size={image_size or 'native'}"]
     if extractor is not None:
         parts.append(extractor.protocol)
         parts.append(f"KID {kid_subsets}x{min(kid_subset_size, n_fake, n_real)}, cubic kernel; P/R k={pr_k}")
@@ -248,7 +283,8 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
                     inception_weights: str | os.PathLike | None = None,
                     classifier_dir: str | os.PathLike | None = None,
                     progress: Callable[[str], None] | None = None,
-                    require_n_real: bool = False) -> dict[str, Any]:
+                    require_n_real: bool = False,
+                    classes: Iterable[int] | None = None) -> dict[str, Any]:
     """Evaluate generated images against a real dataset split.
 
     Args:
@@ -274,10 +310,14 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
         require_n_real: refuse (ConfigError naming ``n``) a real split with fewer
             than ``n`` images, instead of using all of them under a name that
             carries the smaller real count.
+        classes: compare with the split's images of these class ids only (a run
+            trained on ``data.classes``); ``n`` and ``require_n_real`` then apply to
+            that filtered split. None: every class.
 
     Returns:
         A JSON-serialisable dict with the keys described in the module doc,
-        plus ``n_fake``, ``n_real``, ``real``, ``seconds``.
+        plus ``n_fake``, ``n_real``, ``real``, ``seconds``, and ``classes`` (sorted)
+        when given.
 
     Raises:
         ConfigError: unknown metric name, ``n`` below 2, or (``require_n_real``)
@@ -294,8 +334,10 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
     say = progress or (lambda msg: None)
     needs = needed_sources(chosen)
 
+    classes = class_subset(classes)
     real_name, real_images = real_images_for(real, split, n, image_size=image_size, channels=channels,
-                                             root=root, seed=seed, require_n_real=require_n_real)
+                                             root=root, seed=seed, require_n_real=require_n_real,
+                                             classes=classes)
     extractor = (inception_extractor(inception_weights, device, precision, batch_size)
                  if "inception" in needs else None)
     classifier = None
@@ -307,7 +349,7 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
     if extractor is not None:
         real_stats = real_inception_stats(extractor, real, split, real_images, image_size=image_size,
                                           channels=channels, seed=seed, cache_dir=cache_dir,
-                                          use_cache=use_cache, progress=say)
+                                          use_cache=use_cache, progress=say, classes=classes)
 
     # Raw generated features only when a metric reads them (KID, P/R); FID needs the moments alone.
     keep = n if any(m.raw_features for m in chosen if "inception" in m.needs) else 0
@@ -345,9 +387,11 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
     cls_desc = (f"domain classifier {dataset_key(real)} widths={cls_meta['config']['widths']}"
                 if classifier is not None else None)
     out.update(protocol=protocol_string(n_fake, real_name, n_real, seed, image_size, extractor, kid_subsets,
-                                        kid_subset_size, pr_k, cls_desc),
+                                        kid_subset_size, pr_k, cls_desc, classes),
                n_fake=n_fake, n_real=n_real,
                real=f"{real}:{split}", seconds=round(time.perf_counter() - t0, 1))
+    if classes is not None:
+        out["classes"] = classes
     return out
 
 

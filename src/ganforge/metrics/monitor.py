@@ -17,7 +17,11 @@ Each call then quantises and extracts on the device the images come on,
 accumulates float64 moments there (no raw features are kept), and finishes
 with one ``S C S`` product and one ``eigvalsh``. Result name, value and
 ``protocol`` string are those of ``compute_metrics(fake, real, split,
-("fid",), n, ...)`` with the same arguments: the protocol is unchanged.
+("fid",), n, ...)`` with the same arguments: the protocol is unchanged. That
+includes ``classes`` (a run trained on ``data.classes``): the reference is the
+split's images of those classes, under their own cache key, and the record
+carries ``classes``; more generated than real images follow the same rule (the
+name carries the real count, e.g. ``fid2k_test1k``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import torch
 from ganforge.errors import ConfigError, DataError
 from ganforge.metrics.evaluate import (
     append_features,
+    class_subset,
     count_tag,
     inception_extractor,
     iter_fake_batches,
@@ -54,6 +59,7 @@ class FIDMonitor:
             per forward pass; larger generated batches are split).
         seed: seed of the real subset (part of the cache key), as in ``compute_metrics``.
         cache_dir, use_cache, inception_weights, progress: as in ``compute_metrics``.
+        classes: compare with the split's images of these class ids only, as in ``compute_metrics``.
     """
 
     def __init__(self, real: str, split: str, n: int, *, image_size: int | None = None,
@@ -61,7 +67,7 @@ class FIDMonitor:
                  device: str | torch.device = "cpu", precision: str = "fp32", batch_size: int = 64,
                  seed: int = 0, cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
                  inception_weights: str | os.PathLike | None = None,
-                 progress: Callable[[str], None] | None = None):
+                 progress: Callable[[str], None] | None = None, classes: list[int] | None = None):
         if n < 2:
             raise ConfigError("n", f"need at least 2 images, got {n}")
         if batch_size < 1:
@@ -70,14 +76,15 @@ class FIDMonitor:
         self.n, self.split, self.seed, self.image_size = int(n), split, seed, image_size
         self.batch_size = int(batch_size)
         self.real = f"{real}:{split}"
+        self.classes = class_subset(classes)
         self.device = torch.device(device)
         self.extractor = inception_extractor(inception_weights, self.device, precision, batch_size, reuse=True)
-        self.real_name, real_images = real_images_for(real, split, n, image_size=image_size,
-                                                      channels=channels, root=root, seed=seed)
+        self.real_name, real_images = real_images_for(real, split, n, image_size=image_size, channels=channels,
+                                                      root=root, seed=seed, classes=self.classes)
         self.n_real = int(real_images.shape[0])
         real_stats = real_inception_stats(self.extractor, real, split, real_images, image_size=image_size,
                                           channels=channels, seed=seed, cache_dir=cache_dir,
-                                          use_cache=use_cache, progress=progress)
+                                          use_cache=use_cache, progress=progress, classes=self.classes)
         # Only the moments are needed from now on; the real images and raw features are dropped.
         self.reference = FrechetReference(*real_stats.mean_cov_torch(), device=self.device)
         self.setup_seconds = time.perf_counter() - t0
@@ -101,10 +108,13 @@ class FIDMonitor:
         """The result record of ``stats`` (from :meth:`fake_stats`), keyed like ``compute_metrics``'."""
         n_fake = stats.count
         value = self.reference.distance(*stats.mean_cov_torch())
-        return {f"fid{count_tag(n_fake)}_{result_split(self.split, self.n_real, n_fake)}": value,
-                "protocol": protocol_string(n_fake, self.real_name, self.n_real, self.seed, self.image_size,
-                                            self.extractor),
-                "n_fake": n_fake, "n_real": self.n_real, "real": self.real, "seconds": round(seconds, 1)}
+        out = {f"fid{count_tag(n_fake)}_{result_split(self.split, self.n_real, n_fake)}": value,
+               "protocol": protocol_string(n_fake, self.real_name, self.n_real, self.seed, self.image_size,
+                                           self.extractor, classes=self.classes),
+               "n_fake": n_fake, "n_real": self.n_real, "real": self.real, "seconds": round(seconds, 1)}
+        if self.classes is not None:
+            out["classes"] = self.classes
+        return out
 
     def __call__(self, fake) -> dict[str, Any]:
         """Evaluate generated images; returns ``{"fid<n>_<split>": value, "protocol", "n_fake", "n_real", ...}``."""
@@ -125,8 +135,12 @@ def shared_fid_monitor(real: str, split: str, n: int, **kwargs: Any) -> FIDMonit
     """
     extractor = inception_extractor(kwargs.get("inception_weights"), kwargs.get("device", "cpu"),
                                     kwargs.get("precision", "fp32"), kwargs.get("batch_size", 64), reuse=True)
-    settings = {k: str(v) if isinstance(v, (os.PathLike, torch.device)) else v
-                for k, v in kwargs.items() if k != "progress"}
+
+    def hashable(v):  # paths and devices by name; lists (classes) as tuples
+        return str(v) if isinstance(v, (os.PathLike, torch.device)) else tuple(v) if isinstance(v, list) else v
+
+    # Wherever None is accepted it means the default: passing it is the same monitor as leaving it out.
+    settings = {k: hashable(v) for k, v in kwargs.items() if k != "progress" and v is not None}
     key = (extractor, real, split, int(n), tuple(sorted(settings.items())))
     monitor = _MONITORS.get(key)
     if monitor is None:

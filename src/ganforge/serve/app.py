@@ -54,7 +54,8 @@ def _safe(fn, n_out: int):
 def _class_choices(run: H.GeneratorRun | None) -> list[str]:
     if run is None or not run.num_classes:
         return [RANDOM]
-    return [RANDOM, PER_CLASS] + [f"class {k}" for k in range(run.num_classes)]
+    # The classes the run was trained on (all, or those of data.classes).
+    return [RANDOM, PER_CLASS] + [f"class {k}" for k in run.cfg.label_classes]
 
 
 def _parse_class(choice: str | None) -> tuple[int | None, bool]:

@@ -2,12 +2,14 @@
 
 D phases score real images against fakes that carry the real batch's labels
 (so a gradient-penalty interpolation mixes images of one class); the G phase
-draws labels uniformly. With DiffAugment (``train.augment``) every image D sees,
+draws labels uniformly over the classes the run trains on (``data.classes``
+when set: D never sees real images of the others). With DiffAugment (``train.augment``) every image D sees,
 real or fake, is augmented with the run's generator (Zhao et al. 2020).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from ganforge.augment import DiffAugment
@@ -24,6 +26,10 @@ class GenerationTask:
         self.G, self.D, self.draws = G, D, draws
         self.z_dim = cfg.model.z_dim
         self.num_classes = cfg.model.num_classes
+        # A class-subset run maps a draw over its K kept classes to their ids with a
+        # device-side gather, which a CUDA graph can replay (no host round trip).
+        subset = cfg.data.classes is not None and self.num_classes
+        self._kept = torch.tensor(cfg.label_classes, device=draws.device) if subset else None
         self.adversarial = LOSSES[cfg.loss.name]
         self._augment = DiffAugment(cfg.train.augment)
         self.capabilities = self.capabilities_for(cfg, D)
@@ -37,8 +43,11 @@ class GenerationTask:
         return Batch(real, labels if self.num_classes else None)
 
     def g_batch(self, d_batch: Batch) -> Batch:
-        labels = self.draws.integers(self.num_classes, d_batch.size) if self.num_classes else None
-        return Batch(d_batch.real, labels)
+        if not self.num_classes:
+            return Batch(d_batch.real, None)
+        if self._kept is None:
+            return Batch(d_batch.real, self.draws.integers(self.num_classes, d_batch.size))
+        return Batch(d_batch.real, self._kept[self.draws.integers(len(self._kept), d_batch.size)])
 
     def generate(self, batch: Batch) -> Fake:
         return Fake(self.G(self.draws.normal(batch.size, self.z_dim), batch.cond))

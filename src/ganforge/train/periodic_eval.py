@@ -13,6 +13,13 @@ subset and statistics cache), through a per-process
 statistics and the square root of their covariance are set up at the first
 evaluation and reused by the next ones, and generated images stay on the
 training device from generator to feature statistics.
+
+A run trained on some classes (``data.classes``) is compared with the test
+images of those classes only (all of them: ``data.limit`` limits training data,
+not the reference), and a conditional generator draws its labels from those
+classes (:func:`ganforge.sampling.class_labels`); its records carry ``classes``.
+When ``train.eval_n`` is more than that reference holds, all of it is used and
+the name says so (``fid2k_test1k``: 2,000 generated against 1,000 real images).
 """
 
 from __future__ import annotations
@@ -61,7 +68,8 @@ def generator_fid(model, cfg, device: torch.device, truncation: float | None = N
 
     Draws ``cfg.train.eval_n`` images with ``cfg.train.seed`` under a forked RNG
     (the caller's random streams are left as they were) and compares them with
-    the data set's test split (or ``cfg.data.split`` for folders). Returns the
+    the data set's test split (or ``cfg.data.split`` for folders), of the classes
+    ``cfg.data.classes`` only when it is set. Returns the
     result key (``fid10k_test``, ...), the value, and timings in seconds:
     ``seconds`` (generation, extraction, statistics and distance, ending with
     the one host synchronisation that reads the value) and, at the first
@@ -80,7 +88,7 @@ def generator_fid(model, cfg, device: torch.device, truncation: float | None = N
         with torch.random.fork_rng(devices=devices):
             monitor = shared_fid_monitor(cfg.data.dataset, split, cfg.train.eval_n,
                                          image_size=cfg.data.image_size, channels=cfg.data.channels,
-                                         root=cfg.data.root, device=device,
+                                         root=cfg.data.root, device=device, classes=cfg.data.classes,
                                          batch_size=CUDA_INCEPTION_BATCH if cuda else 64)
             timing = {"setup": monitor.setup_seconds} if monitor.calls == 0 else {}
             t0 = time.perf_counter()
@@ -99,8 +107,9 @@ def evaluate_during_training(trainer) -> dict:
     """Compute FID now; log it; keep the best checkpoint. Returns the metrics record.
 
     The record holds ``eval_seconds`` (one evaluation: generation, extraction,
-    statistics, distance) and, at the first evaluation of a process,
-    ``eval_setup_seconds`` (extractor, real statistics and their square root).
+    statistics, distance), at the first evaluation of a process
+    ``eval_setup_seconds`` (extractor, real statistics and their square root),
+    and ``classes`` when the reference is restricted to ``data.classes``.
     """
     from ganforge.train.distributed import unwrap
 
@@ -110,6 +119,8 @@ def evaluate_during_training(trainer) -> dict:
               "eval_seconds": round(timing["seconds"], 3)}
     if "setup" in timing:
         record["eval_setup_seconds"] = round(timing["setup"], 3)
+    if trainer.cfg.data.classes is not None:  # the number means "against these classes' images"
+        record["classes"] = sorted(trainer.cfg.data.classes)
     best = best_so_far(trainer.run_dir)
     if best is None or fid < best:
         _keep_best(trainer, fid, key)

@@ -24,18 +24,19 @@ def new_run_dir(cfg: RunConfig) -> Path:
 def fixed_noise(cfg: RunConfig, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The run's fixed grid inputs, derived from the seed alone: z (n, z_dim), labels (n,) or None.
 
-    Conditional runs get one row per class (labels repeat 0..K-1 down the columns).
+    Conditional runs get one row per class they train on (``cfg.label_classes``).
     """
     gen = torch.Generator().manual_seed(cfg.train.seed + 7919)
     z = torch.randn(n, cfg.model.z_dim, generator=gen)
-    k = cfg.model.num_classes
-    y = torch.arange(n) // max(1, n // k) % k if k else None
+    classes = torch.tensor(cfg.label_classes, dtype=torch.long)
+    k = len(classes)
+    y = classes[torch.arange(n) // max(1, n // k) % k] if k else None
     return z, y
 
 
 def grid_columns(cfg: RunConfig) -> int | None:
-    """Images per grid row: one row per class for conditional runs, else square (None)."""
-    k = cfg.model.num_classes
+    """Images per grid row: one row per trained class for conditional runs, else square (None)."""
+    k = len(cfg.label_classes)
     return max(1, cfg.train.sample_grid // k) if k else None
 
 
