@@ -88,6 +88,8 @@ def run_cli(argv):
     (["train", "--config", "nope.yaml"], "nope.yaml"),
     (["train", "--config", "configs/dcgan-fashion-mnist.yaml", "optim.lr_g=-1", "--dry-run"], "optim.lr_g"),
     (["train", "--config", "configs/dcgan-fashion-mnist.yaml", "train.bogus=1"], "train.bogus"),
+    # an architecture the networks cannot have is refused by --dry-run as by training
+    (["train", "--config", "configs/resnet-fashion-mnist.yaml", "model.attention=13", "--dry-run"], "model.attention"),
     (["train", "--config", "configs/dcgan-fashion-mnist.yaml", "data.dataset=/no/such/dir"], "/no/such/dir"),
     (["sample", "/no/such/run"], "/no/such/run"),
     (["train", "--bogus-option"], "--bogus-option"),

@@ -35,6 +35,24 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+
+def _dry_run(cfg) -> int:
+    """``--dry-run``: refuse what training would refuse about the networks, then print the resolved config.
+
+    G and D are built on the meta device (shapes only: no memory, no compute), so
+    an architecture the config cannot have (e.g. a ``model.attention`` size that
+    is not a feature-map size of both networks) is the same one-line error here.
+    """
+    import torch
+
+    from ganforge.config import dump_yaml
+    from ganforge.models import build_models
+
+    with torch.device("meta"):
+        build_models(cfg)
+    print(dump_yaml(cfg), end="")
+    return 0
+
 def run(args: argparse.Namespace) -> int:
     from ganforge import checkpoint as ckpt
     from ganforge.config import diff_configs, dump_yaml, load_config
@@ -60,8 +78,7 @@ def run(args: argparse.Namespace) -> int:
             keys = ", ".join(f"{k} ({a!r} -> {b!r})" for k, (a, b) in changed.items())
             raise ConfigError("--resume", f"config differs from the run's: {keys}; pass --allow-config-change")
         if args.dry_run:
-            print(dump_yaml(cfg), end="")
-            return 0
+            return _dry_run(cfg)
         latest = ckpt.find_latest(run_dir)  # verified once, then handed to the trainer
         if latest is not None:
             trainer = Trainer.resume(run_dir, cfg, checkpoint=latest)
@@ -72,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = load_config(args.config, args.overrides)
         if args.dry_run:
-            print(dump_yaml(cfg), end="")
-            return 0
+            return _dry_run(cfg)
         run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(cfg)
         if not (run_dir / "checkpoints").exists():
             trainer = Trainer(cfg, run_dir)
