@@ -84,6 +84,19 @@ def run_cli(argv):
         return exc.code
 
 
+def test_overrides_may_follow_options(capsys, monkeypatch):
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).parent.parent)
+    argv = ["train", "--config", "configs/dcgan-fashion-mnist.yaml", "train.steps=77", "--dry-run", "train.seed=5"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "steps: 77" in out and "seed: 5" in out
+    # anything else left over is still refused in one line
+    assert run_cli(["train", "--config", "configs/dcgan-fashion-mnist.yaml", "train.seed=1", "--dry-run", "stray"]) == 2
+    assert "unrecognized arguments: stray" in capsys.readouterr().err
+    assert run_cli(["sample", "/no/run", "--n", "4", "a=1"]) == 2
+    assert "unrecognized arguments: a=1" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["train", "--config", "nope.yaml"], "nope.yaml"),
     (["train", "--config", "configs/dcgan-fashion-mnist.yaml", "optim.lr_g=-1", "--dry-run"], "optim.lr_g"),

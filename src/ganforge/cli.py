@@ -43,11 +43,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _late_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]):
+    """``KEY=VALUE`` overrides given after an option (``train -c X a=1 --run-dir D b=2``) join the others.
+
+    argparse takes a positional list only in one piece, so ``b=2`` would be refused
+    as an unrecognised argument; anything else left over still is.
+    """
+    if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*(args.overrides or []), *extra]
+        return args
+    parser.error(f"unrecognized arguments: {' '.join(extra)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``ganforge argv`` and return its exit code (also for bad options, --help and --version)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            args = _late_overrides(parser, args, extra)
     except SystemExit as exc:  # argparse has printed its one line (or the help)
         return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
