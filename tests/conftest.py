@@ -51,6 +51,29 @@ def tiny_config(tmp_path, *overrides: str):
     return load_config(None, base + list(overrides))
 
 
+def full_and_interrupted(cfg, tmp_path, dataset, stop_after: int):
+    """Train ``cfg`` uninterrupted into tmp_path/full and up to ``stop_after`` steps into tmp_path/part.
+
+    Returns the finished trainer; resume ``tmp_path / "part"`` and compare with
+    :func:`assert_same_weights`.
+    """
+    from ganforge.train.trainer import Trainer
+
+    full = Trainer(cfg, tmp_path / "full", dataset=dataset)
+    full.train()
+    Trainer(cfg, tmp_path / "part", dataset=dataset).train(stop_after=stop_after)
+    return full
+
+
+def assert_same_weights(a, b) -> None:
+    """Trainers ``a`` and ``b`` hold bit-identical modules (G, D, EMA): same names, equal tensors."""
+    sa = {f"{n}.{k}": v for n, m in a.modules().items() for k, v in m.state_dict().items()}
+    sb = {f"{n}.{k}": v for n, m in b.modules().items() for k, v in m.state_dict().items()}
+    assert sa.keys() == sb.keys()
+    for k, v in sa.items():
+        assert torch.equal(v, sb[k]), k
+
+
 @pytest.fixture
 def tiny_ds():
     return tiny_dataset()

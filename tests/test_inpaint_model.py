@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import tiny_config
+from conftest import assert_same_weights, full_and_interrupted, tiny_config
 from ganforge.data import ImageDataset
 from ganforge.models import build_models
 from ganforge.models.inpaint import InpaintGenerator, PatchDiscriminator
@@ -191,13 +191,7 @@ def test_resumed_inpainting_run_equals_uninterrupted(tmp_path):
     cfg = tiny_config(tmp_path, *INPAINT, "train.steps=4", "train.ckpt_every=100", "train.sample_every=100",
                       "inpaint.masks=mixed", "inpaint.feature_matching=1.0")
     ds = smooth_dataset(n=40)
-    full = Trainer(cfg, tmp_path / "full", dataset=ds)
-    full.train()
-    part = Trainer(cfg, tmp_path / "part", dataset=ds)
-    part.train(stop_after=2)
+    full = full_and_interrupted(cfg, tmp_path, ds, stop_after=2)
     resumed = Trainer.resume(tmp_path / "part", dataset=ds)
     resumed.train()
-    for name, module in full.modules().items():
-        other = resumed.modules()[name].state_dict()
-        for k, v in module.state_dict().items():
-            assert torch.equal(v, other[k]), f"{name}.{k}"
+    assert_same_weights(full, resumed)

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from conftest import tiny_config, tiny_dataset
+from conftest import assert_same_weights, full_and_interrupted, tiny_config, tiny_dataset
 from ganforge.config import load_config
 from ganforge.errors import ConfigError
 from ganforge.train.schedule import LearningRateSchedule
@@ -88,17 +88,11 @@ def test_a_scheduled_run_resumes_bit_identically(tmp_path):
     cfg = tiny_config(tmp_path, "train.steps=8", "train.ckpt_every=100", "optim.lr_warmup=3",
                       "optim.lr_decay=cosine", "optim.lr_decay_start=0.25", "optim.lr_decay_to=0.1")
     ds = tiny_dataset(n=40)
-    full = Trainer(cfg, tmp_path / "full", dataset=ds)
-    full.train()
-    part = Trainer(cfg, tmp_path / "part", dataset=ds)
-    part.train(stop_after=5)
+    full = full_and_interrupted(cfg, tmp_path, ds, stop_after=5)
     resumed = Trainer.resume(tmp_path / "part", dataset=ds)
     assert resumed.lr_factor == pytest.approx(resumed.schedule.factor(5))
     resumed.train()
-    for name, module in full.modules().items():
-        other = resumed.modules()[name].state_dict()
-        for k, v in module.state_dict().items():
-            assert torch.equal(v, other[k]), f"{name}.{k}"
+    assert_same_weights(full, resumed)
 
 
 def test_under_a_time_budget_the_decay_follows_train_seconds(tmp_path, one_second_steps):

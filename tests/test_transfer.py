@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import tiny_config, tiny_dataset
+from conftest import assert_same_weights, full_and_interrupted, tiny_config, tiny_dataset
 from ganforge.artifacts import export_generator
 from ganforge.config import load_config
 from ganforge.errors import CheckpointError, ConfigError
@@ -202,18 +202,12 @@ def test_a_resumed_fine_tuning_run_is_bit_identical(tmp_path, source):
                       "train.ema_decay=0.9", "train.augment=translation,cutout", "data.classes=[1, 2, 3]",
                       "data.limit=24", "train.steps=7", "train.ckpt_every=100")
     ds = tiny_dataset(n=120)
-    full = Trainer(cfg, tmp_path / "full", dataset=ds)
-    full.train()
-    part = Trainer(cfg, tmp_path / "part", dataset=ds)
-    part.train(stop_after=3)
-    del part
+    full = full_and_interrupted(cfg, tmp_path, ds, stop_after=3)
     shutil.rmtree(src)  # resuming must not need the source any more
     resumed = Trainer.resume(tmp_path / "part", dataset=ds)
     assert resumed.step == 3 and resumed.transfer.frozen == full.transfer.frozen
     resumed.train()
-    a = {f"{n}.{k}": v for n, m in full.modules().items() for k, v in m.state_dict().items()}
-    b = {f"{n}.{k}": v for n, m in resumed.modules().items() for k, v in m.state_dict().items()}
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_weights(full, resumed)
     events = [json.loads(line) for line in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
     assert [e.get("event") for e in events].count("init_from") == 1
 
