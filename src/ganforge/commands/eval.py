@@ -55,9 +55,7 @@ def print_table(result: dict, out=None) -> None:
     for key, value in result.items():
         if key == "protocol":
             continue
-        if key == "classes":  # a list of ids, not a (mean, std) pair even when it holds two
-            text = str(value)
-        elif isinstance(value, (tuple, list)) and len(value) == 2:
+        if isinstance(value, tuple) and len(value) == 2:  # (mean, std) of KID and the scores; lists print as lists
             text = f"{value[0]:.6g} +- {value[1]:.2g}"
         elif isinstance(value, float):
             text = f"{value:.6g}"
