@@ -39,11 +39,9 @@ def class_labels(cfg: RunConfig, n: int, label: int | None, gen: torch.Generator
         if label is not None:
             raise ConfigError("--class", "this run's generator is unconditional")
         return None
-    if label is None:
-        if cfg.data.classes is not None:
-            kept = torch.tensor(cfg.label_classes)
-            return kept[torch.randint(0, len(kept), (n,), generator=gen)]
-        return torch.randint(0, k, (n,), generator=gen)
+    if label is None:  # all classes: the same draws as randint(0, k)
+        classes = torch.tensor(cfg.label_classes)
+        return classes[torch.randint(0, len(classes), (n,), generator=gen)]
     if not 0 <= label < k:
         raise ConfigError("--class", f"must be in [0, {k - 1}], got {label}")
     return torch.full((n,), label, dtype=torch.long)
