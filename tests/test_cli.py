@@ -128,3 +128,16 @@ def test_datasets_lists_named_datasets(capsys):
     out = capsys.readouterr().out
     for name in ("fashion-mnist", "mnist", "cifar10"):
         assert name in out
+
+
+def test_parser_is_built_without_torch():
+    """Help and usage errors come at once: building the parser imports no torch (about 1.5 s)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ganforge.cli import build_parser; p = build_parser(); "
+            "assert 'torch' not in sys.modules, 'torch imported'; "
+            "sub = next(a for a in p._actions if a.choices and 'eval' in a.choices); "
+            "print(sub.choices['eval'].format_help())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "comma list of fid,kid,pr,cls" in " ".join(out.split())  # the registry's names, looked up lazily

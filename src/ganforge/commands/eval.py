@@ -13,15 +13,26 @@ MAX_N = 1_000_000  # generated images (FID-50k is the usual maximum)
 DEFAULT_N = 10_000
 
 
-def register(sub) -> None:
-    from ganforge.metrics.registry import metric_names
+class _MetricsHelp(str):
+    """The ``--metrics`` help text, naming the registered metrics when it is printed.
 
+    The registry imports torch (~1.5 s); building the parser for every command must
+    not, so the names are looked up only when argparse formats this help.
+    """
+
+    def __mod__(self, params):
+        from ganforge.metrics.registry import metric_names
+
+        return (f"comma list of {','.join(metric_names())} "
+                "(default: fid,kid,pr, and cls for a labelled named data set)")
+
+
+def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a run (or two image sets) with FID/KID/PR/classifier scores",
                        description="Evaluate a run's generator against its data set, or --fake DIR against "
                        "--real DIR_OR_DATASET. Results are printed and appended to RUN_DIR/metrics.jsonl.")
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR")
-    p.add_argument("--metrics", default=None, help=f"comma list of {','.join(metric_names())} "
-                   "(default: fid,kid,pr, and cls for a labelled named data set)")
+    p.add_argument("--metrics", default=None, help=_MetricsHelp("comma list of metric names"))
     p.add_argument("--n", type=int_in(2, MAX_N), default=None,
                    help=f"generated images (default {DEFAULT_N}, or for a run trained on data.classes the "
                    "number of real images of those classes when smaller); the real split must hold at least as many")

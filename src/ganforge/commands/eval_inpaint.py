@@ -13,7 +13,7 @@ MAX_N = 100_000  # test images (each is inpainted by every method)
 
 
 def register(sub) -> None:
-    from ganforge.inpaint.masks import MASK_KINDS
+    from ganforge.config_schema import CHOICES  # not ganforge.inpaint.masks: no torch to build the parser
 
     p = sub.add_parser("eval-inpaint", help="evaluate inpainting against classical baselines",
                        description="Mask test images, fill them with the run's generator and with OpenCV "
@@ -21,7 +21,7 @@ def register(sub) -> None:
                                    "PSNR, SSIM (hole and whole image), hole L1 and FID. Prints a table, "
                                    "appends a record to RUN_DIR/metrics.jsonl, optionally writes JSON.")
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--masks", default="center", choices=MASK_KINDS, help="mask kind (default center)")
+    p.add_argument("--masks", default="center", choices=CHOICES["inpaint.masks"], help="mask kind (default center)")
     p.add_argument("--n", type=int_in(1, MAX_N), default=1000,
                    help=f"number of test images (default 1000, at most {MAX_N}; fewer if the split is smaller)")
     p.add_argument("--ratio", type=float_in(0, 1, lo_open=True, hi_open=True), default=0.25,

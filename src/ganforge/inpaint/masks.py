@@ -34,9 +34,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ganforge.config_schema import CHOICES
 from ganforge.errors import ConfigError, DataError
 
-MASK_KINDS = ("center", "boxes", "strokes", "mixed")
+MASK_KINDS = CHOICES["inpaint.masks"]  # one list for the config, the CLI and the generator
 DEFAULT_TOL = 0.02  # allowed |missing fraction - ratio| for the random kinds
 
 
