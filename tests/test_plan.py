@@ -111,3 +111,42 @@ def test_a_run_writes_and_prints_its_plan(tmp_path, caplog):
     assert plan_from_dict(saved) == t.plan
     assert "execution plan (cpu):" in caplog.text and "reuse_fake=on" in caplog.text
     assert len(t.plan.describe().splitlines()) == len(SWITCHES) + 1
+
+
+def test_failed_capture_drops_the_graph_and_the_bf16_chosen_for_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(precision, "cuda_supports_bf16", lambda device: True)
+    auto = _plan(tmp_path, device=CUDA)
+    assert auto.cuda_graphs and auto.precision == "bf16"
+    eager = auto.without_cuda_graphs("capture failed: RuntimeError: sync")
+    assert not eager.cuda_graphs and eager.reasons["cuda_graphs"] == "capture failed: RuntimeError: sync"
+    assert eager.precision == "fp32" and "capture failed" in eager.reasons["precision"]
+    explicit = _plan(tmp_path, "train.precision=bf16", device=CUDA).without_cuda_graphs("capture failed: x")
+    assert explicit.precision == "bf16" and not explicit.cuda_graphs  # asked for: kept
+
+
+def test_trainer_continues_eagerly_in_fp32_after_a_failed_capture(tmp_path):
+    """What the trainer does when the graph runner reports a failure (simulated here: no CUDA)."""
+    from ganforge.train.plan import _BF16_IN_GRAPH
+
+    cfg = tiny_config(tmp_path, "train.steps=3")
+    t = Trainer(cfg, tmp_path / "run", dataset=tiny_dataset())
+    t.plan = t.plan.replace(precision="bf16", cuda_graphs=True, reasons={"precision": _BF16_IN_GRAPH})
+    t.precision = t.step_fn.precision = precision.Precision("bf16", CPU)
+
+    class FailedCapture:  # what GraphedStep is after a failed capture: it ran the step eagerly
+        failed = "RuntimeError: operation not permitted when stream is capturing"
+
+        def __call__(self, batches, iteration):
+            return t.step_fn(batches, iteration)
+
+    t.runner = FailedCapture()
+    t.train_step()
+    assert t.runner is t.step_fn and not t.plan.cuda_graphs
+    assert t.plan.precision == "fp32" and t.precision.mode == "fp32" and t.step_fn.precision is t.precision
+    saved = plan_from_dict(json.loads((tmp_path / "run" / "execution.json").read_text()))
+    assert saved.precision == "fp32" and not saved.cuda_graphs
+    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any(e.get("event") == "cuda_graph_failed" for e in events)
+    assert all(torch.isfinite(p).all() for p in t.G.parameters())
+    logs = t.train_step()  # and the next step runs eagerly in fp32
+    assert logs and all(torch.isfinite(torch.tensor(v)) for v in logs.values())

@@ -44,6 +44,11 @@ EXECUTION_KEYS = ("train.device", "train.precision", "train.channels_last", "tra
                   "train.cuda_graphs", "train.cudnn_benchmark", "train.tf32")
 
 
+# The reasons of precision: auto on CUDA (a failed capture turns the first into the second).
+_BF16_IN_GRAPH = "bf16 tensor cores inside the CUDA graph"
+_FP32_EAGER_CUDA = "eager CUDA steps are faster in fp32 than with bf16 casts"
+
+
 @dataclass(frozen=True)
 class ExecutionPlan:
     """Resolved execution switches of one run; ``reasons[name]`` says why each has its value."""
@@ -101,6 +106,17 @@ class ExecutionPlan:
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.as_dict(), indent=1) + "\n", encoding="utf-8")
+
+    def without_cuda_graphs(self, why: str) -> "ExecutionPlan":
+        """The plan after a failed capture: eager steps, in fp32 where bf16 was chosen for the graph only.
+
+        ``precision: auto`` picks bf16 on CUDA only inside a graph (eager bf16 steps
+        are slower than fp32 ones there); an explicit ``train.precision`` stays.
+        """
+        changes, reasons = {"cuda_graphs": False}, {"cuda_graphs": why}
+        if self.precision == "bf16" and self.reasons.get("precision") == _BF16_IN_GRAPH:
+            changes["precision"], reasons["precision"] = "fp32", f"{_FP32_EAGER_CUDA} (capture failed)"
+        return self.replace(**changes, reasons=reasons)
 
     def replace(self, **changes) -> "ExecutionPlan":
         """A copy with some switches changed (and ``reasons`` for them), e.g. after a failed capture."""
@@ -165,9 +181,9 @@ def resolve_plan(cfg: RunConfig, device: torch.device, caps: TaskCapabilities, r
         elif not graphs:
             # Measured on an H100 (BENCHMARKS.md): outside a CUDA graph, autocast's extra cast
             # kernels cost more than bf16's faster math saves, for every preset.
-            precision, r["precision"] = "fp32", "eager CUDA steps are faster in fp32 than with bf16 casts"
+            precision, r["precision"] = "fp32", _FP32_EAGER_CUDA
         else:
-            precision, r["precision"] = "bf16", "bf16 tensor cores inside the CUDA graph"
+            precision, r["precision"] = "bf16", _BF16_IN_GRAPH
     elif device.type == "cpu" and hardware.cpu_supports_bf16():
         precision, r["precision"] = "bf16", "this CPU computes bf16 natively (AVX-512 BF16/AMX)"
     else:

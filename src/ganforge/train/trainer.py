@@ -254,7 +254,9 @@ class Trainer:
         failed = getattr(runner, "failed", None)
         if failed:  # capture failed (warned once): eager from now on, and the run directory says so
             self.runner = self.step_fn
-            self.plan = self.plan.replace(cuda_graphs=False, reasons={"cuda_graphs": f"capture failed: {failed}"})
+            self.plan = self.plan.without_cuda_graphs(f"capture failed: {failed}")
+            if self.plan.precision != self.precision.mode:  # bf16 was for the graph: eager steps run fp32
+                self.precision = self.step_fn.precision = Precision(self.plan.precision, self.device)
             if self.dist.is_main:
                 self.plan.write(self.run_dir / "execution.json")
                 self.metrics.write({"step": self.counters.step, "event": "cuda_graph_failed", "reason": failed})
