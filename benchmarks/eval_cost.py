@@ -327,6 +327,7 @@ def run(args: argparse.Namespace) -> dict:
     from ganforge.benchmark.machine import device_name, sync
     from ganforge.config import load_config
     from ganforge.devices import resolve_device
+    from ganforge.errors import ConfigError
     from ganforge.metrics.evaluate import clear_shared_extractors, compute_metrics, inception_extractor
     from ganforge.metrics.evaluate import real_images_for, real_inception_stats
     from ganforge.metrics.monitor import clear_fid_monitors
@@ -337,6 +338,11 @@ def run(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device, "--device")
     cuda = device.type == "cuda"
     cfg = load_config(args.config, [f"train.device={device}"])
+    if cfg.data.classes is not None and args.real == "preset":
+        # The paths timed here build the whole test split as reference; a class-subset run's
+        # evaluation compares with its classes only (fewer real images): a different cost.
+        raise ConfigError("data.classes", f"{args.config}: eval_cost times whole-split references; "
+                          "use a preset without data.classes, or --real synthetic")
     torch.manual_seed(0)  # the same (random) generator in every run
     G, _ = build_models(cfg, training=False)
     G = G.to(device).eval()

@@ -1,5 +1,7 @@
 """benchmarks/eval_cost.py: the statistics + Frechet part agrees between the previous and current code."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -47,3 +49,10 @@ def test_bad_extraction_grid_is_refused(eval_cost, grid):
     with pytest.raises(SystemExit):
         eval_cost.parse_args(["--extraction-grid", grid])
     assert eval_cost.parse_args(["--extraction-grid", "250:1:0;500:0:1"]).grid == [(250, 1, 0), (500, 0, 1)]
+
+
+def test_a_class_subset_preset_is_refused_with_one_line(eval_cost, capsys):
+    preset = Path(__file__).parent.parent / "configs" / "finetune-fashion-mnist-class.yaml"
+    code = eval_cost.main(["--config", str(preset), "--paths", "none", "--n", "100"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "data.classes" in err
