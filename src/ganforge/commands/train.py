@@ -35,7 +35,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-
 def _dry_run(cfg) -> int:
     """``--dry-run``: refuse what training would refuse about the networks, then print the resolved config.
 
@@ -52,6 +51,7 @@ def _dry_run(cfg) -> int:
         build_models(cfg)
     print(dump_yaml(cfg), end="")
     return 0
+
 
 def run(args: argparse.Namespace) -> int:
     from ganforge import checkpoint as ckpt

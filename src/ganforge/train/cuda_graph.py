@@ -20,7 +20,9 @@ Loading a checkpoint must :meth:`release` the graph (it holds the optimizer's
 state tensors); the next step captures again. Learning rates are device tensors
 here (:func:`~ganforge.train.optim.apply_plan`), changed in place without a
 new capture. A step that fails to capture falls back to eager execution for
-the rest of the run, with a warning (:attr:`failed`).
+the rest of the run, with a warning (:attr:`failed`); the trainer then also drops
+the bf16 that ``precision: auto`` chose for the graph
+(:meth:`~ganforge.train.plan.ExecutionPlan.without_cuda_graphs`).
 """
 
 from __future__ import annotations
