@@ -140,3 +140,47 @@ def test_fid_only_evaluation_keeps_no_raw_generated_features(tmp_path, data_npz,
     kept.clear()
     compute_metrics(lambda b: real[:b], str(data_npz), "all", ("fid", "kid"), **common)
     assert kept == [16, 16]
+
+
+class ShapeRecordingFeatures(PooledFeatures):
+    """The stand-in extractor, recording the batch shape of every forward pass."""
+
+    shapes: list = []
+
+    def forward(self, images):
+        type(self).shapes.append(tuple(images.shape))
+        return super().forward(images)
+
+
+def test_warm_up_passes_the_evaluation_batch_shapes_during_set_up_and_changes_no_number(
+        tmp_path, data_npz, monkeypatch, clean_caches):
+    monkeypatch.setattr(evaluate, "InceptionFeatures", ShapeRecordingFeatures)
+    kwargs = dict(device="cpu", batch_size=5, cache_dir=tmp_path / "stats")
+    fakes = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (12, 1, 28, 28), dtype=np.uint8))
+    cold = FIDMonitor(str(data_npz), "all", 12, **kwargs)  # CPU default: no warm-up
+    ShapeRecordingFeatures.shapes = []
+    warm = FIDMonitor(str(data_npz), "all", 12, warmup=True, **kwargs)
+    # real statistics came from the cache: set-up ran the network only to warm it up,
+    # twice per batch size an evaluation of 12 images in batches of 5 passes (5, 5, 2)
+    assert ShapeRecordingFeatures.shapes == [(5, 1, 28, 28)] * 2 + [(2, 1, 28, 28)] * 2
+    ShapeRecordingFeatures.shapes = []
+    FIDMonitor(str(data_npz), "all", 12, **kwargs)
+    assert ShapeRecordingFeatures.shapes == []
+    assert warm(iter([fakes]))["fid12_all"] == cold(iter([fakes]))["fid12_all"]
+    assert warm.calls == cold.calls == 1  # the warm-up is not an evaluation
+
+
+def test_generator_warm_up_runs_one_evaluation_batch_and_leaves_the_random_streams_alone(tmp_path, data_npz):
+    from ganforge.train.periodic_eval import CUDA_GENERATE_BATCH, _warm_up_generator
+
+    cfg = tiny_config(tmp_path, f"data.dataset={data_npz}", "data.split=all", "train.eval_n=16",
+                      "train.ema_decay=0.5")
+    G = Trainer(cfg, tmp_path / "run").ema.model
+    batches = []
+    G.register_forward_hook(lambda module, args, out: batches.append(tuple(out.shape)))
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    assert _warm_up_generator(G, cfg, torch.device("cpu")) > 0
+    assert batches == [(min(CUDA_GENERATE_BATCH, 16), cfg.data.channels, cfg.data.image_size, cfg.data.image_size)]
+    assert torch.equal(torch.rand(3), expected)  # generation draws from its own seeded stream

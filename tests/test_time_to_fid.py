@@ -75,6 +75,9 @@ def test_deferred_evaluation_gives_the_same_curve_as_evaluating_during_training(
     assert [pt["step"] for pt in later["curve"]] == [pt["step"] for pt in now["curve"]] == [2, 4, 6]
     assert [pt["fid"] for pt in later["curve"]] == pytest.approx([pt["fid"] for pt in now["curve"]], rel=1e-9)
     assert all(pt["eval_seconds"] > 0 for pt in later["curve"] + now["curve"])
+    # the evaluator's one-off set-up is reported apart from the per-evaluation cost, by the run that paid it
+    # (the second run in this process found the evaluator set up)
+    assert now["eval_setup_seconds"] > 0 and later["eval_setup_seconds"] is None
     # the deferred points are in the run's log too, marked as such
     evals = ttf.eval_records(tmp_path / "later")
     assert [r["step"] for r in evals] == [2, 4, 6] and all(r["deferred"] for r in evals)
