@@ -211,8 +211,8 @@ def run(args: argparse.Namespace) -> dict:
     grid = None
     kept: list[tuple[int, float, dict]] = []  # deferred: (step, train_seconds, generator state)
     # The evaluator's one-off set-up (extractor, real statistics, warm-up), when this run paid it (the
-    # first evaluation in the process).
-    setup: dict[str, float] = {}
+    # first evaluation in the process); result() reads it when called.
+    setup_seconds: float | None = None
     wall0 = time.perf_counter()
 
     def result(complete: bool) -> dict:
@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> dict:
             "batch_size": cfg.train.batch_size, "n_dis": cfg.optim.n_dis,
             "eval_every": None if marks.by_time else args.eval_every,
             "eval_at_seconds": args.seconds_marks or None, "deferred_eval": args.defer_eval,
-            "eval_n": args.eval_n, "eval_setup_seconds": setup.get("seconds"), "ema": cfg.train.ema_decay > 0,
+            "eval_n": args.eval_n, "eval_setup_seconds": setup_seconds, "ema": cfg.train.ema_decay > 0,
             # data.classes: FID is against the test images of these classes only (periodic_eval)
             "classes": cfg.data.classes,
             "thresholds": first_crossings(curve, args.threshold_list), "curve": curve,
@@ -253,8 +253,7 @@ def run(args: argparse.Namespace) -> dict:
                       flush=True)
             else:
                 r = trainer.evaluate()
-                if "eval_setup_seconds" in r:
-                    setup["seconds"] = r["eval_setup_seconds"]
+                setup_seconds = r.get("eval_setup_seconds", setup_seconds)
                 key = next(k for k in r if k.startswith("fid"))
                 curve.append(_curve_point(r["step"], r["train_seconds"], images_per_step, key, r[key],
                                           r.get("eval_seconds")))
@@ -275,7 +274,7 @@ def run(args: argparse.Namespace) -> dict:
             model.load_state_dict(state)
             key, fid, timing = generator_fid(model, cfg, trainer.device)
             if "setup" in timing:
-                setup["seconds"] = round(timing["setup"], 3)
+                setup_seconds = round(timing["setup"], 3)
             curve.append(_curve_point(step, round(seconds, 3), images_per_step, key, fid,
                                       round(timing["seconds"], 3)))
             record = {"step": step, "event": "eval", key: fid, "train_seconds": round(seconds, 3),

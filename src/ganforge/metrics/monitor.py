@@ -104,9 +104,9 @@ class FIDMonitor:
         self.setup_seconds = time.perf_counter() - t0
         self.calls = 0  # evaluations so far
 
-    def warm_up(self, image_shape: tuple[int, ...]) -> list[int]:
+    def warm_up(self, image_shape: tuple[int, ...]) -> None:
         """Run the extractor twice on blank uint8 images ``(B, *image_shape)`` for each batch size ``B`` an
-        evaluation of ``n`` images passes (full batches and the remainder); returns those sizes.
+        evaluation of ``n`` images passes (full batches and the remainder).
 
         Generated images have the real images' shape ``(C, H, W)`` (the config's),
         and the generator's batches are a multiple of the extractor's (periodic
@@ -123,7 +123,6 @@ class FIDMonitor:
                 self.extractor(blank)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # the set-up time includes the queued passes
-        return sizes
 
     def fake_stats(self, fake) -> FeatureStats:
         """Moments (float64, on the images' device) of the Inception features of ``n`` generated images.

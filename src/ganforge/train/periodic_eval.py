@@ -110,9 +110,10 @@ def generator_fid(model, cfg, device: torch.device, truncation: float | None = N
                                          image_size=cfg.data.image_size, channels=cfg.data.channels,
                                          root=cfg.data.root, device=device, classes=cfg.data.classes,
                                          batch_size=CUDA_INCEPTION_BATCH if cuda else 64)
-            timing = {"setup": monitor.setup_seconds} if monitor.calls == 0 else {}
-            if cuda and monitor.calls == 0:
-                timing["setup"] += _warm_up_generator(model, cfg, device)
+            timing = {}
+            if monitor.calls == 0:  # the first evaluation of this process: report the set-up apart
+                warm = _warm_up_generator(model, cfg, device) if cuda else 0.0
+                timing["setup"] = monitor.setup_seconds + warm
             t0 = time.perf_counter()
             stream = generate(model, cfg, cfg.train.eval_n, seed=cfg.train.seed, device=device,
                               batch_size=CUDA_GENERATE_BATCH if cuda else 256, truncation=truncation)
