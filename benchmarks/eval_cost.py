@@ -5,7 +5,7 @@ the weights) is evaluated ``--repeats`` times with ``--n`` images on
 ``--device`` along each path:
 
 ``previous``
-    The periodic-evaluation flow before :class:`~ganforge.metrics.monitor.FIDMonitor`,
+    The periodic-evaluation flow before :class:`~ganforge.metrics.tracker.FIDMonitor`,
     reproduced here step by step: every call loads the real split, builds a new
     ``InceptionFeatures`` (TorchScript load and executor warm-up), reads the
     cached real statistics, copies each generated batch and its features to the
@@ -109,8 +109,8 @@ def previous_evaluation(G, cfg, real, split, n, device, inception_batch, cache_d
     """One evaluation the way periodic evaluation did it before FIDMonitor (FID only)."""
     import numpy as np
 
-    from ganforge.benchmark.machine import sync
-    from ganforge.metrics.evaluate import real_images_for, real_inception_stats
+    from ganforge.perf.machine import sync
+    from ganforge.metrics.compute import real_images_for, real_inception_stats
     from ganforge.metrics.fid import frechet_distance
     from ganforge.metrics.inception import InceptionFeatures, as_uint8_batch
     from ganforge.sampling import generate
@@ -163,9 +163,9 @@ def previous_evaluation(G, cfg, real, split, n, device, inception_batch, cache_d
 def monitor_evaluation(G, cfg, real, split, n, device, inception_batch, generate_batch, cache_dir
                        ) -> tuple[float, dict, float, float]:
     """One periodic evaluation as now, instrumented; then the same call without synchronisations."""
-    from ganforge.benchmark.machine import sync
-    from ganforge.metrics.evaluate import iter_fake_batches
-    from ganforge.metrics.monitor import shared_fid_monitor
+    from ganforge.perf.machine import sync
+    from ganforge.metrics.compute import iter_fake_batches
+    from ganforge.metrics.tracker import shared_fid_monitor
     from ganforge.metrics.stats import FeatureStats
     from ganforge.sampling import generate
 
@@ -210,7 +210,7 @@ def frechet_alone(n: int, device, batch: int, repeats: int, d: int = 2048) -> di
     import numpy as np
     import torch
 
-    from ganforge.benchmark.machine import sync
+    from ganforge.perf.machine import sync
     from ganforge.metrics.fid import FrechetReference, frechet_distance
     from ganforge.metrics.stats import FeatureStats
 
@@ -272,8 +272,8 @@ def extraction_grid(images, device, grid: list[tuple[int, int, int]], repeats: i
     must not change; only the convolution algorithms and memory layout differ)."""
     import torch
 
-    from ganforge.benchmark.machine import sync
-    from ganforge.metrics.evaluate import inception_extractor
+    from ganforge.perf.machine import sync
+    from ganforge.metrics.compute import inception_extractor
     from ganforge.metrics.fid import frechet_distance_torch
     from ganforge.metrics.stats import FeatureStats
 
@@ -324,13 +324,13 @@ def _synthetic_real(cfg, n: int) -> str:
 def run(args: argparse.Namespace) -> dict:
     import torch
 
-    from ganforge.benchmark.machine import device_name, sync
+    from ganforge.perf.machine import device_name, sync
     from ganforge.config import load_config
     from ganforge.devices import resolve_device
     from ganforge.errors import ConfigError
-    from ganforge.metrics.evaluate import clear_shared_extractors, compute_metrics, inception_extractor
-    from ganforge.metrics.evaluate import real_images_for, real_inception_stats
-    from ganforge.metrics.monitor import clear_fid_monitors
+    from ganforge.metrics.compute import clear_shared_extractors, compute_metrics, inception_extractor
+    from ganforge.metrics.compute import real_images_for, real_inception_stats
+    from ganforge.metrics.tracker import clear_fid_monitors
     from ganforge.models import build_models
     from ganforge.sampling import generate
     from ganforge.train.periodic_eval import CUDA_GENERATE_BATCH, CUDA_INCEPTION_BATCH

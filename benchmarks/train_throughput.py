@@ -13,7 +13,7 @@ Usage::
     python benchmarks/train_throughput.py --presets dcgan-28 --modes reference,bf16,fast
     python benchmarks/train_throughput.py --device cuda --json bench_gpu.json
 
-Same as ``ganforge bench`` (the harness is :mod:`ganforge.benchmark`); ``--help`` lists
+Same as ``ganforge bench`` (the harness is :mod:`ganforge.perf`); ``--help`` lists
 presets, modes and options.
 """
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 
-from ganforge.benchmark import main
+from ganforge.perf import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganforge.benchmark.machine import device_name
+from ganforge.perf.machine import device_name
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = ROOT / "configs" / "dcgan-fashion-mnist.yaml"
@@ -117,7 +117,7 @@ def classifier_metrics(fake: torch.Tensor, real: torch.Tensor, cls: int, classif
 
 def inception_fid(fake: torch.Tensor, real_npz: Path, n: int) -> dict:
     """FID of ``fake`` against the images of ``real_npz`` (TF-Inception pool3, fp32, the ``ganforge eval`` protocol)."""
-    from ganforge.metrics.evaluate import compute_metrics
+    from ganforge.metrics.compute import compute_metrics
 
     result = compute_metrics(list(fake.split(64)), str(real_npz), "test", ("fid",), n, image_size=28, channels=1)
     key = next(k for k in result if k.startswith("fid"))
@@ -208,7 +208,7 @@ def _write(out: Path, record: dict) -> None:
 
 def table(record: dict) -> str:
     """The Markdown table of a result file."""
-    from ganforge.metrics.evaluate import count_tag
+    from ganforge.metrics.compute import count_tag
 
     n, c = record["n_fake"], record["held_out"]
     lines = [f"| variant | steps | train s | FID-{count_tag(n)} vs class-{c} test ({record['n_real']}) "

@@ -105,8 +105,8 @@ class PooledFeatures(torch.nn.Module):
 
 @pytest.fixture
 def stand_in_extractor(monkeypatch):
-    import ganforge.metrics.evaluate as evaluate
-    from ganforge.metrics.monitor import clear_fid_monitors
+    import ganforge.metrics.compute as evaluate
+    from ganforge.metrics.tracker import clear_fid_monitors
 
     monkeypatch.setattr(evaluate, "InceptionFeatures", PooledFeatures)
     yield

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import ganforge.train.precision as precision
-from ganforge.benchmark import DEFAULT_MODES_NO_BF16, MODES, default_modes, measure_peaks, native_dtypes
+from ganforge.perf import DEFAULT_MODES_NO_BF16, MODES, default_modes, measure_peaks, native_dtypes
 from ganforge.cli import main
 
 REPO = Path(__file__).parent.parent

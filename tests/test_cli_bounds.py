@@ -37,8 +37,8 @@ def one_line_exit_2(argv, capsys, needle=None):
 @pytest.fixture
 def no_work(monkeypatch):
     """Fail the test if generation or evaluation starts: the checks must come first."""
-    import ganforge.inpaint.evaluate as inpaint_eval
-    import ganforge.metrics.evaluate as evaluate
+    import ganforge.inpaint.compare as inpaint_eval
+    import ganforge.metrics.compute as evaluate
     import ganforge.sampling as sampling
 
     def forbidden(*args, **kwargs):
@@ -133,7 +133,7 @@ def test_cuda_without_cuda_is_one_line(command, run_dir, capsys, no_work):
 
 
 def test_eval_metric_names_never_claim_more_real_images(tmp_path, stand_in_extractor, monkeypatch):
-    from ganforge.metrics.evaluate import compute_metrics
+    from ganforge.metrics.compute import compute_metrics
 
     monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
     real = tmp_path / "real.npz"

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-import ganforge.metrics.evaluate as evaluate
+import ganforge.metrics.compute as evaluate
 from conftest import tiny_config, write_gray_npz
 from ganforge.cli import main
 from ganforge.metrics.cache import stats_key
 from ganforge.metrics.classifier import dataset_key
-from ganforge.metrics.evaluate import compute_metrics
-from ganforge.metrics.monitor import FIDMonitor
+from ganforge.metrics.compute import compute_metrics
+from ganforge.metrics.tracker import FIDMonitor
 from ganforge.sampling import class_labels, generate
 from ganforge.train.periodic_eval import evaluate_during_training
 from ganforge.train.trainer import Trainer
@@ -165,7 +165,7 @@ def test_training_of_a_class_subset_run_asks_g_for_those_classes_only(tmp_path, 
 
 def test_the_sample_grid_of_a_class_subset_run_has_one_row_per_kept_class(tmp_path):
     from ganforge.sampling import per_class_labels
-    from ganforge.train.samples import fixed_noise, grid_columns
+    from ganforge.train.rundir import fixed_noise, grid_columns
 
     cfg = tiny_config(tmp_path, "model.num_classes=10", "train.sample_grid=16", f"data.classes={KEPT}")
     assert cfg.label_classes == (3, 7)

@@ -9,7 +9,7 @@ import torch
 from conftest import tiny_config, tiny_dataset
 from ganforge.errors import TrainingError
 from ganforge import checkpoint as ckpt
-from ganforge.train.monitor import CollapseMonitor
+from ganforge.train.collapse import CollapseMonitor
 from ganforge.train.trainer import Trainer
 
 

@@ -10,10 +10,10 @@ from PIL import Image
 from conftest import assert_same_weights, full_and_interrupted, tiny_config
 from ganforge.data import ImageDataset
 from ganforge.models import build_models
-from ganforge.models.inpaint import InpaintGenerator, PatchDiscriminator
+from ganforge.models.encoder_decoder import InpaintGenerator, PatchDiscriminator
 from ganforge.inpaint.masks import make_masks
 from ganforge.inpaint.pipeline import InpaintingPipeline
-from ganforge.inpaint.task import InpaintingTask, masked_l1
+from ganforge.tasks.inpainting import InpaintingTask, masked_l1
 from ganforge.tasks.draws import Draws
 from ganforge.train.trainer import Trainer
 

@@ -13,7 +13,7 @@ from torch import nn
 from ganforge.errors import ConfigError, DataError
 from ganforge.inpaint.pipeline import InpaintingPipeline
 from ganforge.inpaint.regions import dilate, label, min_pixels, owned, plan_crops, receptive_field
-from ganforge.models.inpaint import InpaintGenerator
+from ganforge.models.encoder_decoder import InpaintGenerator
 
 _G1 = InpaintGenerator(1, width=4, res_blocks=1)
 _G3 = InpaintGenerator(3, width=4, res_blocks=1)

@@ -104,7 +104,7 @@ def test_compute_metrics_cls_only(tmp_path):
     """The classifier metrics end to end on a tiny labelled .npz dataset (no Inception needed)."""
     import numpy as np
 
-    from ganforge.metrics.evaluate import compute_metrics
+    from ganforge.metrics.compute import compute_metrics
 
     x, y = synthetic(n=160, seed=1)
     spec = str(tmp_path / "toy.npz")

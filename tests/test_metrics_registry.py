@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-import ganforge.metrics.evaluate as evaluate
+import ganforge.metrics.compute as evaluate
 from ganforge.cli import main
 from ganforge.errors import ConfigError
-from ganforge.metrics.evaluate import compute_metrics
+from ganforge.metrics.compute import compute_metrics
 from ganforge.metrics.registry import metric_names, register_metric, unregister_metric
 
 

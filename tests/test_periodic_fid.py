@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-import ganforge.metrics.evaluate as evaluate
+import ganforge.metrics.compute as evaluate
 import ganforge.metrics.inception as inception
-import ganforge.metrics.monitor as monitor
+import ganforge.metrics.tracker as monitor
 from conftest import PooledFeatures, tiny_config, write_gray_npz
 from ganforge.errors import WeightsError
-from ganforge.metrics.evaluate import compute_metrics
-from ganforge.metrics.monitor import FIDMonitor, clear_fid_monitors, shared_fid_monitor
+from ganforge.metrics.compute import compute_metrics
+from ganforge.metrics.tracker import FIDMonitor, clear_fid_monitors, shared_fid_monitor
 from ganforge.sampling import generate
 from ganforge.train.periodic_eval import evaluate_during_training
 from ganforge.train.trainer import Trainer

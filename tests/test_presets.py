@@ -33,7 +33,7 @@ def test_there_are_presets():
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
 def test_preset_trains_two_steps(path, tmp_path):
     cfg = load_config(path)
-    if cfg.model.arch == "inpaint" and importlib.util.find_spec("ganforge.models.inpaint") is None:
+    if cfg.model.arch == "inpaint" and importlib.util.find_spec("ganforge.models.encoder_decoder") is None:
         pytest.skip("inpainting models are not part of this build")
     if cfg.train.init_from:
         pytest.skip("starts from another run's weights: trained in test_transfer.py")

@@ -9,7 +9,7 @@ Graphs (all float32, batch dimension dynamic):
   input's. Height and width are dynamic but must be **multiples of 4** (the two
   stride-2 stages): the PyTorch model pads other sizes itself, a branch on the shape
   that a traced graph cannot keep, so pad (e.g. reflect) before calling the graph and
-  crop after, as :func:`ganforge.models.inpaint.pad_to_multiple` does.
+  crop after, as :func:`ganforge.models.encoder_decoder.pad_to_multiple` does.
 
 The models are exported in eval mode (BatchNorm with its running statistics,
 conditional BatchNorm's per-class gains as a Gather) from a copy whose spectral

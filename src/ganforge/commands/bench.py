@@ -1,10 +1,10 @@
-"""``ganforge bench``: the throughput benchmark of :mod:`ganforge.benchmark`, as a subcommand."""
+"""``ganforge bench``: the throughput benchmark of :mod:`ganforge.perf`, as a subcommand."""
 
 from __future__ import annotations
 
 
 def register(sub) -> None:
-    from ganforge.benchmark import DESCRIPTION, add_arguments, run
+    from ganforge.perf import DESCRIPTION, add_arguments, run
 
     p = sub.add_parser("bench", help="benchmark training, sampling and Inception throughput",
                        description=DESCRIPTION)

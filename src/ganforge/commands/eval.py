@@ -87,7 +87,7 @@ def default_n(cfg, split: str) -> int:
     """
     if cfg.data.classes is None:
         return DEFAULT_N
-    from ganforge.metrics.evaluate import real_images_for
+    from ganforge.metrics.compute import real_images_for
 
     # Loads the split once more: its class filter decides how many images there are to compare with.
     _, images = real_images_for(cfg.data.dataset, split, DEFAULT_N, image_size=cfg.data.image_size,
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ganforge.commands._paths import check_output_file
     from ganforge.devices import resolve_device
-    from ganforge.metrics.evaluate import append_jsonl, compute_metrics
+    from ganforge.metrics.compute import append_jsonl, compute_metrics
 
     from ganforge.sampling import check_truncation
 

@@ -58,7 +58,7 @@ def _methods(text: str | None) -> list[str] | None:
 def run(args: argparse.Namespace) -> int:
     from ganforge.commands._paths import check_output_file
     from ganforge.devices import resolve_device
-    from ganforge.inpaint.evaluate import evaluate_inpainting, format_table
+    from ganforge.inpaint.compare import evaluate_inpainting, format_table
     from ganforge.train.runlog import MetricsLog
 
     # Checked before the evaluation, which can take minutes.

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from ganforge.config import diff_configs, dump_yaml, load_config
     from ganforge.train import distributed
     from ganforge.train.plan import EXECUTION_KEYS
-    from ganforge.train.samples import new_run_dir
+    from ganforge.train.rundir import new_run_dir
     from ganforge.train.trainer import Trainer
 
     if args.resume:

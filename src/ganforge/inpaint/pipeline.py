@@ -29,7 +29,7 @@ statistics, which can show as a faint seam inside a very large hole.
 Sizes: images must be at least 4x4 pixels; crops smaller than 8x8 (images
 of 4 to 7 pixels) are edge-padded to 8x8 so the stride-4 bottleneck has
 more than one cell, and any crop is padded to a multiple of 4 and cropped back
-(:func:`ganforge.models.inpaint.pad_to_multiple`).
+(:func:`ganforge.models.encoder_decoder.pad_to_multiple`).
 
 Channels: a grayscale image given to an RGB model is replicated to three
 channels and the prediction is reduced to BT.601 luma; an RGB image given to a
@@ -125,7 +125,7 @@ class InpaintingPipeline:
 
     Args:
         generator: maps ``(image (N, C, H, W) in [-1, 1], mask (N, 1, H, W))`` to the
-            completed image, e.g. :class:`ganforge.models.inpaint.InpaintGenerator`.
+            completed image, e.g. :class:`ganforge.models.encoder_decoder.InpaintGenerator`.
         image_channels: the generator's C (1 or 3); read from the generator when omitted.
         batch_size: most crops per forward pass.
         max_pixels: most pixels per forward pass (all crops of a batch); bounds memory.

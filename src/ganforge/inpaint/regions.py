@@ -58,7 +58,7 @@ def receptive_field(module: nn.Module) -> int:
     """Receptive field (pixels, one axis) of a feed-forward stack of 2-D (transposed) convolutions.
 
     Walks ``Conv2d`` / ``ConvTranspose2d`` layers in registration order, which is
-    the data flow for :class:`ganforge.models.inpaint.InpaintGenerator` (residual
+    the data flow for :class:`ganforge.models.encoder_decoder.InpaintGenerator` (residual
     additions do not widen it). A transposed convolution of stride ``s`` reads
     ``ceil(k_eff / s)`` input cells per output pixel.
     """

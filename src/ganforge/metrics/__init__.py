@@ -28,7 +28,7 @@ from ganforge.metrics.classifier import (
     save_classifier,
     train_classifier,
 )
-from ganforge.metrics.evaluate import append_jsonl, compute_metrics, count_tag, iter_fake_batches, iter_image_folder
+from ganforge.metrics.compute import append_jsonl, compute_metrics, count_tag, iter_fake_batches, iter_image_folder
 from ganforge.metrics.fid import FrechetReference, fid_from_features, frechet_distance, frechet_distance_torch
 from ganforge.metrics.inception import (
     INCEPTION_SHA1,
@@ -39,7 +39,7 @@ from ganforge.metrics.inception import (
     verify_inception_weights,
 )
 from ganforge.metrics.kid import kernel_inception_distance
-from ganforge.metrics.monitor import FIDMonitor
+from ganforge.metrics.tracker import FIDMonitor
 from ganforge.metrics.prdc import precision_recall
 from ganforge.metrics.registry import metric_names, register_metric, unregister_metric
 from ganforge.metrics.restoration import l1, mse, psnr, ssim, ssim_map

@@ -7,7 +7,7 @@ protocol context, as keyword arguments; it returns its result keys::
     def fid(inception: FeaturePair, *, tag: str, split: str, options: MetricOptions) -> dict:
         return {f"fid{tag}_{split}": ...}
 
-:func:`ganforge.metrics.evaluate.compute_metrics` computes only the sources
+:func:`ganforge.metrics.compute.compute_metrics` computes only the sources
 the requested metrics need, then calls each metric (in registration order,
 so the result keys come out in a stable order). Sources:
 
@@ -64,7 +64,7 @@ class ClassifierOutputs:
 
 @dataclass(frozen=True)
 class MetricOptions:
-    """Protocol knobs of the built-in metrics (see :func:`~ganforge.metrics.evaluate.compute_metrics`)."""
+    """Protocol knobs of the built-in metrics (see :func:`~ganforge.metrics.compute.compute_metrics`)."""
 
     seed: int = 0
     kid_subsets: int = 100
@@ -149,7 +149,7 @@ def fid(inception: FeaturePair, *, tag: str, split: str, options: MetricOptions)
     """Frechet Inception distance (float64, on the device of the generated images' statistics).
 
     The same computation as the reference object of periodic evaluation
-    (:class:`~ganforge.metrics.monitor.FIDMonitor`), so both give the same number.
+    (:class:`~ganforge.metrics.tracker.FIDMonitor`), so both give the same number.
     """
     ref = FrechetReference(*inception.real.mean_cov_torch(), device=inception.fake.device)
     return {f"fid{tag}_{split}": ref.distance(*inception.fake.mean_cov_torch())}

@@ -62,7 +62,7 @@ def _load_optional_families() -> None:
     """Import the families that register themselves, so ARCHS is complete."""
     import importlib
 
-    for mod in ("ganforge.models.resnet", "ganforge.models.inpaint"):
+    for mod in ("ganforge.models.resnet", "ganforge.models.encoder_decoder"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:

@@ -13,7 +13,7 @@ import yaml
 from ganforge.errors import ConfigError
 from ganforge.report.history import History, read_history
 from ganforge.report.page import PageInfo, render_page
-from ganforge.report.samples import sample_grids, write_animation, write_strip
+from ganforge.report.grids import sample_grids, write_animation, write_strip
 from ganforge.report.specs import FigureSpec, figure_specs
 
 _CKPT = re.compile(r"step_(\d+)$")

@@ -4,6 +4,6 @@ A task turns data into the explicit inputs of the discriminator and generator
 phases and computes the generator's loss; the training step
 (:mod:`ganforge.train.step`) owns everything else. See :mod:`ganforge.tasks.base`
 for the protocol, :mod:`ganforge.tasks.generation` for image generation and
-:mod:`ganforge.inpaint.task` for inpainting; :mod:`ganforge.train.tasks`
+:mod:`ganforge.tasks.inpainting` for inpainting; :mod:`ganforge.train.tasks`
 maps ``model.arch`` to a task.
 """

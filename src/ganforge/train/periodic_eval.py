@@ -9,7 +9,7 @@ runs with and without it train identically.
 
 The protocol is that of ``ganforge eval`` (same extractor, quantisation, real
 subset and statistics cache), through a per-process
-:class:`~ganforge.metrics.monitor.FIDMonitor`: the Inception network, the real
+:class:`~ganforge.metrics.tracker.FIDMonitor`: the Inception network, the real
 statistics and the square root of their covariance are set up at the first
 evaluation and reused by the next ones, and generated images stay on the
 training device from generator to feature statistics.
@@ -96,7 +96,7 @@ def generator_fid(model, cfg, device: torch.device, truncation: float | None = N
     one warm-up batch of the generator).
     ``truncation`` generates with the truncation trick (see ``ganforge.sampling``).
     """
-    from ganforge.metrics.monitor import shared_fid_monitor
+    from ganforge.metrics.tracker import shared_fid_monitor
     from ganforge.sampling import generate
 
     split = "test" if canonical_name(cfg.data.dataset) else cfg.data.split

@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from ganforge.config import RunConfig
-from ganforge.inpaint.task import InpaintingTask
+from ganforge.tasks.inpainting import InpaintingTask
 from ganforge.tasks.base import Task, TaskCapabilities
 from ganforge.tasks.draws import Draws
 from ganforge.tasks.generation import GenerationTask

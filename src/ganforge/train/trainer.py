@@ -38,12 +38,12 @@ from ganforge.train import distributed, transfer
 from ganforge.train.tasks import build_task, data_load_size, task_capabilities
 from ganforge.train.distributed import unwrap
 from ganforge.train.ema import EMA
-from ganforge.train.monitor import CollapseMonitor
+from ganforge.train.collapse import CollapseMonitor
 from ganforge.train.optim import apply_plan, build_adam, set_learning_rates
 from ganforge.train.plan import resolve_plan
 from ganforge.train.precision import Precision, resolve_device
 from ganforge.train.runlog import MetricsLog, NoProgress, Progress
-from ganforge.train.samples import fixed_noise_images, grid_columns
+from ganforge.train.rundir import fixed_noise_images, grid_columns
 from ganforge.train.schedule import LearningRateSchedule
 from ganforge.train.state import Counters, RandomStreams, load_state, save_state
 from ganforge.train.step import TrainStep

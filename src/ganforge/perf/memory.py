@@ -5,7 +5,7 @@ from __future__ import annotations
 import resource
 from pathlib import Path
 
-from ganforge.benchmark.machine import sync
+from ganforge.perf.machine import sync
 
 
 class MemoryMeter:

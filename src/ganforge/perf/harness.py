@@ -13,12 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from ganforge.benchmark import report
-from ganforge.benchmark.machine import MEASURABLE, PEAK_SECONDS, device_name, keep_best, measure_peaks, native_dtypes
-from ganforge.benchmark.modes import MODES, default_modes, requested_precision
-from ganforge.benchmark.presets import DEFAULT_PRESETS, PRESETS, default_config_dir
-from ganforge.benchmark.throughput import bench_inception, bench_sampling
-from ganforge.benchmark.training import build_modes, make_rows, time_rounds
+from ganforge.perf import summary as report
+from ganforge.perf.machine import MEASURABLE, PEAK_SECONDS, device_name, keep_best, measure_peaks, native_dtypes
+from ganforge.perf.modes import MODES, default_modes, requested_precision
+from ganforge.perf.presets import DEFAULT_PRESETS, PRESETS, default_config_dir
+from ganforge.perf.throughput import bench_inception, bench_sampling
+from ganforge.perf.training import build_modes, make_rows, time_rounds
 from ganforge.errors import ConfigError, GanforgeError
 
 DESCRIPTION = "Training, sampling and Inception throughput, every execution mode side by side."

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ganforge.benchmark.machine import sync
-from ganforge.benchmark.presets import load_preset
+from ganforge.perf.machine import sync
+from ganforge.perf.presets import load_preset
 
 
 def _precisions(native: tuple[str, ...], what: str, say: Callable[[str], None]) -> tuple[str, ...]:

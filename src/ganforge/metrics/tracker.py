@@ -1,12 +1,12 @@
 """FID measured repeatedly against the same real data (evaluation during training).
 
-:func:`~ganforge.metrics.evaluate.compute_metrics` sets everything up for a
+:func:`~ganforge.metrics.compute.compute_metrics` sets everything up for a
 single evaluation. Periodic evaluation asks the same question every few
 thousand steps, and most of that set-up does not depend on the generator, so
 :class:`FIDMonitor` does it once per process:
 
 * the Inception extractor is built once
-  (:func:`~ganforge.metrics.evaluate.inception_extractor` with ``reuse``):
+  (:func:`~ganforge.metrics.compute.inception_extractor` with ``reuse``):
   no reload of the TorchScript file, no new warm-up of its executor;
 * the real images are loaded, and their statistics read from the disk cache
   (or computed and stored), once, under the same cache key as ``compute_metrics``;
@@ -39,7 +39,7 @@ from typing import Any, Callable
 import torch
 
 from ganforge.errors import ConfigError, DataError
-from ganforge.metrics.evaluate import (
+from ganforge.metrics.compute import (
     append_features,
     class_subset,
     count_tag,
@@ -128,7 +128,7 @@ class FIDMonitor:
         """Moments (float64, on the images' device) of the Inception features of ``n`` generated images.
 
         ``fake``: a folder, a callable ``f(b) -> (b, C, H, W)`` or an iterable of
-        batches, float in [-1, 1] or uint8 (see :func:`~ganforge.metrics.evaluate.iter_fake_batches`).
+        batches, float in [-1, 1] or uint8 (see :func:`~ganforge.metrics.compute.iter_fake_batches`).
         """
         self.calls += 1
         stats = FeatureStats()  # no raw features: FID reads the moments only

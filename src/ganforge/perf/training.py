@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ganforge.benchmark.machine import sync
-from ganforge.benchmark.memory import MemoryMeter
-from ganforge.benchmark.modes import MODES, REFERENCE, describe
-from ganforge.benchmark.presets import load_preset, synthetic_dataset
+from ganforge.perf.machine import sync
+from ganforge.perf.memory import MemoryMeter
+from ganforge.perf.modes import MODES, REFERENCE, describe
+from ganforge.perf.presets import load_preset, synthetic_dataset
 
 
 @dataclass

@@ -12,20 +12,20 @@ the reference path (plain eager float32). Prints a table and progress lines;
 
 Entry points: ``ganforge bench`` and ``benchmarks/train_throughput.py`` (:func:`main`).
 
-Modules: :mod:`~ganforge.benchmark.presets` (presets, synthetic data),
-:mod:`~ganforge.benchmark.modes` (execution modes, defaults per machine,
-:func:`describe` of what ran), :mod:`~ganforge.benchmark.machine` (native
-dtypes, matmul peaks), :mod:`~ganforge.benchmark.memory`,
-:mod:`~ganforge.benchmark.training` (build, FLOPs, timed rounds, rows),
-:mod:`~ganforge.benchmark.throughput` (sampling, Inception),
-:mod:`~ganforge.benchmark.report` (table, JSON), :mod:`~ganforge.benchmark.harness`
+Modules: :mod:`~ganforge.perf.presets` (presets, synthetic data),
+:mod:`~ganforge.perf.modes` (execution modes, defaults per machine,
+:func:`describe` of what ran), :mod:`~ganforge.perf.machine` (native
+dtypes, matmul peaks), :mod:`~ganforge.perf.memory`,
+:mod:`~ganforge.perf.training` (build, FLOPs, timed rounds, rows),
+:mod:`~ganforge.perf.throughput` (sampling, Inception),
+:mod:`~ganforge.perf.summary` (table, JSON), :mod:`~ganforge.perf.harness`
 (options, the run).
 """
 
-from ganforge.benchmark.harness import DESCRIPTION, add_arguments, bench, main, run
-from ganforge.benchmark.machine import measure_peaks, native_dtypes
-from ganforge.benchmark.modes import DEFAULT_MODES, DEFAULT_MODES_NO_BF16, MODES, REFERENCE, default_modes, describe
-from ganforge.benchmark.presets import DEFAULT_PRESETS, PRESETS
+from ganforge.perf.harness import DESCRIPTION, add_arguments, bench, main, run
+from ganforge.perf.machine import measure_peaks, native_dtypes
+from ganforge.perf.modes import DEFAULT_MODES, DEFAULT_MODES_NO_BF16, MODES, REFERENCE, default_modes, describe
+from ganforge.perf.presets import DEFAULT_PRESETS, PRESETS
 
 __all__ = [
     "DEFAULT_MODES",
