@@ -26,7 +26,6 @@ def test_overrides_apply_with_yaml_types():
     ("optim.lr_g=-1", "optim.lr_g"),
     ("train.steps=0", "train.steps"),
     ("train.batch_size=abc", "train.batch_size"),
-    ("model.arch=transformer", "model.arch"),
     ("loss.name=foo", "loss.name"),
     ("train.bogus=1", "train.bogus"),
     ("nosuchsection.x=1", "nosuchsection"),
@@ -72,3 +71,14 @@ def test_inpainting_loss_weights_moved_from_loss_to_inpaint():
     assert not hasattr(cfg.loss, "l1_hole")
     with pytest.raises(ConfigError, match="loss.l1_hole"):
         load_config(None, ["loss.l1_hole=3.0", "inpaint.l1_hole=2.0"])
+
+
+@pytest.mark.parametrize("override, key", [("model.arch=transformer", "model.arch"), ("task=colourise", "task")])
+def test_unregistered_names_are_refused_before_any_work(override, key):
+    """Model families and tasks are registries that plug-ins extend, so their names are checked when a config
+    is used (the task lookup, which training, --dry-run and every inference command make first)."""
+    from ganforge.tasks import task_class
+
+    with pytest.raises(ConfigError) as err:
+        task_class(load_config(None, [override]))
+    assert err.value.where == key

@@ -165,7 +165,7 @@ def test_training_of_a_class_subset_run_asks_g_for_those_classes_only(tmp_path, 
 
 def test_the_sample_grid_of_a_class_subset_run_has_one_row_per_kept_class(tmp_path):
     from ganforge.sampling import per_class_labels
-    from ganforge.train.rundir import fixed_noise, grid_columns
+    from ganforge.tasks.generation import fixed_noise, grid_columns
 
     cfg = tiny_config(tmp_path, "model.num_classes=10", "train.sample_grid=16", f"data.classes={KEPT}")
     assert cfg.label_classes == (3, 7)

@@ -195,3 +195,34 @@ def test_resumed_inpainting_run_equals_uninterrupted(tmp_path):
     resumed = Trainer.resume(tmp_path / "part", dataset=ds)
     resumed.train()
     assert_same_weights(full, resumed)
+
+
+def test_periodic_evaluation_of_an_inpainting_run_records_restoration_metrics(tmp_path):
+    from conftest import write_gray_npz
+
+    data = write_gray_npz(tmp_path / "held.npz", n=40)
+    cfg = tiny_config(tmp_path, *INPAINT, f"data.dataset={data}", "train.steps=4", "train.eval_every=2",
+                      "train.eval_n=8", "train.ckpt_every=2", "train.sample_every=100")
+    assert cfg.task == "inpaint"  # migrated from model.arch
+    Trainer(cfg, tmp_path / "run", dataset=smooth_dataset(n=40)).train()
+    import json
+
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r.get("event") == "eval"]
+    assert [r["step"] for r in evals] == [2, 4]
+    for r in evals:
+        assert 0 < r["l1_hole8_train"] < 1 and r["psnr_hole8_train"] > 0 and -1 <= r["ssim_hole8_train"] <= 1
+    best = json.loads((tmp_path / "run" / "checkpoints" / "best" / "best.json").read_text())
+    assert best["metric"] == "l1_hole8_train"
+    assert best["step"] == min(evals, key=lambda r: r["l1_hole8_train"])["step"]
+
+
+def test_sampling_an_inpainting_run_is_a_one_line_error(trained_run, tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "ganforge", "sample", str(trained_run["dir"]), "--out",
+                          str(tmp_path / "x.png")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "does not draw images from noise" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.png").exists()

@@ -46,8 +46,9 @@ def test_sign_convention_high_logit_means_real():
         good = loss.d_loss(confident, -confident).item()
         bad = loss.d_loss(-confident, confident).item()
         assert good < bad, name
-        # G's loss falls as D scores its samples more real
-        assert loss.g_loss(confident).item() < loss.g_loss(-confident).item(), name
+        # G's loss falls as D scores its samples more real (than a real batch scored 0)
+        real = torch.zeros(4)
+        assert loss.g_loss(confident, real).item() < loss.g_loss(-confident, real).item(), name
 
 
 def test_minimax_generator_saturates_where_nonsaturating_does_not():
@@ -108,3 +109,19 @@ def test_r1_matches_formula_for_a_linear_critic():
     real = torch.randn(4, 3, 2, 2)
     r1 = r1_penalty(lambda x: x.flatten(1) @ w, real)  # grad is w for every sample
     assert r1.item() == pytest.approx(w.pow(2).sum().item(), rel=1e-5)
+
+
+def test_rpgan_matches_hand_computation_and_pairs_samples():
+    # D: mean softplus(-(r_i - f_i)); G: mean softplus(-(f_i - r_i)), i-th real with i-th fake
+    d_want = (sp(-(2.0 - 0.5)) + sp(-(-1.0 + 3.0))) / 2
+    g_want = (sp(-(0.5 - 2.0)) + sp(-(-3.0 + 1.0))) / 2
+    assert LOSSES["rpgan"].d_loss(REAL, FAKE).item() == pytest.approx(d_want, rel=1e-6)
+    assert LOSSES["rpgan"].g_loss(FAKE, REAL).item() == pytest.approx(g_want, rel=1e-6)
+    f = FAKE.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(LOSSES["rpgan"].g_loss(f, REAL), f)
+    # d/df_i softplus(-(f_i - r_i)) / 2 = -sigmoid(-(f_i - r_i)) / 2
+    want = [-1 / (1 + math.exp(f_i - r_i)) / 2 for f_i, r_i in zip(FAKE.tolist(), REAL.tolist())]
+    assert grad.tolist() == pytest.approx(want, rel=1e-6)
+    assert LOSSES["rpgan"].g_needs_real and not any(LOSSES[n].g_needs_real for n in LOSSES if n != "rpgan")
+    with pytest.raises(ValueError, match="one to one"):
+        LOSSES["rpgan"].d_loss(REAL, FAKE[:1])

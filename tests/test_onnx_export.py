@@ -90,7 +90,7 @@ def test_resnet_with_self_attention_matches_pytorch(tmp_path):
 def test_inpainting_generator_matches_pytorch_and_keeps_known_pixels(tmp_path):
     G, cfg = _trained_like(tmp_path, "model.arch=inpaint", "model.res_blocks=2")
     r = onnx_export.export_model(G, cfg, tmp_path / "inp.onnx")
-    assert r.kind == "inpainting generator" and list(r.inputs) == ["image", "mask"]
+    assert r.kind == "inpaint generator" and list(r.inputs) == ["image", "mask"]
     assert r.max_abs_diff <= 1e-4 and r.max_abs_diff_other_batch <= 1e-4
     image = torch.rand(3, 1, 36, 44) * 2 - 1  # another size, multiples of 4: H and W are dynamic
     mask = torch.zeros(3, 1, 36, 44)

@@ -9,7 +9,7 @@ from conftest import tiny_config, tiny_dataset
 from ganforge.errors import ConfigError
 from ganforge.models import build_models
 from ganforge.regularizers import d_regularization
-from ganforge.train.tasks import task_capabilities
+from ganforge.tasks import task_class
 from ganforge.train import precision
 from ganforge.train.plan import SWITCHES, plan_from_dict, reference_plan, resolve_plan
 from ganforge.train.trainer import Trainer
@@ -20,7 +20,7 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 def _plan(tmp_path, *overrides, device=CPU, distributed=False):
     cfg = tiny_config(tmp_path, *overrides)
     _, D = build_models(cfg)
-    return resolve_plan(cfg, device, task_capabilities(cfg, D), d_regularization(cfg), distributed)
+    return resolve_plan(cfg, device, task_class(cfg).capabilities_for(cfg, D), d_regularization(cfg), distributed)
 
 
 def test_every_switch_has_a_reason(tmp_path):

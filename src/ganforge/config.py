@@ -115,6 +115,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     for key, choices in CHOICES.items():
         if flat[key] not in choices:
             raise ConfigError(key, f"must be one of {', '.join(map(str, choices))}, got {quote(flat[key])}")
+    from ganforge.losses import get_loss  # here, not at the top: the CLI parser reads this module without torch
+
+    get_loss(cfg.loss.name)  # the registry is the list of choices, so a registered plug-in loss is accepted
     # Which resolutions a resnet has depends on data.image_size; ganforge.models.resnet checks that.
     if cfg.model.attention and cfg.model.arch != "resnet":
         raise ConfigError("model.attention", f"self-attention is only available with model.arch=resnet "
@@ -153,7 +156,13 @@ MOVED_KEYS = tuple(("loss", "inpaint", k) for k in ("l1_hole", "l1_valid", "feat
 
 
 def migrate(data: dict) -> dict:
-    """Move keys of :data:`MOVED_KEYS` to their new section (in place); a key given in both is an error."""
+    """Bring an older config up to date, in place: keys of :data:`MOVED_KEYS` move to their new section
+    (a key given in both is an error), and a config without ``task`` gets the task its
+    ``model.arch`` implied (``inpaint`` trained inpainting, every other family generation).
+    """
+    model = data.get("model")
+    if "task" not in data and isinstance(model, dict) and model.get("arch") == "inpaint":
+        data["task"] = "inpaint"
     for old, new, key in MOVED_KEYS:
         section = data.get(old)
         if not isinstance(section, dict) or key not in section:

@@ -31,7 +31,7 @@ class DataConfig:
 class ModelConfig:
     """Generator and discriminator architecture."""
 
-    arch: str = "dcgan"  # mlp | dcgan | resnet | mlp-res | inpaint
+    arch: str = "dcgan"  # a registered model family: mlp | dcgan | resnet | mlp-res | inpaint | ...
     z_dim: int = 100
     g_width: int = 64  # base channel (or unit) count of G
     d_width: int = 64
@@ -52,7 +52,7 @@ class ModelConfig:
 class LossConfig:
     """Adversarial objective and regularisers."""
 
-    name: str = "ns"  # ns | minimax | wgan | wgan-gp | hinge | ls
+    name: str = "ns"  # a registered loss (ganforge.losses): ns | minimax | wgan | wgan-gp | hinge | ls | rpgan
     gp_weight: float = 10.0  # used by wgan-gp
     r1_weight: float = 0.0  # R1 penalty on real data; 0 = off
     r1_every: int = 16  # lazy R1: every k D steps, scaled by k
@@ -134,7 +134,7 @@ class TrainConfig:
 
 @dataclass
 class InpaintConfig:
-    """Inpainting (``model.arch: inpaint``): masks, crops and the generator's loss weights."""
+    """Inpainting (``task: inpaint``): masks, crops and the generator's loss weights."""
 
     masks: str = "mixed"  # center | boxes | strokes | mixed
     hole_ratio: float = 0.25  # target fraction of missing pixels
@@ -152,6 +152,9 @@ class RunConfig:
     """The whole configuration of a run."""
 
     name: str = "run"
+    # What is learned (ganforge.tasks): generation | inpaint | any registered task. Configs
+    # without the key are migrated: model.arch inpaint meant the inpaint task.
+    task: str = "generation"
     out_dir: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -255,8 +258,6 @@ RANGES: dict[str, Range] = {
 }
 
 CHOICES = {
-    "model.arch": ("mlp", "dcgan", "resnet", "mlp-res", "inpaint"),
-    "loss.name": ("ns", "minimax", "wgan", "wgan-gp", "hinge", "ls"),
     "optim.lr_decay": ("none", "linear", "cosine"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "data.split": ("train", "test", "all"),

@@ -1,6 +1,8 @@
 """ONNX export of generators, checked against PyTorch with onnxruntime (inference only).
 
-Graphs (all float32, batch dimension dynamic):
+The run's task says how its generator is called (:meth:`~ganforge.tasks.base.Task.example_inputs`,
+:meth:`~ganforge.tasks.base.Task.export_module`); graphs of the built-in tasks
+(all float32, batch dimension dynamic):
 
 * image generators (MLP, DCGAN, ResNet): ``z (N, z_dim) -> image (N, C, H, W)`` in
   [-1, 1]; class-conditional runs take ``label (N,)`` int64 as a second input.
@@ -55,7 +57,7 @@ class OnnxReport:
     """What :func:`export_onnx` wrote and how closely onnxruntime reproduced PyTorch."""
 
     path: str
-    kind: str                    # "generator", "conditional generator" or "inpainting generator"
+    kind: str                    # "generator", "conditional generator" or "<task> generator" (e.g. "inpaint generator")
     inputs: dict[str, list]      # input name -> shape (strings for dynamic axes)
     max_abs_diff: float          # over the fixed check batch
     max_abs_diff_other_batch: float  # another batch size (inpainting: and another H, W)
@@ -99,44 +101,25 @@ def fold_spectral_norm(G: nn.Module, cfg: RunConfig) -> nn.Module:
     return plain.to(next(G.parameters()).device).eval().requires_grad_(False)
 
 
-class _Generator(nn.Module):
-    """``G(z, label)`` with a fixed signature for export (the label input only when conditional)."""
-
-    def __init__(self, G: nn.Module, conditional: bool):
-        super().__init__()
-        self.G, self.conditional = G, conditional
-
-    def forward(self, z: Tensor, label: Tensor | None = None) -> Tensor:
-        return self.G(z, label if self.conditional else None)
+def _example_inputs(task, cfg: RunConfig, batch: int, seed: int, size: int | None = None
+                    ) -> tuple[tuple[Tensor, ...], list[str]]:
+    """The task's fixed, seeded inputs for tracing and checking: (tensors, input names)."""
+    inputs = task.example_inputs(cfg, batch, torch.Generator().manual_seed(seed), size)
+    return tuple(inputs.values()), list(inputs)
 
 
-def _example_inputs(cfg: RunConfig, batch: int, seed: int, size: int | None = None
-                    ) -> tuple[tuple[Tensor, ...], list[str], str]:
-    """Fixed, seeded inputs for tracing and checking: (tensors, input names, kind).
-
-    ``size``: the inpainting image side (default the training size).
-    """
-    gen = torch.Generator().manual_seed(seed)
-    m, c, s = cfg.model, cfg.data.channels, size or cfg.data.image_size
-    if m.arch == "inpaint":
-        image = torch.rand(batch, c, s, s, generator=gen) * 2 - 1
-        mask = torch.zeros(batch, 1, s, s)
-        for i in range(batch):  # a box per image, different places
-            y0, x0 = (torch.randint(0, s // 2, (2,), generator=gen)).tolist()
-            mask[i, :, y0:y0 + s // 2, x0:x0 + s // 2] = 1.0
-        return (image, mask), ["image", "mask"], "inpainting generator"
-    z = torch.randn(batch, m.z_dim, generator=gen)
-    if m.num_classes:
-        label = torch.arange(batch) % m.num_classes
-        return (z, label), ["z", "label"], "conditional generator"
-    return (z,), ["z"], "generator"
+def _kind(task, cfg: RunConfig) -> str:
+    if task.from_noise:
+        return "conditional generator" if cfg.model.num_classes else "generator"
+    return f"{task.name} generator"
 
 
-def _dynamic_axes(names: list[str], inpaint: bool) -> dict[str, dict[int, str]]:
+def _dynamic_axes(names: list[str], dynamic_size: bool) -> dict[str, dict[int, str]]:
     axes = {n: {0: "batch"} for n in names + ["output"]}
-    if inpaint:
-        for n in ("image", "mask", "output"):
-            axes[n].update({2: "height", 3: "width"})
+    if dynamic_size:  # image inputs and the output keep H and W dynamic
+        for n in names + ["output"]:
+            if n != "label":
+                axes[n].update({2: "height", 3: "width"})
     return axes
 
 
@@ -166,32 +149,35 @@ def export_model(G: nn.Module, cfg: RunConfig, path: str | Path, batch: int = 4,
     inputs (and on ``batch + 3`` to exercise the dynamic batch axis); a max abs
     difference above ``tolerance`` raises :class:`OnnxParityError`.
     """
+    from ganforge.tasks import task_class
+
     require_onnx()
+    task = task_class(cfg)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    inpaint = cfg.model.arch == "inpaint"
+    dynamic = task.dynamic_size
     folded = fold_spectral_norm(copy.deepcopy(G).float().cpu(), cfg)  # the caller's G stays where it is
-    model = (folded if inpaint else _Generator(folded, bool(cfg.model.num_classes))).eval()
-    inputs, names, kind = _example_inputs(cfg, batch, seed)
+    model = task.export_module(folded, cfg).eval()
+    inputs, names = _example_inputs(task, cfg, batch, seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and deprecation chatter; parity is checked below
         torch.onnx.export(model, inputs, str(path), input_names=names, output_names=["output"],
-                          dynamic_axes=_dynamic_axes(names, inpaint), opset_version=opset, dynamo=False)
+                          dynamic_axes=_dynamic_axes(names, dynamic), opset_version=opset, dynamo=False)
     import onnx
 
     onnx.checker.check_model(str(path))
     diff = _max_diff(model, path, names, inputs)
-    # Another batch size (and, for inpainting, another multiple-of-4 size): the axes are really dynamic.
-    other_size = 4 * (cfg.data.image_size // 4 + 1) if inpaint else None
-    other, _, _ = _example_inputs(cfg, batch + 3, seed + 1, other_size)
+    # Another batch size (and for image-to-image tasks another multiple-of-4 size): the axes are really dynamic.
+    other_size = 4 * (cfg.data.image_size // 4 + 1) if dynamic else None
+    other, _ = _example_inputs(task, cfg, batch + 3, seed + 1, other_size)
     diff_other = _max_diff(model, path, names, other)
     worst = max(diff, diff_other)
     if not worst <= tolerance:  # also catches NaN
         raise OnnxParityError(path, f"onnxruntime differs from PyTorch by {worst:.3g} (tolerance {tolerance:g})")
     shapes = {n: ["batch", *t.shape[1:]] for n, t in zip(names, inputs)}
-    if inpaint:
-        shapes = {n: ["batch", v[1], "height", "width"] for n, v in shapes.items()}
-    return OnnxReport(str(path), kind, shapes, diff, diff_other, tolerance, opset)
+    if dynamic:
+        shapes = {n: ["batch", v[1], "height", "width"] if len(v) == 4 else v for n, v in shapes.items()}
+    return OnnxReport(str(path), _kind(task, cfg), shapes, diff, diff_other, tolerance, opset)
 
 
 def export_run_onnx(run_dir: str | Path, out_dir: str | Path, ema: bool = True,

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from ganforge.artifacts import load_generator  # the usual companion of generate
 from ganforge.config import RunConfig
 from ganforge.errors import ConfigError
+from ganforge.tasks import noise_task
 
 
 __all__ = ["check_truncation", "class_labels", "generate", "interpolation_latents", "load_generator",
@@ -81,6 +82,7 @@ def generate(G: nn.Module, cfg: RunConfig, n: int, seed: int = 0, label: int | N
     ``truncation``: redraw noise entries with ``|z|`` above it (see :func:`truncate_`); None = off.
     """
     check_truncation(truncation)
+    noise_task(cfg)
     gen = torch.Generator().manual_seed(seed)
     if labels is None:
         labels = class_labels(cfg, n, label, gen)
@@ -110,6 +112,7 @@ def seed_latent(cfg: RunConfig, seed: int, label: int | None = None,
     Drawn exactly as :func:`generate` draws a single image, so ``G(z, y)`` is that image.
     """
     check_truncation(truncation)
+    noise_task(cfg)
     gen = torch.Generator().manual_seed(seed)
     y = class_labels(cfg, 1, label, gen)
     return truncate_(torch.randn(1, cfg.model.z_dim, generator=gen), truncation, gen), y

@@ -17,7 +17,7 @@ def register(sub) -> None:
                                    "passes of at most --max-pixels. Known pixels are written back unchanged, "
                                    "in the input's mode and depth; outputs are PNG (TIFF for .tif/.tiff names, "
                                    "and for float or 32-bit images, which PNG cannot store).")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run trained with model.arch=inpaint")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="an inpainting run (task: inpaint) or its exported generator")
     p.add_argument("--image", required=True, help="an image file, or a folder of images")
     p.add_argument("--mask", required=True,
                    help="mask image (white = missing); with a folder of images, a folder of masks matched "

@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from ganforge.devices import resolve_device
     from ganforge.imageio import save_grid, save_png, to_uint8
     from ganforge.sampling import generate, per_class_labels
+    from ganforge.tasks import noise_task
 
     if args.per_class is not None and args.label is not None:
         raise ConfigError("--per-class", "give --per-class or --class, not both")
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     gif = check_output_file(args.gif, "--gif") if args.gif else None
     device = resolve_device(args.device, "--device")
     G, cfg, step = load_generator(args.run_dir, args.checkpoint, ema=not args.no_ema, device=device)
+    noise_task(cfg, args.run_dir)  # an inpainting run, say, is refused in one line naming the run
     if args.interpolate:
         return _interpolate(args, G, cfg, step, out, gif, device)
     labels, nrow = None, None

@@ -22,9 +22,28 @@ CADENCE_KEYS = ("train.steps", "train.max_seconds", "train.log_every", "train.sa
 FIXED_ON_RESUME = ("train.init_from", "train.init_partial", "train.freeze_d", "train.freeze_g")
 
 
+class _Registered(str):
+    """``train --help``'s epilog: the registered tasks, model families and losses, looked up when printed.
+
+    The registries import torch (~1.5 s); building the parser for every command must
+    not, so argparse's ``%(prog)`` substitution is the moment the names are read.
+    """
+
+    def __contains__(self, item) -> bool:
+        return item == "%(prog)" or super().__contains__(item)
+
+    def __mod__(self, params) -> str:
+        from ganforge.losses import LOSSES
+        from ganforge.models import model_names
+        from ganforge.tasks import task_names
+
+        return (f"registered: task {' | '.join(task_names())}; model.arch {' | '.join(model_names())}; "
+                f"loss.name {' | '.join(LOSSES)}")
+
+
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a GAN", description="Train a GAN from a YAML config with "
-                       "section.key=value overrides, or resume a run.")
+                       "section.key=value overrides, or resume a run.", epilog=_Registered("registered names"))
     p.add_argument("--config", "-c", help="YAML config (see configs/)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint")
     p.add_argument("--allow-config-change", action="store_true",
@@ -46,7 +65,9 @@ def _dry_run(cfg) -> int:
 
     from ganforge.config import dump_yaml
     from ganforge.models import build_models
+    from ganforge.tasks import task_class
 
+    task_class(cfg).check_config(cfg)
     with torch.device("meta"):
         build_models(cfg)
     print(dump_yaml(cfg), end="")

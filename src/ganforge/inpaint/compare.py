@@ -36,36 +36,9 @@ from torch import Tensor
 from ganforge.errors import ConfigError, GanforgeError
 from ganforge.inpaint import baselines as bl
 from ganforge.inpaint.masks import MASK_KINDS, make_masks
+from ganforge.metrics.restoration import PSNR_CAP, restoration_scores as score
 
 METRICS = ("psnr_hole", "ssim_hole", "psnr", "ssim", "l1_hole", "fid")
-PSNR_CAP = 100.0  # dB, for an image reproduced exactly (zero error)
-
-
-# ------------------------------------------------------------------ metrics
-
-def score(restored: Tensor, original: Tensor, masks: Tensor) -> dict[str, float]:
-    """Mean PSNR/SSIM (hole and whole) and hole L1 of uint8 (N, C, H, W) results vs the originals.
-
-    Per-image values from :mod:`ganforge.metrics.restoration` (data range 255;
-    PSNR capped at :data:`PSNR_CAP` so that an exactly reproduced image does not
-    make the mean infinite), averaged over images. L1 is in [0, 1] units.
-    """
-    from ganforge.metrics import restoration as R
-
-    x, y = restored.double(), original.double()
-
-    def mean_psnr(mask=None) -> float:
-        return R.psnr(x, y, data_range=255.0, mask=mask).clamp_max(PSNR_CAP).mean().item()
-
-    return {
-        "psnr_hole": mean_psnr(masks),
-        "ssim_hole": R.ssim(x, y, data_range=255.0, mask=masks).mean().item(),
-        "psnr": mean_psnr(),
-        "ssim": R.ssim(x, y, data_range=255.0).mean().item(),
-        "l1_hole": (R.l1(x, y, mask=masks) / 255.0).mean().item(),
-    }
-
-
 # --------------------------------------------------------------- evaluation
 
 def _fid_extractor(device, precision: str, notes: list[str]):

@@ -152,10 +152,12 @@ class InpaintingPipeline:
                  checkpoint: str | Path | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> "InpaintingPipeline":
         """The pipeline of a run's newest (or given) checkpoint, EMA generator when present."""
         from ganforge.artifacts import load_generator
+        from ganforge.tasks import InpaintingTask, task_class
 
         G, cfg, step = load_generator(run_dir, checkpoint, ema=ema, device=device)
-        if cfg.model.arch != "inpaint":
-            raise ConfigError("model.arch", f"{run_dir} is a {cfg.model.arch!r} run, not an inpainting run")
+        task = task_class(cfg)
+        if not issubclass(task, InpaintingTask):
+            raise ConfigError("task", f"{run_dir} is a {task.name} run, not an inpainting run")
         pipe = cls(G, cfg.data.channels, max_pixels=max_pixels)
         pipe.step = step
         return pipe

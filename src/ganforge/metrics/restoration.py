@@ -148,3 +148,27 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0, mask=None,
     if mask is None:
         return ssim_map(x, y, data_range, low=low).flatten(1).mean(1)
     return _masked_mean(ssim_map(x, y, data_range, full=True, low=low), mask)
+
+
+PSNR_CAP = 100.0  # dB, for an image reproduced exactly (zero error)
+
+
+def restoration_scores(restored: torch.Tensor, original: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
+    """Mean PSNR/SSIM (hole and whole) and hole L1 of uint8 (N, C, H, W) results vs the originals.
+
+    Per-image values (data range 255; PSNR capped at :data:`PSNR_CAP` so that an
+    exactly reproduced image does not make the mean infinite), averaged over
+    images. L1 is in [0, 1] units. ``masks`` (N, 1, H, W) are 1 in the holes.
+    """
+    x, y = restored.double(), original.double()
+
+    def mean_psnr(mask=None) -> float:
+        return psnr(x, y, data_range=255.0, mask=mask).clamp_max(PSNR_CAP).mean().item()
+
+    return {
+        "psnr_hole": mean_psnr(masks),
+        "ssim_hole": ssim(x, y, data_range=255.0, mask=masks).mean().item(),
+        "psnr": mean_psnr(),
+        "ssim": ssim(x, y, data_range=255.0).mean().item(),
+        "l1_hole": (l1(x, y, mask=masks) / 255.0).mean().item(),
+    }

@@ -41,6 +41,24 @@ def register(name: str, builder: Builder) -> None:
     ARCHS[name] = builder
 
 
+def register_model(name: str) -> Callable[[Builder], Builder]:
+    """Decorator: register ``builder(cfg) -> (G, D)`` as ``model.arch: name``."""
+    def decorate(builder: Builder) -> Builder:
+        register(name, builder)
+        return builder
+    return decorate
+
+
+def unregister_model(name: str) -> None:
+    """Remove a registered family (plug-ins and tests); unknown names are ignored."""
+    ARCHS.pop(name, None)
+
+
+def model_names() -> tuple[str, ...]:
+    _load_optional_families()
+    return tuple(ARCHS)
+
+
 def build_models(cfg: RunConfig, training: bool = True) -> tuple[nn.Module, nn.Module]:
     """Build ``(generator, discriminator)`` for ``cfg.model.arch`` on the CPU.
 

@@ -42,10 +42,9 @@ def synthetic_dataset(cfg, n: int):
     import torch
 
     from ganforge.data import ImageDataset
+    from ganforge.tasks import task_class
 
-    size = cfg.data.image_size
-    if cfg.model.arch == "inpaint" and cfg.inpaint.random_crop and cfg.inpaint.load_size:
-        size = cfg.inpaint.load_size
+    size = task_class(cfg).load_size(cfg)
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, cfg.data.channels, size, size), generator=gen, dtype=torch.uint8)
     k = cfg.model.num_classes

@@ -31,9 +31,10 @@ def bench_sampling(preset: str, path: Path, device, overrides: list[str], n: int
 
     from ganforge.models import build_models
     from ganforge.sampling import generate
+    from ganforge.tasks import task_class
 
     cfg = load_preset(path, device.type, list(overrides), {})
-    if cfg.model.arch == "inpaint":
+    if not task_class(cfg).from_noise:  # image-to-image tasks have no sampling to time
         return []
     G, _ = build_models(cfg)
     G = G.to(device).eval().requires_grad_(False)

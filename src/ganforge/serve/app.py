@@ -123,7 +123,7 @@ def _generate_tab(gr, generators: dict[str, H.GeneratorRun]):
 def _inpaint_tab(gr, inpainters: dict, max_pixels: int, max_mb: float, out_dir: Path):
     names = list(inpainters)
     if not names:
-        gr.Markdown("No inpainting run (`model.arch=inpaint`) was given to `ganforge serve`.")
+        gr.Markdown("No inpainting run (`task: inpaint`) was given to `ganforge serve`.")
         return
     gr.Markdown("Upload an image, then paint the holes with the brush **or** upload a mask "
                 "(white = missing, same size as the image).")

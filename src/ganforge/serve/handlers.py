@@ -47,11 +47,15 @@ class GeneratorRun:
 def load_runs(paths: list[str], device: str = "cpu", ema: bool = True):
     """``(generators, inpainters)``: dicts name -> :class:`GeneratorRun` / InpaintingPipeline.
 
-    A run is an inpainting run when ``model.arch == "inpaint"``. Names are the
-    directory names (made unique with a suffix when two runs share one).
+    Each run's task decides its tab: a task drawing from noise goes to Generate,
+    inpainting (or a task derived from it) to Inpaint; any other task is a
+    ConfigError naming the run. Names are the directory names (made unique with
+    a suffix when two runs share one).
     """
     from ganforge.artifacts import load_generator
+    from ganforge.errors import ConfigError
     from ganforge.inpaint.pipeline import InpaintingPipeline
+    from ganforge.tasks import InpaintingTask, task_class
 
     generators, inpainters = {}, {}
     for p in paths:
@@ -62,12 +66,15 @@ def load_runs(paths: list[str], device: str = "cpu", ema: bool = True):
         base = name
         while name in taken:
             name, k = f"{base}-{k}", k + 1
-        if cfg.model.arch == "inpaint":
+        task = task_class(cfg)
+        if issubclass(task, InpaintingTask):
             pipe = InpaintingPipeline(G, cfg.data.channels)
             pipe.step = step
             inpainters[name] = pipe
-        else:
+        elif task.from_noise:
             generators[name] = GeneratorRun(name, G, cfg, step)
+        else:
+            raise ConfigError(p, f"a {task.name} run: the web app serves generation and inpainting runs")
     return generators, inpainters
 
 

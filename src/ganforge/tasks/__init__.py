@@ -1,9 +1,18 @@
-"""What is being learned: the task protocol and the tasks.
+"""What is being learned: the task base class, the registry and the built-in tasks.
 
 A task turns data into the explicit inputs of the discriminator and generator
 phases and computes the generator's loss; the training step
-(:mod:`ganforge.train.step`) owns everything else. See :mod:`ganforge.tasks.base`
-for the protocol, :mod:`ganforge.tasks.generation` for image generation and
-:mod:`ganforge.tasks.inpainting` for inpainting; :mod:`ganforge.train.tasks`
-maps ``model.arch`` to a task.
+(:mod:`ganforge.train.step`) owns everything else. Built in: ``generation``
+(:mod:`ganforge.tasks.generation`) and ``inpaint`` (:mod:`ganforge.tasks.inpainting`).
+A new task is one module with a :class:`Task` subclass decorated with
+:func:`register_task`; see :mod:`ganforge.tasks.base` for what it implements.
 """
+
+from ganforge.tasks.base import Batch, Evaluation, Fake, Task, TaskCapabilities, has_batchnorm
+from ganforge.tasks.generation import GenerationTask
+from ganforge.tasks.inpainting import InpaintingTask
+from ganforge.tasks.registry import (TASKS, build_task, noise_task, register_task, task_class, task_names,
+                                     unregister_task)
+
+__all__ = ["TASKS", "Batch", "Evaluation", "Fake", "GenerationTask", "InpaintingTask", "Task", "TaskCapabilities",
+           "build_task", "has_batchnorm", "noise_task", "register_task", "task_class", "task_names", "unregister_task"]

@@ -1,7 +1,4 @@
-"""The inpainting task: what D and G see, and G's reconstruction-plus-adversarial loss.
-
-:class:`InpaintingTask` implements :class:`ganforge.tasks.base.Task`, so
-inpainting trains in the same step and loop as generation.
+"""The inpainting task (``task: inpaint``): what D and G see, and G's reconstruction-plus-adversarial loss.
 
 D phases: masks are drawn for the real batch (cropped first with
 ``inpaint.random_crop``), G fills the holes, and D scores real images against
@@ -23,11 +20,15 @@ The adversarial term only reaches the hole pixels, because D sees the
 composited image. Weights live in the ``inpaint`` config section; the defaults
 (6 hole, 1 valid) are those of Liu et al. 2018 ("Image Inpainting for Irregular
 Holes Using Partial Convolutions").
+
+Periodic evaluation (``train.eval_every``) fills a fixed held-out batch (the
+first ``train.eval_n`` test images, masks from ``train.seed``) and records PSNR,
+SSIM and L1 over the holes; the ``best`` checkpoint has the lowest hole L1.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import contextlib
 
 import torch
 import torch.nn.functional as F
@@ -35,13 +36,15 @@ from torch import Tensor, nn
 
 from ganforge.config import RunConfig
 from ganforge.errors import ConfigError
-from ganforge.imageio import save_grid
+from ganforge.imageio import to_uint8
 from ganforge.inpaint.masks import make_masks
-from ganforge.losses import LOSSES
-from ganforge.tasks.base import Batch, Fake, TaskCapabilities, has_batchnorm
+from ganforge.metrics.restoration import restoration_scores
+from ganforge.tasks.base import Batch, Evaluation, Fake, Task, TaskCapabilities, has_batchnorm
 from ganforge.tasks.draws import Draws
+from ganforge.tasks.registry import register_task
 
 PREVIEW_SEED_OFFSET = 4243  # preview masks come from train.seed + this, not from the task's generator
+EVAL_SEED_OFFSET = 7309  # so do the masks of periodic evaluation
 
 
 def masked_l1(pred: Tensor, target: Tensor, region: Tensor) -> Tensor:
@@ -54,8 +57,9 @@ def masked_l1(pred: Tensor, target: Tensor, region: Tensor) -> Tensor:
     return diff.sum() / (region.sum() * pred.shape[1]).clamp_min(1.0)
 
 
-class InpaintingTask:
-    """Masked reconstruction plus an adversarial loss from ``LOSSES[cfg.loss.name]``.
+@register_task("inpaint")
+class InpaintingTask(Task):
+    """Masked reconstruction plus the adversarial loss of ``loss.name``.
 
     ``G(image (B, C, H, W), mask (B, 1, H, W), return_raw=True) -> (filled, raw)``;
     ``D(x, mask) -> (B,)`` logits. With ``inpaint.random_crop``, real batches larger
@@ -63,23 +67,38 @@ class InpaintingTask:
     ``data.image_size`` at a random position per image, drawn from the run's generator.
     """
 
+    families = ("inpaint",)
+    dynamic_size = True
+    inference_hint = "fill images with `ganforge inpaint` (Python: InpaintingPipeline)"
+
     def __init__(self, cfg: RunConfig, G: nn.Module, D: nn.Module, draws: Draws):
-        self.cfg, self.G, self.D, self.draws = cfg, G, D, draws
-        self.adversarial = LOSSES[cfg.loss.name]
+        super().__init__(cfg, G, D, draws)
         self.size = cfg.data.image_size
         self._preview_images: Tensor | None = None  # first images this task saw, for preview()
-        self.capabilities = self.capabilities_for(cfg, D)
+        self._eval_batch: tuple[Tensor, Tensor, str] | None = None  # held-out images, masks, split: loaded once
 
     @classmethod
     def capabilities_for(cls, cfg: RunConfig, D: nn.Module) -> TaskCapabilities:
         # Masks and crops are drawn on the host, so a step is not a CUDA graph.
-        return TaskCapabilities(d_has_batchnorm=has_batchnorm(D), graph_capturable=False, preview=True)
+        return TaskCapabilities(d_has_batchnorm=has_batchnorm(D), graph_capturable=False)
 
-    @staticmethod
-    def load_size(cfg: RunConfig) -> int:
+    @classmethod
+    def load_size(cls, cfg: RunConfig) -> int:
         """Training images are loaded at ``inpaint.load_size`` to crop from (with ``random_crop``)."""
         i = cfg.inpaint
         return i.load_size if i.random_crop and i.load_size else cfg.data.image_size
+
+    @classmethod
+    def example_inputs(cls, cfg: RunConfig, batch: int, gen: torch.Generator,
+                       size: int | None = None) -> dict[str, Tensor]:
+        """``image`` (batch, C, s, s) in [-1, 1] and ``mask`` (batch, 1, s, s): a box per image, different places."""
+        c, s = cfg.data.channels, size or cfg.data.image_size
+        image = torch.rand(batch, c, s, s, generator=gen) * 2 - 1
+        mask = torch.zeros(batch, 1, s, s)
+        for i in range(batch):
+            y0, x0 = (torch.randint(0, s // 2, (2,), generator=gen)).tolist()
+            mask[i, :, y0:y0 + s // 2, x0:x0 + s // 2] = 1.0
+        return {"image": image, "mask": mask}
 
     @property
     def preview_columns(self) -> int:
@@ -111,6 +130,7 @@ class InpaintingTask:
         return make_masks(i.masks, n, self.size, i.hole_ratio, self.draws.generator, device=self.draws.device)
 
     # ------------------------------------------------------------- phases
+    # (the G phase learns on the last D phase's images and masks: the base class's g_batch)
 
     def d_batch(self, real: Tensor, labels: Tensor | None) -> Batch:
         """A (cropped) real batch with fresh masks as its conditioning; labels are not used."""
@@ -119,16 +139,9 @@ class InpaintingTask:
             self._preview_images = real[:self.preview_columns].float().cpu().clone()
         return Batch(real, self.masks(real.shape[0]))
 
-    def g_batch(self, d_batch: Batch) -> Batch:
-        """G learns on the last D phase's images and masks (it needs the real pixels around the holes)."""
-        return d_batch
-
     def generate(self, batch: Batch) -> Fake:
         filled, raw = self.G(batch.real, batch.cond, return_raw=True)
         return Fake(filled, {"raw": raw})
-
-    def augment(self, x: Tensor) -> Tensor:
-        return x
 
     def g_loss(self, batch: Batch, fake: Fake) -> tuple[Tensor, dict[str, Tensor]]:
         c = self.cfg.inpaint
@@ -138,7 +151,7 @@ class InpaintingTask:
         want_fm = c.feature_matching > 0
         out = self.D(filled, mask, return_features=want_fm)
         logits, feats = out if want_fm else (out, None)
-        adv = self.adversarial.g_loss(logits)
+        adv = self.adversarial_g_loss(batch, logits)
         loss = c.l1_hole * l1_hole + c.l1_valid * l1_valid + c.adv_weight * adv
         logs = {"l1_hole": l1_hole.detach(), "l1_valid": l1_valid.detach(), "g_adv": adv.detach()}
         if want_fm:
@@ -179,21 +192,57 @@ class InpaintingTask:
         return images, masks
 
     @torch.no_grad()
-    def preview(self, model: nn.Module, path: str | Path, dataset=None, n: int | None = None) -> Path:
-        """Write a PNG grid of three rows: masked input (holes white) | output | original.
+    def preview(self, model: nn.Module, dataset=None, autocast=contextlib.nullcontext
+                ) -> tuple[Tensor, int | None]:
+        """A grid of three rows: masked input (holes white) | output | original.
 
-        ``train.sample_grid`` images in all (a third per row) unless ``n`` (per row) is given.
-        ``model`` is the generator to show (the EMA copy when there is one), used
-        in eval mode and restored to its previous mode.
+        ``train.sample_grid`` images in all (a third per row). ``model`` is the
+        generator to show (the EMA copy when there is one), used in eval mode and
+        restored to its previous mode.
         """
-        images, masks = self.preview_batch(dataset, n)
-        device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()
-        try:
-            out = model(images.to(device), masks.to(device)).float().cpu()
-        finally:
-            model.train(was_training)
+        images, masks = self.preview_batch(dataset)
+        out = _fill(model, images, masks, autocast)
         shown = images * (1 - masks) + masks  # holes in white
-        grid = torch.cat([shown, out, images])
-        return save_grid(grid, path, nrow=images.shape[0])
+        return torch.cat([shown, out, images]), images.shape[0]
+
+    def evaluate(self, model: nn.Module, device: torch.device) -> Evaluation:
+        """PSNR / SSIM / L1 over the holes of a fixed held-out batch, filled by ``model``."""
+        images, masks, split = self._held_out()
+        out = _fill(model, images, masks)
+        original = to_uint8(images)
+        restored = torch.where(masks.bool(), to_uint8(out), original)
+        values = restoration_scores(restored, original, masks)
+        n = images.shape[0]
+        keys = {k: f"{k}{n}_{split}" for k in ("psnr_hole", "ssim_hole", "l1_hole")}
+        return Evaluation({keys[k]: values[k] for k in keys}, primary=keys["l1_hole"], lower_is_better=True)
+
+    def _held_out(self) -> tuple[Tensor, Tensor, str]:
+        """The first ``train.eval_n`` images of the data set's test split (or of ``data.split``), and fixed masks."""
+        if self._eval_batch is None:
+            from ganforge.data import load_dataset
+            from ganforge.data.sources import canonical_name
+
+            d = self.cfg.data
+            split = "test" if canonical_name(d.dataset) else d.split
+            ds = load_dataset(d.dataset, split=split, image_size=self.size, channels=d.channels, root=d.root,
+                              download=d.download)
+            images = ds.images[:self.cfg.train.eval_n].float().div(127.5).sub(1.0)
+            gen = torch.Generator().manual_seed(self.cfg.train.seed + EVAL_SEED_OFFSET)
+            i = self.cfg.inpaint
+            self._eval_batch = images, make_masks(i.masks, images.shape[0], self.size, i.hole_ratio, gen), split
+        return self._eval_batch
+
+
+@torch.no_grad()
+def _fill(model: nn.Module, images: Tensor, masks: Tensor, autocast=contextlib.nullcontext,
+          batch: int = 256) -> Tensor:
+    """``model`` (eval mode, restored after) on CPU images (N, C, H, W) and masks: the filled images on the CPU."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with autocast():
+            return torch.cat([model(images[s:s + batch].to(device), masks[s:s + batch].to(device)).float().cpu()
+                              for s in range(0, images.shape[0], batch)])
+    finally:
+        model.train(was_training)

@@ -137,6 +137,8 @@ def evaluate_during_training(trainer) -> dict:
     from ganforge.train.distributed import unwrap
 
     model = trainer.ema.model if trainer.ema is not None else unwrap(trainer.G)
+    if not trainer.task.from_noise:
+        return _task_evaluation(trainer, model)
     key, fid, timing = generator_fid(model, trainer.cfg, trainer.device)
     record = {"step": trainer.step, "event": "eval", key: fid, "train_seconds": round(trainer.clock.total, 3),
               "eval_seconds": round(timing["seconds"], 3)}
@@ -150,5 +152,23 @@ def evaluate_during_training(trainer) -> dict:
         record["best"] = True
     trainer.metrics.write(record)
     log.info("step %d: %s = %.3f (%.1f s)%s", trainer.step, key, fid, timing["seconds"],
+             " (best)" if record.get("best") else "")
+    return record
+
+
+def _task_evaluation(trainer, model) -> dict:
+    """A task that does not draw from noise scores itself (:meth:`~ganforge.tasks.base.Task.evaluate`)."""
+    t0 = time.perf_counter()
+    result = trainer.task.evaluate(model, trainer.device)
+    value = float(result.values[result.primary])
+    record = {"step": trainer.step, "event": "eval", **result.values,
+              "train_seconds": round(trainer.clock.total, 3), "eval_seconds": round(time.perf_counter() - t0, 3)}
+    best = best_so_far(trainer.run_dir)
+    sign = 1.0 if result.lower_is_better else -1.0
+    if best is None or sign * value < sign * best:
+        _keep_best(trainer, value, result.primary)
+        record["best"] = True
+    trainer.metrics.write(record)
+    log.info("step %d: %s = %.4f (%.1f s)%s", trainer.step, result.primary, value, record["eval_seconds"],
              " (best)" if record.get("best") else "")
     return record

@@ -30,12 +30,11 @@ from ganforge.config import RunConfig, dump_yaml
 from ganforge.data import InMemoryBatcher, load_dataset
 from ganforge.errors import CheckpointError, ConfigError, TrainingError
 from ganforge.imageio import save_grid
-from ganforge.losses import LOSSES
 from ganforge.models import build_models
 from ganforge.data.subset import select as select_subset
 from ganforge.regularizers import d_regularization
+from ganforge.tasks import task_class
 from ganforge.train import distributed, transfer
-from ganforge.train.tasks import build_task, data_load_size, task_capabilities
 from ganforge.train.distributed import unwrap
 from ganforge.train.ema import EMA
 from ganforge.train.collapse import CollapseMonitor
@@ -43,7 +42,6 @@ from ganforge.train.optim import apply_plan, build_adam, set_learning_rates
 from ganforge.train.plan import resolve_plan
 from ganforge.train.precision import Precision, resolve_device
 from ganforge.train.runlog import MetricsLog, NoProgress, Progress
-from ganforge.train.rundir import fixed_noise_images, grid_columns
 from ganforge.train.schedule import LearningRateSchedule
 from ganforge.train.state import Counters, RandomStreams, load_state, save_state
 from ganforge.train.step import TrainStep
@@ -59,12 +57,14 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, dataset=None):
         self.cfg = cfg
+        self.task_cls = task_class(cfg)
+        self.task_cls.check_config(cfg)  # refuses what the task cannot do before any work
         self.dist, dist_device = distributed.init_from_env(cfg.train.device)
         self.run_dir = Path(self.dist.broadcast_object(str(run_dir)))  # rank 0 names the run
         self.device = dist_device or resolve_device(cfg.train.device)
         self.streams = RandomStreams(cfg.train.seed, self.device, self.dist)
         self.dataset = dataset if dataset is not None else load_dataset(
-            cfg.data.dataset, split=cfg.data.split, image_size=data_load_size(cfg),
+            cfg.data.dataset, split=cfg.data.split, image_size=self.task_cls.load_size(cfg),
             channels=cfg.data.channels, root=cfg.data.root, download=cfg.data.download)
         self.dataset = select_subset(self.dataset, cfg.data.classes, cfg.data.limit, cfg.data.subset_seed)
         self._check_labels()
@@ -75,13 +75,13 @@ class Trainer:
         self.transfer = transfer.initialise(cfg, G, D, self.run_dir)  # pretrained weights, frozen blocks
         self.streams.after_model_init()
         regs = d_regularization(cfg)
-        self.plan = resolve_plan(cfg, self.device, task_capabilities(cfg, D), regs, self.dist.enabled)
+        self.plan = resolve_plan(cfg, self.device, self.task_cls.capabilities_for(cfg, D), regs, self.dist.enabled)
         self.plan.apply_backend_flags()
         self.precision = Precision(self.plan.precision, self.device)
         if self.plan.channels_last:
             G, D = (m.to(memory_format=torch.channels_last) for m in (G, D))
         self.G, self.D = self._wrap(G, D)
-        self.task = build_task(cfg, self.G, self.D, self.streams.draws)
+        self.task = self.task_cls(cfg, self.G, self.D, self.streams.draws)
         self.ema = EMA(G, cfg.train.ema_decay, cfg.train.ema_start) if cfg.train.ema_decay > 0 else None
         transfer.load_ema(self.ema, self.transfer)
         self.opt_g = build_adam(transfer.param_groups(self.transfer, "G", G, cfg.optim.lr_g, cfg), cfg.optim.lr_g,
@@ -89,7 +89,7 @@ class Trainer:
         self.opt_d = build_adam(transfer.param_groups(self.transfer, "D", D, cfg.optim.lr_d, cfg), cfg.optim.lr_d,
                                 cfg.optim, self.plan)
         self.step_fn = TrainStep(self.task, self.plan, self.precision, self.streams.draws, self.opt_g, self.opt_d,
-                                 LOSSES[cfg.loss.name], regs, cfg.optim.n_dis, cfg.loss.label_smoothing,
+                                 self.task.adversarial, regs, cfg.optim.n_dis, cfg.loss.label_smoothing,
                                  cfg.optim.grad_clip, self.ema, self.dist)
         self.runner = self.step_fn
         if self.plan.cuda_graphs:
@@ -264,13 +264,12 @@ class Trainer:
         return out.logs
 
     def sample_grid(self, path: Path) -> Path:
-        """Write the fixed-noise grid of the EMA generator (or G) to ``path``."""
+        """Write the task's preview grid of the EMA generator (or G) to ``path``."""
         model = self.ema.model if self.ema is not None else unwrap(self.G)
-        if self.task.capabilities.preview:  # G does not map noise to images: the task draws its own grid
-            return self.task.preview(model, path, self.dataset)
-        images = fixed_noise_images(model, self.cfg, self.device, self.precision)
-        self.monitor.check_diversity(self.step, images)
-        return save_grid(images, path, nrow=grid_columns(self.cfg))
+        images, nrow = self.task.preview(model, self.dataset, self.precision.autocast)
+        if self.task.from_noise:  # a grid of samples: look for a collapse to one image
+            self.monitor.check_diversity(self.step, images)
+        return save_grid(images, path, nrow=nrow)
 
     def evaluate(self) -> dict:
         """Periodic evaluation (FID etc.): logged to metrics.jsonl; the best FID checkpoint is kept."""
@@ -362,7 +361,7 @@ class Trainer:
                 if c.bad_in_a_row >= t.max_bad_steps:
                     self.rollback()
                     continue
-                self.monitor.check_losses(c.step, logs, LOSSES[self.cfg.loss.name].logistic)
+                self.monitor.check_losses(c.step, logs, self.task.adversarial.logistic)
                 if c.step % t.log_every == 0 or c.step == end:
                     now = time.perf_counter()
                     logs["images_per_s"] = (c.images_seen - n_log) / max(now - t_log, 1e-9)
