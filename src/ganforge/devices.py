@@ -1,10 +1,8 @@
-"""Choosing the torch device for inference commands (sampling, evaluation, inpainting).
+"""Choosing the torch device: one place for ``train.device``, every command's ``--device`` and the bench.
 
-One place turns a user's device string into a :class:`torch.device`, so that
-``--device cuda`` on a machine (or a PyTorch build) without CUDA is a
-:class:`ConfigError` naming the option instead of an assertion deep inside torch.
-Training resolves ``train.device`` itself (``ganforge.train.precision``); this
-module does not import training code.
+A user's device string becomes a :class:`torch.device`, so that ``cuda`` on a
+machine (or a PyTorch build) without CUDA is a :class:`ConfigError` naming the
+option instead of an assertion deep inside torch.
 """
 
 from __future__ import annotations
@@ -34,13 +32,13 @@ def resolve_device(name: str | torch.device, option: str = "--device") -> torch.
         if not torch.cuda.is_available():
             build = "this PyTorch build has no CUDA support" if torch.version.cuda is None \
                 else "no CUDA device is available"
-            raise ConfigError(option, f"{device} was requested but {build}; use --device cpu")
+            raise ConfigError(option, f"{device} was requested but {build}; use cpu")
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
             raise ConfigError(option, f"{device} does not exist: this machine has {count} CUDA device(s)")
     elif device.type == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise ConfigError(option, f"{device} was requested but MPS is not available; use --device cpu")
+            raise ConfigError(option, f"{device} was requested but MPS is not available; use cpu")
     elif device.type != "cpu":
         raise ConfigError(option, f"unsupported device type {device.type!r} (use cpu, cuda, cuda:N or auto)")
     return device

@@ -8,7 +8,7 @@ penalty has an interval ``every`` in D steps: lazy regularisation (Karras et al.
 weight is unchanged while its cost falls k-fold.
 
 Adding a regulariser is one decorated builder below (reading its settings from
-the config) plus its config fields in :mod:`ganforge.config`::
+the config) plus its config fields in :mod:`ganforge.config_schema`::
 
     @penalty_builder
     def _my_penalty(cfg):

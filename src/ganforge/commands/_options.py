@@ -2,7 +2,7 @@
 
 ``p.add_argument("--n", type=int_in(1, 1000))`` turns ``--n 0`` or ``--n nan``
 into argparse's one-line error (exit code 2) naming the option, before any work.
-The ranges use :class:`ganforge.config.Range`, like the config keys.
+The ranges use :class:`ganforge.config_schema.Range`, like the config keys.
 """
 
 from __future__ import annotations

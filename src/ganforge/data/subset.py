@@ -81,3 +81,27 @@ def select(ds: ImageDataset, classes: list[int] | None = None, limit: int = 0, s
     num_classes = max(classes) + 1 if classes is not None else ds.num_classes
     return ImageDataset(images=ds.images[idx], labels=labels, num_classes=num_classes,
                         name=f"{ds.name}[{','.join(tags)}]", class_names=ds.class_names, skipped=list(ds.skipped))
+
+
+def check_labels(ds, num_classes: int) -> None:
+    """Refuse a conditional model (``num_classes > 0``) on data without labels or with more classes."""
+    if num_classes and ds.labels is None:
+        raise ConfigError("model.num_classes", f"{ds.name} has no labels; set model.num_classes=0")
+    if num_classes and ds.num_classes > num_classes:
+        raise ConfigError("model.num_classes", f"{ds.name} has {ds.num_classes} classes, "
+                          f"more than model.num_classes={num_classes}")
+
+
+def training_set(cfg, image_size: int, dataset: ImageDataset | None = None) -> ImageDataset:
+    """The images a run trains on: ``dataset`` or ``cfg.data`` loaded at ``image_size``, then its subset.
+
+    Checks that a conditional model (``model.num_classes``) gets labels it can hold.
+    """
+    from ganforge.data.dataset import load_dataset
+
+    d = cfg.data
+    ds = dataset if dataset is not None else load_dataset(d.dataset, split=d.split, image_size=image_size,
+                                                          channels=d.channels, root=d.root, download=d.download)
+    ds = select(ds, d.classes, d.limit, d.subset_seed)
+    check_labels(ds, cfg.model.num_classes)
+    return ds

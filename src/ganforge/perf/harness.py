@@ -90,12 +90,12 @@ def bench(args: argparse.Namespace) -> dict:
     """Run the benchmark the options describe; prints as it goes and returns the report (as in the JSON)."""
     import torch
 
-    from ganforge.train.precision import resolve_device
+    from ganforge.devices import resolve_device
 
     _check(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     kind = "cuda" if device.type == "cuda" else "cpu"
     native = native_dtypes(device)
     modes = args.modes.split(",") if args.modes else list(default_modes(kind, "bf16" in native))

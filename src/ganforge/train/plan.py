@@ -17,7 +17,7 @@ G phase, separate D passes, no graphs). ``train.channels_last`` and
 Adding an execution switch: a field here with its rule in :func:`resolve_plan`
 (and, for a process-wide backend flag, a line in :meth:`ExecutionPlan.apply_backend_flags`;
 for an execution-only key, an entry in :data:`EXECUTION_KEYS`), and its ``train.*``
-key in :mod:`ganforge.config`. Switches that act inside the step are read there
+key in :mod:`ganforge.config_schema`. Switches that act inside the step are read there
 as ``plan.<field>``.
 """
 

@@ -18,19 +18,6 @@ import torch
 from ganforge.errors import ConfigError
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError("train.device", f"not a device: {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device", "CUDA was requested but no CUDA device is available")
-    return device
-
-
 def cpu_supports_bf16() -> bool:
     """True when this CPU has native bf16 matmul (AVX-512 BF16 or AMX), where bf16 autocast pays off."""
     try:

@@ -1,10 +1,15 @@
-"""Run directories: a new run never overwrites an old one."""
+"""Run directories: a new run never overwrites an old one; what a run writes before its first step."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import signal
 from pathlib import Path
 
-from ganforge.config import RunConfig
+from ganforge.config import RunConfig, dump_yaml
+
+log = logging.getLogger(__name__)
 
 
 def new_run_dir(cfg: RunConfig) -> Path:
@@ -15,3 +20,46 @@ def new_run_dir(cfg: RunConfig) -> Path:
         i += 1
         path = base.with_name(f"{cfg.name}-{i}")
     return path
+
+
+def start_run_dir(run_dir: Path, cfg: RunConfig, plan, metrics, step: int):
+    """Rank 0, at the start of training: ``config.yaml``, ``execution.json`` and, when asked for, TensorBoard.
+
+    Returns the :class:`~ganforge.train.tensorboard.TensorBoardLog` (it sees every record of
+    ``metrics`` through the log's sinks) or None.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
+    plan.write(run_dir / "execution.json")
+    log.info("%s (reasons: %s)", plan.summary(), run_dir / "execution.json")
+    log.debug("%s", plan.describe())
+    if not cfg.train.tensorboard:
+        return None
+    from ganforge.train.tensorboard import TensorBoardLog
+
+    tensorboard = TensorBoardLog(run_dir / "tensorboard", start_step=step)
+    metrics.sinks.append(tensorboard.write)
+    return tensorboard
+
+
+def stop_tensorboard(tensorboard, metrics) -> None:
+    """Detach ``tensorboard`` (or None) from ``metrics`` and close it; returns None for the caller to keep."""
+    if tensorboard is not None:
+        metrics.sinks.remove(tensorboard.write)
+        tensorboard.close()
+
+
+@contextlib.contextmanager
+def stop_signals(handler):
+    """SIGINT and SIGTERM call ``handler(signum, frame)`` inside the block (main thread only); restored after."""
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread
+            pass
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

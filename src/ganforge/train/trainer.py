@@ -1,24 +1,17 @@
 """The training loop: wiring, cadence (logs, samples, checkpoints, evaluation) and recovery.
 
-One :class:`Trainer` owns a run directory::
-
-    RUN/config.yaml        the resolved config
-    RUN/execution.json     the execution plan (:mod:`ganforge.train.plan`)
-    RUN/metrics.jsonl      one JSON object per logged step (and evaluation / rollback events)
-    RUN/samples/*.png      fixed-noise sample grids
-    RUN/checkpoints/       see :mod:`ganforge.checkpoint`
-
-Who owns what: the task (:mod:`ganforge.tasks`) says what is learned; the step
-(:mod:`ganforge.train.step`, or its CUDA-graph wrapper) runs one iteration; the
-plan decided once how it executes; :mod:`ganforge.train.state` saves and restores
-everything needed to continue bit-identically. This module only wires them and
-runs the loop.
+One :class:`Trainer` owns a run directory (``config.yaml``, ``execution.json``,
+``metrics.jsonl``, ``samples/``, ``checkpoints/``). The task (:mod:`ganforge.tasks`)
+says what is learned, the step (:mod:`ganforge.train.step`) runs one iteration, the
+plan (:mod:`ganforge.train.plan`) decided once how it executes, and
+:mod:`ganforge.train.state` saves everything needed to continue bit-identically;
+this module only wires them and runs the loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import signal
 import time
 from pathlib import Path
 
@@ -26,21 +19,24 @@ import torch
 from torch import nn
 
 from ganforge import checkpoint as ckpt
-from ganforge.config import RunConfig, dump_yaml
-from ganforge.data import InMemoryBatcher, load_dataset
+from ganforge.config import RunConfig
+from ganforge.data import InMemoryBatcher
+from ganforge.devices import resolve_device
 from ganforge.errors import CheckpointError, ConfigError, TrainingError
 from ganforge.imageio import save_grid
 from ganforge.models import build_models
-from ganforge.data.subset import select as select_subset
+from ganforge.data.subset import training_set
 from ganforge.regularizers import d_regularization
 from ganforge.tasks import task_class
 from ganforge.train import distributed, transfer
 from ganforge.train.distributed import unwrap
 from ganforge.train.ema import EMA
+from ganforge.train.clock import RunClock
 from ganforge.train.collapse import CollapseMonitor
 from ganforge.train.optim import apply_plan, build_adam, set_learning_rates
 from ganforge.train.plan import resolve_plan
-from ganforge.train.precision import Precision, resolve_device
+from ganforge.train.precision import Precision
+from ganforge.train.rundir import start_run_dir, stop_signals, stop_tensorboard
 from ganforge.train.runlog import MetricsLog, NoProgress, Progress
 from ganforge.train.schedule import LearningRateSchedule
 from ganforge.train.state import Counters, RandomStreams, load_state, save_state
@@ -61,13 +57,9 @@ class Trainer:
         self.task_cls.check_config(cfg)  # refuses what the task cannot do before any work
         self.dist, dist_device = distributed.init_from_env(cfg.train.device)
         self.run_dir = Path(self.dist.broadcast_object(str(run_dir)))  # rank 0 names the run
-        self.device = dist_device or resolve_device(cfg.train.device)
+        self.device = dist_device or resolve_device(cfg.train.device, "train.device")
         self.streams = RandomStreams(cfg.train.seed, self.device, self.dist)
-        self.dataset = dataset if dataset is not None else load_dataset(
-            cfg.data.dataset, split=cfg.data.split, image_size=self.task_cls.load_size(cfg),
-            channels=cfg.data.channels, root=cfg.data.root, download=cfg.data.download)
-        self.dataset = select_subset(self.dataset, cfg.data.classes, cfg.data.limit, cfg.data.subset_seed)
-        self._check_labels()
+        self.dataset = training_set(cfg, self.task_cls.load_size(cfg), dataset)
         self.local_batch = self.dist.local_batch(cfg.train.batch_size)
         self.batcher = InMemoryBatcher(self.dataset, cfg.train.batch_size, seed=cfg.train.seed, device=self.device,
                                        shard=(self.dist.rank, self.dist.world_size))
@@ -84,10 +76,9 @@ class Trainer:
         self.task = self.task_cls(cfg, self.G, self.D, self.streams.draws)
         self.ema = EMA(G, cfg.train.ema_decay, cfg.train.ema_start) if cfg.train.ema_decay > 0 else None
         transfer.load_ema(self.ema, self.transfer)
-        self.opt_g = build_adam(transfer.param_groups(self.transfer, "G", G, cfg.optim.lr_g, cfg), cfg.optim.lr_g,
-                                cfg.optim, self.plan)
-        self.opt_d = build_adam(transfer.param_groups(self.transfer, "D", D, cfg.optim.lr_d, cfg), cfg.optim.lr_d,
-                                cfg.optim, self.plan)
+        self.opt_g, self.opt_d = (build_adam(transfer.param_groups(self.transfer, name, m, lr, cfg), lr, cfg.optim,
+                                             self.plan) for name, m, lr in (("G", G, cfg.optim.lr_g),
+                                                                           ("D", D, cfg.optim.lr_d)))
         self.step_fn = TrainStep(self.task, self.plan, self.precision, self.streams.draws, self.opt_g, self.opt_d,
                                  self.task.adversarial, regs, cfg.optim.n_dis, cfg.loss.label_smoothing,
                                  cfg.optim.grad_clip, self.ema, self.dist)
@@ -99,19 +90,11 @@ class Trainer:
         self.counters = Counters()
         self.schedule = LearningRateSchedule.from_config(cfg)
         self.lr_factor = 1.0  # the rates now, as a multiple of optim.lr_g / lr_d
-        self._agreed_seconds: tuple[int, float] | None = None  # (step, train_seconds) all ranks use
+        self.run_clock = RunClock(self.counters, self.dist, self.device, cfg.train.log_every, cfg.train.max_seconds)
         self.monitor = CollapseMonitor()
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self._stop_requested = False
         self.tensorboard = None  # TensorBoardLog while train() runs with train.tensorboard on rank 0
-
-    def _check_labels(self) -> None:
-        k, ds = self.cfg.model.num_classes, self.dataset
-        if k and ds.labels is None:
-            raise ConfigError("model.num_classes", f"{ds.name} has no labels; set model.num_classes=0")
-        if k and ds.num_classes > k:
-            raise ConfigError("model.num_classes", f"{ds.name} has {ds.num_classes} classes, "
-                              f"more than model.num_classes={k}")
 
     def _wrap(self, G: nn.Module, D: nn.Module) -> tuple[nn.Module, nn.Module]:
         """DDP and torch.compile wrappers, as the plan says."""
@@ -216,10 +199,10 @@ class Trainer:
         """
         factor = self.cfg.train.rollback_lr_factor ** self.counters.rollbacks
         if not self.schedule.constant:
-            seconds = self._train_seconds() if self.schedule.uses_time else 0.0
+            seconds = self.run_clock.seconds() if self.schedule.uses_time else 0.0
             factor *= self.schedule.factor(self.counters.step, seconds)
-        set_learning_rates(self.opt_g, self.cfg.optim.lr_g, factor)
-        set_learning_rates(self.opt_d, self.cfg.optim.lr_d, factor)
+        for opt, lr in ((self.opt_g, self.cfg.optim.lr_g), (self.opt_d, self.cfg.optim.lr_d)):
+            set_learning_rates(opt, lr, factor)
         self.lr_factor = factor
 
     def rollback(self) -> None:
@@ -271,59 +254,24 @@ class Trainer:
             self.monitor.check_diversity(self.step, images)
         return save_grid(images, path, nrow=nrow)
 
+    def _write_samples(self) -> Path:
+        """The preview grid of this step (and its TensorBoard image)."""
+        path = self.sample_grid(self.run_dir / "samples" / f"step_{self.step:08d}.png")
+        if self.tensorboard is not None:
+            self.tensorboard.add_grid(self.step, path)
+        return path
+
     def evaluate(self) -> dict:
         """Periodic evaluation (FID etc.): logged to metrics.jsonl; the best FID checkpoint is kept."""
         from ganforge.train.periodic_eval import evaluate_during_training
 
         return evaluate_during_training(self)
 
-    def _train_seconds(self) -> float:
-        """The run's train_seconds as every rank sees them (for the time budget and a timed schedule).
-
-        Ranks' clocks differ by a little: under torchrun rank 0's value is shared at logging
-        steps only (one broadcast each) and used until the next one.
-        """
-        if not self.dist.enabled:
-            return self.counters.clock.total
-        step = self.counters.step
-        agreed = self._agreed_seconds
-        if agreed is None or (step != agreed[0] and step % self.cfg.train.log_every == 0):
-            agreed = self._agreed_seconds = (step, float(self.dist.broadcast_object(self.counters.clock.total)))
-        return agreed[1]
-
-    def _out_of_time(self) -> bool:
-        """True once the run's train_seconds reach ``train.max_seconds`` (the same answer on every rank)."""
-        budget = self.cfg.train.max_seconds
-        return bool(budget) and self._train_seconds() >= budget
-
-    def _pause_clock(self) -> None:
-        """Stop the training clock once the device has finished the steps queued so far.
-
-        CUDA work is asynchronous: without the wait, steps still queued on the
-        device would run after the clock stopped and count as evaluation time.
-        """
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        self.counters.clock.pause()
-
     def _request_stop(self, signum, frame) -> None:
         if self._stop_requested:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
         self._stop_requested = True
         log.warning("signal %d received: finishing this step and writing a checkpoint", signum)
-
-    def _start_run_dir(self) -> None:
-        """Rank 0, at the start of train(): config, plan, and TensorBoard when asked for."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(dump_yaml(self.cfg), encoding="utf-8")
-        self.plan.write(self.run_dir / "execution.json")
-        log.info("%s (reasons: %s)", self.plan.summary(), self.run_dir / "execution.json")
-        log.debug("%s", self.plan.describe())
-        if self.cfg.train.tensorboard:  # sees every metrics record through the log's sinks
-            from ganforge.train.tensorboard import TensorBoardLog
-
-            self.tensorboard = TensorBoardLog(self.run_dir / "tensorboard", start_step=self.step)
-            self.metrics.sinks.append(self.tensorboard.write)
 
     def train(self, stop_after: int | None = None) -> dict:
         """Run until ``train.steps`` (or ``stop_after`` more steps, or SIGINT/SIGTERM).
@@ -333,13 +281,7 @@ class Trainer:
         t, c = self.cfg.train, self.counters
         main = self.dist.is_main
         if main:
-            self._start_run_dir()
-        handlers = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                handlers[sig] = signal.signal(sig, self._request_stop)
-            except ValueError:  # not the main thread
-                pass
+            self.tensorboard = start_run_dir(self.run_dir, self.cfg, self.plan, self.metrics, self.step)
         progress = Progress(t.steps, c.step, t.log_every) if main else NoProgress()
         last_ckpt, last_sample, timed_out = None, None, False
         end = t.steps if stop_after is None else min(t.steps, c.step + stop_after)
@@ -351,8 +293,10 @@ class Trainer:
             self._save_on_main()  # a start to roll back to, should the first steps diverge
         c.clock.start()
         try:
+            stack = contextlib.ExitStack()
+            stack.enter_context(stop_signals(self._request_stop))
             while c.step < end and not self._stop_requested:
-                if self._out_of_time():
+                if self.run_clock.out_of_time():
                     timed_out = True
                     break
                 if not self.schedule.constant:
@@ -374,37 +318,31 @@ class Trainer:
                                             "train_seconds": round(c.clock.total, 3), **logs})
                 progress.update(c.step, logs)
                 if main and (c.step % t.sample_every == 0 or c.step == t.steps):
-                    last_sample = self.sample_grid(self.run_dir / "samples" / f"step_{c.step:08d}.png")
-                    if self.tensorboard is not None:
-                        self.tensorboard.add_grid(c.step, last_sample)
+                    last_sample = self._write_samples()
                 if (c.step % t.ckpt_every == 0 or c.step == t.steps) and c.bad_in_a_row == 0:
                     last_ckpt = self._save_on_main()
                 if main and t.eval_every and c.step % t.eval_every == 0:
-                    self._pause_clock()  # evaluation is not training time (nor part of images/s)
+                    self.run_clock.pause()  # evaluation is not training time (nor part of images/s)
                     t_eval = time.perf_counter()
                     try:
                         self.evaluate()
                     finally:
                         c.clock.start()
                         t_log += time.perf_counter() - t_eval
-            self._pause_clock()  # before the last save, so that it holds the run's final train_seconds
+            self.run_clock.pause()  # before the last save, so that it holds the run's final train_seconds
             if main and timed_out:
                 log.info("train.max_seconds=%g reached at step %d (%.1f s of training)",
                          t.max_seconds, c.step, c.clock.total)
                 if last_sample is None or last_sample.stem != f"step_{c.step:08d}":
-                    last_sample = self.sample_grid(self.run_dir / "samples" / f"step_{c.step:08d}.png")
+                    last_sample = self._write_samples()
             if c.step < t.steps and (last_ckpt is None or ckpt.step_dir_name(c.step) != last_ckpt.name):
                 saved = self._save_on_main()  # stopped early: keep the work
                 last_ckpt = saved if main else last_ckpt
         finally:
             c.clock.pause()
             progress.close()
-            if self.tensorboard is not None:
-                self.metrics.sinks.remove(self.tensorboard.write)
-                self.tensorboard.close()
-                self.tensorboard = None
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
+            stack.close()
+            self.tensorboard = stop_tensorboard(self.tensorboard, self.metrics)
         elapsed = time.perf_counter() - t_start
         return {"run_dir": str(self.run_dir), "step": c.step, "checkpoint": str(last_ckpt) if last_ckpt else None,
                 "samples": str(last_sample) if last_sample else None, "stopped_early": c.step < t.steps,
