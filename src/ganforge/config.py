@@ -115,6 +115,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     for key, choices in CHOICES.items():
         if flat[key] not in choices:
             raise ConfigError(key, f"must be one of {', '.join(map(str, choices))}, got {quote(flat[key])}")
+    from ganforge.models.registry import get_family  # families register themselves; it raises naming model.arch
+
+    get_family(cfg.model.arch)
     # Which resolutions a resnet has depends on data.image_size; ganforge.models.resnet checks that.
     if cfg.model.attention and cfg.model.arch != "resnet":
         raise ConfigError("model.attention", f"self-attention is only available with model.arch=resnet "

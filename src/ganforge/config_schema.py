@@ -31,7 +31,7 @@ class DataConfig:
 class ModelConfig:
     """Generator and discriminator architecture."""
 
-    arch: str = "dcgan"  # mlp | dcgan | resnet | mlp-res | inpaint
+    arch: str = "dcgan"  # a registered family: mlp | dcgan | resnet | mlp-res | inpaint (ganforge.models.registry)
     z_dim: int = 100
     g_width: int = 64  # base channel (or unit) count of G
     d_width: int = 64
@@ -255,7 +255,6 @@ RANGES: dict[str, Range] = {
 }
 
 CHOICES = {
-    "model.arch": ("mlp", "dcgan", "resnet", "mlp-res", "inpaint"),
     "loss.name": ("ns", "minimax", "wgan", "wgan-gp", "hinge", "ls"),
     "optim.lr_decay": ("none", "linear", "cosine"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
