@@ -7,7 +7,8 @@ real. The ``"image+mask"`` family (inpainting) is described in :mod:`ganforge.mo
 A family is one module whose builder ``cfg -> (G, D)`` is decorated with
 :func:`register_model`; the built-in ones are imported below, so importing this
 package registers them. :func:`build_models` builds any registered family and
-gives both networks ``.config``. The trainer only uses this package.
+gives both networks ``.config``; :func:`save_pretrained` / :func:`from_pretrained`
+write and read a generator as one folder. The trainer only uses this package.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from __future__ import annotations
 # The built-in families register themselves when imported (registration order = listing order).
 from ganforge.models import mlp, dcgan, resnet, encoder_decoder  # noqa: F401
 from ganforge.models.factory import build_models
+from ganforge.models.pretrained import from_pretrained, save_pretrained
 from ganforge.models.registry import (ModelFamily, get_family, model_names, register_model,
                                       unregister_model)
 
-__all__ = ["ModelFamily", "build_models", "get_family", "model_names", "register_model", "unregister_model"]
+__all__ = ["ModelFamily", "build_models", "from_pretrained", "get_family", "model_names", "register_model",
+           "save_pretrained", "unregister_model"]
