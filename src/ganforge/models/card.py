@@ -18,10 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
-from ganforge.report.history import EVAL_META_KEYS, metric_value, read_history
-
-# Keys of evaluation records that describe the measurement rather than score the generator.
-_NOT_METRICS = EVAL_META_KEYS | {"eval_seconds", "eval_setup_seconds", "classes", "truncation"}
+# Keys of evaluation records that describe the measurement rather than score the generator
+# (besides ganforge.report.history.EVAL_META_KEYS).
+_NOT_METRICS = frozenset({"eval_seconds", "eval_setup_seconds", "classes", "truncation"})
 # Protocol of periodic evaluation during training (its records carry no "protocol" entry).
 TRAINING_EVAL_PROTOCOL = ("periodic evaluation during training (train.eval_every): generated images from the "
                           "EMA generator when the run has one, against the real split named in the key; "
@@ -30,7 +29,11 @@ TRAINING_EVAL_PROTOCOL = ("periodic evaluation during training (train.eval_every
 
 def metric_items(record: dict) -> list[tuple[str, Any]]:
     """``(name, value)`` of the scores in an evaluation record (numbers and ``[mean, std]`` pairs)."""
-    return [(k, v) for k, v in record.items() if k not in _NOT_METRICS and metric_value(v) is not None]
+    # Imported here: the report package costs ~50 ms, and importing ganforge.models must stay cheap.
+    from ganforge.report.history import EVAL_META_KEYS, metric_value
+
+    return [(k, v) for k, v in record.items()
+            if k not in _NOT_METRICS and k not in EVAL_META_KEYS and metric_value(v) is not None]
 
 
 def _applies(record: dict, ema_weights: bool, run_has_ema: bool) -> bool:
@@ -51,6 +54,8 @@ def run_evaluations(run_dir: str | Path, step: int, ema_weights: bool,
         ema_weights: the saved weights are the run's EMA generator.
         run_has_ema: the run keeps an EMA generator (otherwise every record measured the raw one).
     """
+    from ganforge.report.history import read_history
+
     evals = [r for r in read_history(Path(run_dir) / "metrics.jsonl").evals if metric_items(r)]
     mine = [r for r in evals if r["step"] == step and _applies(r, ema_weights, run_has_ema)]
     earlier = [r for r in evals if r["step"] < step and _applies(r, ema_weights, run_has_ema)]
