@@ -115,7 +115,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     for key, choices in CHOICES.items():
         if flat[key] not in choices:
             raise ConfigError(key, f"must be one of {', '.join(map(str, choices))}, got {quote(flat[key])}")
-    from ganforge.models.registry import get_family  # families register themselves; it raises naming model.arch
+    # model.arch names a registered family: importing the registry imports ganforge.models, which
+    # registers the built-in ones; get_family raises a ConfigError naming model.arch and the known names.
+    from ganforge.models.registry import get_family
 
     get_family(cfg.model.arch)
     # Which resolutions a resnet has depends on data.image_size; ganforge.models.resnet checks that.
