@@ -56,6 +56,13 @@ def build_toy_sr(cfg):
     return Upsampler(cfg.data.channels, cfg.model.g_width), PairCritic(cfg.data.channels, cfg.model.d_width)
 
 
+def toy_sr_inputs(cfg, batch, device="cpu"):
+    """One forward pass of G and D for the memory pre-flight: (low,), (image, low)."""
+    c, s = cfg.data.channels, cfg.data.image_size
+    low = torch.zeros(batch, c, s // 2, s // 2, device=device)
+    return (low,), (torch.zeros(batch, c, s, s, device=device), low)
+
+
 # ----------------------------------------------------------------- toy task
 
 class SuperResolution(Task):
@@ -110,7 +117,7 @@ def softplus_pair_g(fake, real=None):
 
 @pytest.fixture
 def toys():
-    register_model("toy-sr")(build_toy_sr)
+    register_model("toy-sr", example_inputs=toy_sr_inputs)(build_toy_sr)
     register_task("toy-sr2x")(SuperResolution)
     register_loss("toy-pair", AdversarialLoss(softplus_pair_d, softplus_pair_g, logistic=False, g_needs_real=True))
     SEEN.clear()

@@ -2,7 +2,10 @@
 
 Every import statement counts, at module level and inside functions alike: an import
 hidden in a function still makes the two modules depend on each other, it only moves
-the failure from import time to call time.
+the failure from import time to call time. So do imports made through calls:
+``importlib.import_module("ganforge.x")`` and ``__import__("ganforge.x")`` with a
+string literal depend on ``ganforge.x``, and with an f-string whose literal start
+names a package (``f"ganforge.commands.{name}"``) on every module under it.
 """
 
 from __future__ import annotations
@@ -16,8 +19,13 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent / "src" / "ganforge"
 MAX_LINES = 450
 
 # Known exceptions, each the exact set of modules of one strongly connected component
-# with a reason; none today. An entry that no longer applies fails the test.
-ALLOWED_CYCLES: list[frozenset[str]] = []
+# with a reason. An entry that no longer applies fails the test.
+ALLOWED_CYCLES: list[frozenset[str]] = [
+    # cli loads every command with importlib.import_module(f"ganforge.commands.{name}"), and
+    # perf.harness (reached from commands.bench) imports cli's OneLineErrorParser; moving that
+    # parser class out of cli.py removes the cycle.
+    frozenset({"ganforge.cli", "ganforge.commands.bench", "ganforge.perf", "ganforge.perf.harness"}),
+]
 
 # Modules allowed over MAX_LINES ({module: reason}); none today.
 ALLOWED_LONG: dict[str, str] = {}
@@ -38,7 +46,32 @@ def _module_files() -> dict[str, Path]:
     return files
 
 
-def _imported_modules(path: Path, name: str, known: set[str]) -> set[str]:
+def _import_call_target(node: ast.AST) -> tuple[str, bool] | None:
+    """``(module name, is_prefix)`` when ``node`` is an import made through a call, else None.
+
+    Recognised: ``importlib.import_module(...)``, ``import_module(...)`` (imported from
+    importlib) and ``__import__(...)``, whose first argument is a string literal
+    (``is_prefix`` False) or an f-string starting with a literal (``is_prefix`` True:
+    any module whose name starts with that text may be imported).
+    """
+    if not isinstance(node, ast.Call) or not node.args:
+        return None
+    f = node.func
+    is_import = ((isinstance(f, ast.Attribute) and f.attr == "import_module"
+                  and isinstance(f.value, ast.Name) and f.value.id == "importlib")
+                 or (isinstance(f, ast.Name) and f.id in ("import_module", "__import__")))
+    if not is_import:
+        return None
+    arg = node.args[0]
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return arg.value, False
+    if (isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant)
+            and isinstance(arg.values[0].value, str)):
+        return arg.values[0].value, True
+    return None
+
+
+def _imported_modules(path: Path, name: str, known: set[str], source: str | None = None) -> set[str]:
     """Modules of the package that ``name`` (at ``path``) imports anywhere in its source.
 
     ``from ganforge.x import y`` depends on the submodule ``ganforge.x.y`` when that is a
@@ -54,8 +87,16 @@ def _imported_modules(path: Path, name: str, known: set[str]) -> set[str]:
             target = target.rpartition(".")[0]
         return target or None
 
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
-        if isinstance(node, ast.Import):
+    source = path.read_text(encoding="utf-8") if source is None else source
+    for node in ast.walk(ast.parse(source, filename=str(path))):
+        call = _import_call_target(node)
+        if call is not None:
+            target, is_prefix = call
+            if is_prefix:
+                deps.update(m for m in known if m.startswith(target) and m != target.rstrip("."))
+            elif nearest(target):
+                deps.add(nearest(target))
+        elif isinstance(node, ast.Import):
             deps.update(filter(None, (nearest(alias.name) for alias in node.names)))
         elif isinstance(node, ast.ImportFrom):
             if node.level:
@@ -147,6 +188,48 @@ def test_the_graph_sees_function_local_and_submodule_imports():
     assert "ganforge.checkpoint" in graph["ganforge.train.trainer"]
     # an import inside a function body counts
     assert "ganforge.train.periodic_eval" in graph["ganforge.train.trainer"]
+
+
+SNIPPET = """
+import importlib
+from importlib import import_module
+
+
+def load(name):
+    importlib.import_module("ganforge.models.resnet")
+    import_module("ganforge.losses")
+    __import__("ganforge.metrics.fid")
+    importlib.import_module(f"ganforge.commands.{name}")
+    importlib.import_module(name)  # not a literal: cannot be resolved, not counted
+    importlib.import_module("numpy")  # outside the package
+"""
+
+
+def test_imports_through_importlib_and_dunder_import_count():
+    known = {"ganforge.models", "ganforge.models.resnet", "ganforge.losses", "ganforge.metrics",
+             "ganforge.metrics.fid", "ganforge.commands", "ganforge.commands.train", "ganforge.commands.eval",
+             "ganforge.plugin"}
+    deps = _imported_modules(Path("plugin.py"), "ganforge.plugin", known, source=SNIPPET)
+    assert deps == {"ganforge.models.resnet", "ganforge.losses", "ganforge.metrics.fid",
+                    "ganforge.commands.train", "ganforge.commands.eval"}
+    # a family loaded through importlib by its package is a cycle the graph now sees
+    graph = {"ganforge.models": _imported_modules(Path("__init__.py"), "ganforge.models", known,
+                                                  source='import importlib\nimportlib.import_module('
+                                                         '"ganforge.models.resnet")\n'),
+             "ganforge.models.resnet": _imported_modules(Path("resnet.py"), "ganforge.models.resnet", known,
+                                                         source="from ganforge.models import register\n")}
+    assert strongly_connected(graph) == [frozenset({"ganforge.models", "ganforge.models.resnet"})]
+
+
+def test_the_package_imports_nothing_through_importlib_by_literal_name():
+    """Plain imports only: a literal module name given to importlib is an import statement in disguise."""
+    hidden = []
+    for name, path in _module_files().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            call = _import_call_target(node)
+            if call is not None and not call[1] and call[0].startswith("ganforge"):
+                hidden.append(f"{name}: {call[0]}")
+    assert not hidden, f"use an import statement instead: {hidden}"
 
 
 def test_cycle_finder_on_a_known_graph():

@@ -7,10 +7,8 @@ from conftest import tiny_config
 from ganforge.cli import main
 from ganforge.config import load_config
 from ganforge.errors import ConfigError
-from ganforge.models import ARCHS, _load_optional_families, build_models
+from ganforge.models import build_models, get_family
 from ganforge.models import preflight
-
-_load_optional_families()
 
 CONFIGS = [
     [],  # dcgan 28 px
@@ -25,10 +23,10 @@ CONFIGS = [
 @pytest.mark.parametrize("overrides", CONFIGS)
 def test_estimate_matches_the_real_models(overrides, tmp_path):
     cfg = tiny_config(tmp_path, *overrides)
-    builder = ARCHS[cfg.model.arch]
-    G, D = builder(cfg)
-    bound = preflight.estimate_memory(cfg, builder, exact=False)
-    exact = preflight.estimate_memory(cfg, builder, exact=True)
+    family = get_family(cfg.model.arch)
+    G, D = family.build(cfg)
+    bound = preflight.estimate_memory(cfg, family, exact=False)
+    exact = preflight.estimate_memory(cfg, family, exact=True)
     assert exact.exact and not bound.exact
     for est, m in zip((exact.params_g, exact.params_d), (G, D)):
         weights = 4 * sum(t.numel() for name, t in (*m.named_parameters(), *m.named_buffers())
@@ -42,7 +40,7 @@ def test_preflight_leaves_the_random_state_alone(tmp_path):
     torch.manual_seed(0)
     G1, _ = build_models(cfg)
     torch.manual_seed(0)
-    G2, _ = ARCHS[cfg.model.arch](cfg)
+    G2, _ = get_family(cfg.model.arch).build(cfg)
     for a, b in zip(G1.state_dict().values(), G2.state_dict().values()):
         assert torch.equal(a, b)
 

@@ -1,65 +1,80 @@
-"""Runs and exported generators on disk: what training writes and inference reads.
+"""Runs and saved generators on disk: what training writes and inference reads.
 
 A **run directory** (written by the trainer) holds ``config.yaml`` and
-``checkpoints/step_*/`` (:mod:`ganforge.checkpoint`). An **exported generator**
-(``ganforge export``) is a directory ``config.yaml`` + ``generator.safetensors``
-(+ ``export.json``). :func:`load_generator` accepts either; sampling, evaluation
-and the inpainting pipeline (``InpaintingPipeline.from_run``) all load through it,
-so inference never imports training code.
+``checkpoints/step_*/`` (:mod:`ganforge.checkpoint`). A **saved generator**
+(``ganforge export``, :func:`ganforge.models.save_pretrained`) is one folder
+``config.yaml`` + ``generator.safetensors`` + ``README.md`` + ``export.json``
+(:mod:`ganforge.models.pretrained`). :func:`load_generator` accepts either;
+sampling, evaluation, serving and the inpainting pipeline
+(``InpaintingPipeline.from_run``) all load through it, so inference never
+imports training code.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from ganforge import checkpoint as ckpt
-from ganforge.config import RunConfig, dump_yaml, load_config
+from ganforge.config import RunConfig, load_config
 from ganforge.errors import CheckpointError
-from ganforge.models import build_models
-from ganforge.weights import load_weights
+from ganforge.models import build_models, from_pretrained, get_family, save_pretrained
+from ganforge.models.card import model_card, run_evaluations
+from ganforge.models.pretrained import WEIGHTS, is_saved_generator, saved_info
 
-EXPORT_WEIGHTS = "generator.safetensors"
+EXPORT_WEIGHTS = WEIGHTS  # "generator.safetensors", the weights file of a saved generator
 
 
 def load_generator(run_dir: str | Path, checkpoint: str | Path | None = None, ema: bool = True,
                    device: str | torch.device = "cpu") -> tuple[nn.Module, RunConfig, int]:
-    """The generator of a run (or of an exported generator directory) in eval mode: ``(G, config, step)``.
+    """The generator of a run, or of a saved generator folder, in eval mode: ``(G, config, step)``.
 
-    Uses the EMA generator when the run has one and ``ema`` is true. ``checkpoint``
-    selects a checkpoint directory (default: the newest one that verifies).
+    For a run: the EMA generator when the run has one and ``ema`` is true, from
+    ``checkpoint`` (a checkpoint directory; default the newest one that verifies).
+    A saved generator folder holds one generator, so ``checkpoint`` and ``ema``
+    do not apply to it; its ``step`` is the one it records.
     """
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise CheckpointError(run_dir, "not a run directory (no config.yaml)")
-    cfg = load_config(run_dir / "config.yaml")
-    if (run_dir / EXPORT_WEIGHTS).is_file() and not (run_dir / "checkpoints").is_dir():
-        G, _ = build_models(cfg, training=False)  # an exported generator (ganforge export)
-        load_weights(G, run_dir / EXPORT_WEIGHTS)
-        return G.to(device).eval().requires_grad_(False), cfg, -1
-    c = ckpt.load_checkpoint(Path(checkpoint)) if checkpoint else ckpt.find_latest(run_dir)
+    G, cfg, step, _ = _load(Path(run_dir), checkpoint, ema, device)
+    return G, cfg, step
+
+
+def _load(path: Path, checkpoint, ema: bool, device) -> tuple[nn.Module, RunConfig, int, str]:
+    """:func:`load_generator`, also saying which generator it is: ``"ema"`` or ``"generator"``."""
+    if is_saved_generator(path):
+        G, cfg, step = from_pretrained(path, device=device)
+        return G, cfg, step, "saved"
+    if not (path / "config.yaml").is_file():
+        raise CheckpointError(path, "not a run directory or saved generator (no config.yaml)")
+    cfg = load_config(path / "config.yaml")
+    c = ckpt.load_checkpoint(Path(checkpoint)) if checkpoint else ckpt.find_latest(path)
     if c is None:
-        raise CheckpointError(run_dir / "checkpoints", "no valid checkpoint in this run")
+        raise CheckpointError(path / "checkpoints", "no valid checkpoint in this run")
     G, _ = build_models(cfg, training=False)
     name = "G_ema" if ema and "G_ema" in c.weights else "G"
     if name not in c.weights:
         raise CheckpointError(c.path, "has no generator weights")
     ckpt.load_module_state(G, c.weights[name], c.path / "weights.safetensors")
-    return G.to(device).eval().requires_grad_(False), cfg, c.step
+    return G.to(device).eval().requires_grad_(False), cfg, c.step, "ema" if name == "G_ema" else "generator"
 
 
 def export_generator(run_dir: str | Path, out_dir: str | Path, ema: bool = True) -> Path:
-    """Write a run's generator as ``out_dir/config.yaml`` + ``out_dir/generator.safetensors``."""
-    G, cfg, step = load_generator(run_dir, ema=ema)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().clone() for k, v in G.state_dict().items()}
-    meta = {"ganforge_step": str(step), "source": "ema" if ema else "generator"}
-    save_file(tensors, str(out / EXPORT_WEIGHTS), metadata=meta)
-    (out / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
-    (out / "export.json").write_text(json.dumps({"step": step, **meta}, indent=1), encoding="utf-8")
-    return out
+    """Save a run's generator (EMA by default) as one folder with a model card; returns the folder.
+
+    The card lists the evaluations in the run's ``metrics.jsonl`` that measured
+    these weights (see :mod:`ganforge.models.card`). Exporting a saved generator
+    folder again copies it with the card it already has.
+    """
+    src = Path(run_dir)
+    G, cfg, step, source = _load(src, None, ema, "cpu")
+    if source == "saved":
+        card = (src / "README.md").read_text(encoding="utf-8") if (src / "README.md").is_file() else None
+        return save_pretrained(G, out_dir, step=step if step >= 0 else None, card=card,
+                               source=saved_info(src).get("source", "generator"))
+    family = get_family(cfg.model.arch)
+    used_ema = source == "ema"
+    mine, earlier = run_evaluations(src, step, used_ema, run_has_ema=cfg.train.ema_decay > 0)
+    card = model_card(cfg, step, family.inputs, family.description, ema_weights=used_ema,
+                      evaluations=mine, earlier=earlier)
+    return save_pretrained(G, out_dir, step=step, card=card, source=source)

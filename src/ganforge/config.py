@@ -115,9 +115,13 @@ def validate(cfg: RunConfig) -> RunConfig:
     for key, choices in CHOICES.items():
         if flat[key] not in choices:
             raise ConfigError(key, f"must be one of {', '.join(map(str, choices))}, got {quote(flat[key])}")
-    from ganforge.losses import get_loss  # here, not at the top: the CLI parser reads this module without torch
+    # Losses and model families are registries (plug-ins add to them): their names are checked
+    # against them. Imported here, not at the top: the CLI parser reads this module without torch.
+    from ganforge.losses import get_loss
+    from ganforge.models.registry import get_family
 
-    get_loss(cfg.loss.name)  # the registry is the list of choices, so a registered plug-in loss is accepted
+    get_loss(cfg.loss.name)
+    get_family(cfg.model.arch)  # importing the registry imports ganforge.models, which registers the built-ins
     # Which resolutions a resnet has depends on data.image_size; ganforge.models.resnet checks that.
     if cfg.model.attention and cfg.model.arch != "resnet":
         raise ConfigError("model.attention", f"self-attention is only available with model.arch=resnet "

@@ -31,7 +31,7 @@ class DataConfig:
 class ModelConfig:
     """Generator and discriminator architecture."""
 
-    arch: str = "dcgan"  # a registered model family: mlp | dcgan | resnet | mlp-res | inpaint | ...
+    arch: str = "dcgan"  # a registered family: mlp | dcgan | resnet | mlp-res | inpaint (ganforge.models.registry)
     z_dim: int = 100
     g_width: int = 64  # base channel (or unit) count of G
     d_width: int = 64

@@ -1,8 +1,11 @@
 """``ganforge export``: write a run's generator to share or deploy it.
 
-``--format safetensors`` (default): ``config.yaml`` + ``generator.safetensors``.
-``--format onnx``: ``generator.onnx`` (+ ``config.yaml``, ``export.json``), checked
-against PyTorch with onnxruntime; needs the ``onnx`` extra.
+``--format safetensors`` (default): one self-describing folder, ``config.yaml`` +
+``generator.safetensors`` + ``README.md`` (a model card: data set, training steps,
+measured metrics and their protocol) + ``export.json``, written by
+:func:`ganforge.models.save_pretrained`; every command that takes a run directory
+takes it too. ``--format onnx``: ``generator.onnx`` (+ ``config.yaml``,
+``export.json``), checked against PyTorch with onnxruntime; needs the ``onnx`` extra.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ def register(sub) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--format", choices=("safetensors", "onnx"), default="safetensors",
-                   help="safetensors + config.yaml (default), or an ONNX graph checked with onnxruntime")
+                   help="a folder with config.yaml, safetensors weights and a model card (default), "
+                        "or an ONNX graph checked with onnxruntime")
     p.add_argument("--no-ema", action="store_true", help="export the raw generator, not its EMA")
     p.set_defaults(func=run)
 
@@ -34,8 +38,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from ganforge.artifacts import export_generator
     from ganforge.commands._paths import check_output_dir
+    from ganforge.models.pretrained import saved_step
 
     check_output_dir(args.out, "--out")
     out = export_generator(args.run_dir, args.out, ema=not args.no_ema)
-    print(f"exported generator to {out}")
+    step = saved_step(out)
+    print(f"exported the generator{f' of step {step}' if step >= 0 else ''} to {out} (model card: README.md)")
     return 0

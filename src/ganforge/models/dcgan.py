@@ -14,8 +14,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ganforge.config import RunConfig
 from ganforge.models.layers import (LabelEmbedding, check_labels, init_dcgan_weights, maybe_sn, split_stages,
                                     upsampling_plan)
+from ganforge.models.registry import register_model
 
 
 class DCGANGenerator(nn.Module):
@@ -91,3 +93,12 @@ class DCGANDiscriminator(nn.Module):
             x = torch.cat([x, onehot], dim=1)
         return self.head(self.features(x).flatten(1)).squeeze(1)
 
+
+
+@register_model("dcgan")
+def build_dcgan(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
+    """Strided convolutions (Radford et al. 2016): (DCGANGenerator, DCGANDiscriminator)."""
+    m, size, ch = cfg.model, cfg.data.image_size, cfg.data.channels
+    g = DCGANGenerator(m.z_dim, size, ch, m.g_width, m.num_classes, m.spectral_norm_g)
+    d = DCGANDiscriminator(size, ch, m.d_width, m.num_classes, m.spectral_norm_d, m.d_batchnorm)
+    return g, d

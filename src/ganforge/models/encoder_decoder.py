@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from ganforge.config import RunConfig
 from ganforge.models.layers import maybe_sn, split_stages
+from ganforge.models.registry import register_model
 
 DILATIONS = (1, 2, 4)
 
@@ -170,6 +171,8 @@ def discriminator_depth(image_size: int) -> int:
     return 2 if image_size < 48 else 3 if image_size < 128 else 4
 
 
+@register_model("inpaint", inputs="image+mask",
+                description="Encoder-decoder inpainting generator (dilated residual blocks) and a patch discriminator")
 def build_inpaint(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
     """``(InpaintGenerator, PatchDiscriminator)`` from ``model.g_width``, ``model.d_width``, ``model.res_blocks``.
 
@@ -180,12 +183,3 @@ def build_inpaint(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
     g = InpaintGenerator(ch, m.g_width, m.res_blocks)
     d = PatchDiscriminator(ch, m.d_width, discriminator_depth(cfg.data.image_size))
     return g, d
-
-
-def _register() -> None:
-    from ganforge.models import register
-
-    register("inpaint", build_inpaint)
-
-
-_register()

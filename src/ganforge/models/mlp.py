@@ -9,7 +9,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ganforge.config import RunConfig
 from ganforge.models.layers import LabelEmbedding, check_labels, maybe_sn, split_stages
+from ganforge.models.registry import register_model
 
 
 class MLPGenerator(nn.Module):
@@ -73,3 +75,12 @@ class MLPDiscriminator(nn.Module):
         if self.embed is not None:
             h = torch.cat([h, self.embed(y, h.dtype)], dim=1)
         return self.net(h).squeeze(1)
+
+
+@register_model("mlp")
+def build_mlp(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
+    """Dense layers (Goodfellow et al. 2014): (MLPGenerator, MLPDiscriminator)."""
+    m, shape = cfg.model, (cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
+    g = MLPGenerator(m.z_dim, shape, m.g_width, m.g_layers, m.num_classes, m.spectral_norm_g)
+    d = MLPDiscriminator(shape, m.d_width, m.d_layers, m.num_classes, m.spectral_norm_d, m.dropout)
+    return g, d

@@ -39,8 +39,7 @@ from torch.overrides import TorchFunctionMode
 
 from ganforge.config import RANGES, RunConfig
 from ganforge.errors import ConfigError
-
-Builder = Callable[[RunConfig], tuple[nn.Module, nn.Module]]
+from ganforge.models.registry import ModelFamily
 
 # Keys whose size drives memory; the one to blame is the one whose halving saves the most.
 SIZE_KEYS = ("train.batch_size", "data.image_size", "model.g_width", "model.d_width", "model.z_dim",
@@ -105,9 +104,9 @@ def _without_spectral_norm():
         parametrizations.spectral_norm = original
 
 
-def _meta_build(cfg: RunConfig, builder: Builder) -> tuple[nn.Module, nn.Module]:
+def _meta_build(cfg: RunConfig, family: ModelFamily) -> tuple[nn.Module, nn.Module]:
     with torch.random.fork_rng(devices=[]), _without_spectral_norm(), torch.device("meta"), _SkipMetaInit():
-        return builder(cfg)
+        return family.build(cfg)
 
 
 def _outputs_bound(module: nn.Module, image_size: int) -> int:
@@ -129,17 +128,6 @@ def _outputs_bound(module: nn.Module, image_size: int) -> int:
     return sum(largest if b is None else b for b in bounds)
 
 
-def _meta_inputs(cfg: RunConfig, batch: int):
-    """Inputs of G and D (the two conventions of :mod:`ganforge.models`) as meta tensors."""
-    c, s = cfg.data.channels, cfg.data.image_size
-    image = torch.empty(batch, c, s, s, device="meta")
-    if cfg.model.arch == "inpaint":
-        mask = torch.empty(batch, 1, s, s, device="meta")
-        return (image, mask), (image, mask)
-    y = torch.zeros(batch, dtype=torch.long, device="meta") if cfg.model.num_classes else None
-    return (torch.empty(batch, cfg.model.z_dim, device="meta"), y), (image, y)
-
-
 def _measured_outputs(module: nn.Module, inputs: tuple) -> int:
     """Values output by the layers of ``module`` in one forward pass (on meta tensors: no memory)."""
     total = 0
@@ -159,14 +147,18 @@ def _measured_outputs(module: nn.Module, inputs: tuple) -> int:
     return total
 
 
-def estimate_memory(cfg: RunConfig, builder: Builder, exact: bool = True) -> MemoryEstimate:
-    """Memory for ``builder(cfg)`` without allocating it; ``exact=False`` bounds activations from above."""
-    G, D = _meta_build(cfg, builder)
+def estimate_memory(cfg: RunConfig, family: ModelFamily, exact: bool = True) -> MemoryEstimate:
+    """Memory for ``family.build(cfg)`` without allocating it; ``exact=False`` bounds activations from above.
+
+    The exact activations come from one forward pass of G and D on the inputs the
+    family declares (:attr:`ModelFamily.example_inputs`), as ``meta`` tensors.
+    """
+    G, D = _meta_build(cfg, family)
     batch, value_bytes = cfg.train.batch_size, (4 if cfg.train.precision == "fp32" else 2)
     values = None
     if exact:
         try:
-            g_in, d_in = _meta_inputs(cfg, batch)
+            g_in, d_in = family.example_inputs(cfg, batch, "meta")
             values = _measured_outputs(G, g_in) + 2 * _measured_outputs(D, d_in)
         except Exception:  # noqa: BLE001 - a family whose forward needs other inputs: use the bound
             values = None
@@ -222,7 +214,7 @@ def _size(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
-def _culprit(cfg: RunConfig, builder: Builder, need: Callable[[MemoryEstimate], int], base: int) -> str:
+def _culprit(cfg: RunConfig, family: ModelFamily, need: Callable[[MemoryEstimate], int], base: int) -> str:
     """The size key whose halving lowers ``need`` the most."""
     best, best_key = base, "train.batch_size"
     for key in SIZE_KEYS:
@@ -234,7 +226,7 @@ def _culprit(cfg: RunConfig, builder: Builder, need: Callable[[MemoryEstimate], 
         trial = copy.deepcopy(cfg)
         setattr(getattr(trial, section), name, smaller)
         try:
-            n = need(estimate_memory(trial, builder))
+            n = need(estimate_memory(trial, family))
         except (ConfigError, ValueError, RuntimeError):
             continue  # e.g. an image size this family cannot build
         if n < best:
@@ -242,13 +234,13 @@ def _culprit(cfg: RunConfig, builder: Builder, need: Callable[[MemoryEstimate], 
     return best_key
 
 
-def check_fits(cfg: RunConfig, builder: Builder, training: bool = True,
+def check_fits(cfg: RunConfig, family: ModelFamily, training: bool = True,
                device: torch.device | str | None = None) -> MemoryEstimate:
-    """Raise ConfigError, naming the key to reduce, when ``builder(cfg)``'s models cannot fit.
+    """Raise ConfigError, naming the key to reduce, when ``family.build(cfg)``'s models cannot fit.
 
     Args:
         cfg: a validated config.
-        builder: the family's builder, ``cfg -> (G, D)`` (see :data:`ganforge.models.ARCHS`).
+        family: the registered family (:func:`ganforge.models.registry.get_family`).
         training: check what training needs (optimizer state and activations on
             the training device); False checks that the parameters can be loaded.
         device: where training runs (default: from ``train.device``).
@@ -266,16 +258,16 @@ def check_fits(cfg: RunConfig, builder: Builder, training: bool = True,
         checks += [("RAM", available_ram(), lambda e: e.training(ema))]
     else:
         checks += [("RAM", available_ram(), MemoryEstimate.loading)]
-    est = estimate_memory(cfg, builder, exact=False)  # cheap; exact only when the bound does not fit
+    est = estimate_memory(cfg, family, exact=False)  # cheap; exact only when the bound does not fit
     for what, avail, need in checks:
         if avail is None or need(est) <= avail:
             continue
         if not est.exact and training:
-            est = estimate_memory(cfg, builder, exact=True)
+            est = estimate_memory(cfg, family, exact=True)
             if need(est) <= avail:
                 continue
         n = need(est)
-        key = _culprit(cfg, builder, need, n)
+        key = _culprit(cfg, family, need, n)
         task = "train" if training else "load"
         acts = f", activations at batch {cfg.train.batch_size} {_size(est.activations)}" if training else ""
         raise ConfigError(key, f"the {cfg.model.arch} models need at least {_size(n)} to {task} (parameters "

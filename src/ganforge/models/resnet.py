@@ -65,10 +65,10 @@ from torch import Tensor, nn
 
 from ganforge.config import RunConfig
 from ganforge.errors import ConfigError
-from ganforge.models import register
 from ganforge.models.attention import SelfAttention2d
 from ganforge.models.conditional import ConditionalBatchNorm2d, ProjectionHead
 from ganforge.models.layers import LabelEmbedding, check_labels, maybe_sn, upsampling_plan
+from ganforge.models.registry import register_model
 
 RELU_GAIN = math.sqrt(2.0)
 MAX_MULT = 16  # widest layer = 16 x width (SNGAN / BigGAN at 128 px)
@@ -338,21 +338,19 @@ class ResMLPDiscriminator(nn.Module):
 
 # --------------------------------------------------------------- registration
 
+@register_model("resnet")
 def build_resnet(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
-    """``arch: resnet`` -> (ResNetGenerator, ResNetDiscriminator)."""
+    """Residual convolutional blocks (SNGAN/BigGAN style): (ResNetGenerator, ResNetDiscriminator)."""
     m, size, ch = cfg.model, cfg.data.image_size, cfg.data.channels
     g = ResNetGenerator(m.z_dim, size, ch, m.g_width, m.num_classes, m.spectral_norm_g, m.attention)
     d = ResNetDiscriminator(size, ch, m.d_width, m.num_classes, m.spectral_norm_d, m.attention)
     return g, d
 
 
+@register_model("mlp-res")
 def build_mlp_res(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
-    """``arch: mlp-res`` -> (ResMLPGenerator, ResMLPDiscriminator); g_layers/d_layers count blocks."""
+    """Residual dense blocks: (ResMLPGenerator, ResMLPDiscriminator); g_layers/d_layers count blocks."""
     m, shape = cfg.model, (cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
     g = ResMLPGenerator(m.z_dim, shape, m.g_width, m.g_layers, m.num_classes, m.spectral_norm_g)
     d = ResMLPDiscriminator(shape, m.d_width, m.d_layers, m.num_classes, m.spectral_norm_d, m.dropout)
     return g, d
-
-
-register("resnet", build_resnet)
-register("mlp-res", build_mlp_res)
