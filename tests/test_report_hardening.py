@@ -84,7 +84,7 @@ def test_links_in_the_report_folder_are_replaced_not_written_through(tmp_path, c
 @posix_only
 @pytest.mark.parametrize("case", ["proc", "regular file", "dev null", "under a file", "foreign folder",
                                   "read-only run", "default is a link"])
-def test_bad_outputs_are_refused_before_any_work(tmp_path, capsys, case):
+def test_bad_outputs_are_refused_before_any_work(tmp_path, capsys, monkeypatch, case):
     run = _run(tmp_path)
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     words = {"proc": "cannot", "regular file": "not a directory", "dev null": "not a directory",
@@ -106,9 +106,18 @@ def test_bad_outputs_are_refused_before_any_work(tmp_path, capsys, case):
         before = sorted(before + [str(tmp_path / "site" / "index.html")])
         args += ["--out", tmp_path / "site"]
     elif case == "read-only run":
-        if os.geteuid() == 0:
-            pytest.skip("root writes into read-only folders")
         run.chmod(0o555)
+        if os.geteuid() == 0:  # root writes into read-only folders: as on a read-only mount instead
+            import ganforge.commands._paths as paths
+
+            real = paths.tempfile.mkstemp
+
+            def read_only(*args, dir=None, **kwargs):
+                if dir is not None and Path(dir).resolve() == run.resolve():
+                    raise OSError(30, "Read-only file system")
+                return real(*args, dir=dir, **kwargs)
+
+            monkeypatch.setattr(paths.tempfile, "mkstemp", read_only)
     else:
         (tmp_path / "elsewhere").mkdir()
         (run / "report").symlink_to(tmp_path / "elsewhere")
@@ -143,6 +152,14 @@ def test_a_failed_write_is_one_line_naming_the_file_and_leaves_no_partial_file(t
     rc, err = _report(capsys, run)
     assert rc == 2 and len(err) == 1 and "overview.png" in err[0] and "No space left" in err[0]
     assert [p.name for p in (run / "report").iterdir()] == []
+    monkeypatch.undo()
+    (run / "report" / "overview.png").write_bytes(b"from a report that failed before its page")
+    assert _report(capsys, run)[0] == 0  # the folder is still the run's report folder
+    (tmp_path / "pictures").mkdir()
+    (tmp_path / "pictures" / "overview.png").write_bytes(b"someone's picture")
+    rc, err = _report(capsys, run, "--out", tmp_path / "pictures")
+    assert rc == 2 and "holds other files" in err[0]
+    assert (tmp_path / "pictures" / "overview.png").read_bytes() == b"someone's picture"
 
 
 # ------------------------------------------------------------------ B: inputs

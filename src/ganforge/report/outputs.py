@@ -22,6 +22,9 @@ from ganforge.commands._paths import check_output_dir
 from ganforge.errors import ConfigError, DataError
 
 MARKER = "ganforge report</title>"  # in the <head> of every page a report writes
+# What a report folder holds: its page, figures (ganforge.report.specs names) and sample strip / animation.
+REPORT_FILES = frozenset({"index.html", "samples.png", "samples.gif", "overview.png", "losses.png",
+                          "d_outputs.png", "speed.png", "skipped.png", "other.png", "eval.png"})
 
 
 def _is_report_page(page: Path) -> bool:
@@ -38,8 +41,11 @@ def _is_report_page(page: Path) -> bool:
 def check_out_dir(out: Path, option: str, default: bool) -> Path:
     """Check that ``out`` can take a report: new, empty, or the folder of an earlier report.
 
-    ``default`` is True for ``RUN/report`` (chosen by us, not by the user): it
-    must not be a symbolic link. Raises :class:`ConfigError` naming ``option``.
+    An earlier report's folder holds only :data:`REPORT_FILES` and its ``index.html``
+    carries :data:`MARKER` (or is a link, which is replaced, or is missing from
+    ``RUN/report`` after a failed report). ``default`` is True for ``RUN/report``
+    (chosen by us, not by the user): it must not be a symbolic link. Raises
+    :class:`ConfigError` naming ``option``.
     """
     if default and out.is_symlink():
         raise ConfigError(option, f"{out} is a symbolic link; give --out to write the report elsewhere")
@@ -50,9 +56,11 @@ def check_out_dir(out: Path, option: str, default: bool) -> Path:
                 names = [e.name for e in entries if not e.name.startswith(".")]
         except OSError as exc:
             raise ConfigError(option, f"cannot list {out} ({exc.strerror or type(exc).__name__})") from None
-        if names and not _is_report_page(out / "index.html"):
-            raise ConfigError(option, f"{out} holds other files and no earlier report (index.html); "
-                                      "give a new or empty folder")
+        page = out / "index.html"
+        ours = set(names) <= REPORT_FILES and (_is_report_page(page) or page.is_symlink()
+                                               or (default and not page.exists()))
+        if names and not ours:
+            raise ConfigError(option, f"{out} holds other files than an earlier report's; give a new or empty folder")
     return out
 
 
