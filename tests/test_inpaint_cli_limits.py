@@ -235,3 +235,38 @@ def test_a_10000x10000_image_is_inpainted_in_bounded_memory(gen_dir, tmp_path):
     band = result[y0:y1]
     assert (band[:, :x0] == expect[:x0]).all() and (band[:, x1:] == expect[x1:]).all()
     assert not (band[:, x0:x1] == expect[x0:x1]).all()  # the hole was filled
+
+
+def test_a_white_mask_over_a_10000x10000_image_is_refused_fast(gen_dir, tmp_path):
+    side = 10000
+    img = _stream_png(tmp_path / "big.png", side, side, lambda y: bytes(side))
+    mask = _stream_png(tmp_path / "white.png", side, side, lambda y: b"\xff" * side)
+    out = tmp_path / "out" / "o.png"
+    proc = subprocess.run([sys.executable, "-c", DRIVER.replace("rc = ", "import time; t0 = time.perf_counter(); rc = ")
+                           .replace('print(f"rc={rc}', 'print(f"seconds={time.perf_counter() - t0:.1f} rc={rc}'),
+                           "inpaint", str(gen_dir), "--image", str(img), "--mask", str(mask), "--out", str(out)],
+                          capture_output=True, text=True, env=ENV, timeout=120)
+    stats = dict(kv.split("=") for kv in proc.stdout.split()[-4:])
+    assert stats["rc"] == "2" and float(stats["seconds"]) < 20, stats
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "white.png: the hole has 100,000,000 missing pixels, above --max-hole-pixels 4,194,304" in err[0]
+    assert int(stats["peak"]) - int(stats["base"]) < 4 * side * side
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_hole_within_a_raised_limit_is_inpainted_with_progress(gen_dir, tmp_path, capsys):
+    side = 600
+    img = _stream_png(tmp_path / "img.png", side, side, lambda y: bytes(range(200)) * 3)
+    mask = _stream_png(tmp_path / "white.png", side, side, lambda y: b"\xff" * side)
+    out = tmp_path / "o.png"
+    rc, err = _run(capsys, gen_dir, "--image", img, "--mask", mask, "--out", out, "--max-hole-pixels", 300_000)
+    assert rc == 2 and "360,000 missing pixels, above --max-hole-pixels 300,000" in err and err.count("\n") == 1
+    rc, err = _run(capsys, gen_dir, "--image", img, "--mask", mask, "--out", out, "--max-hole-pixels", 0,
+                   "--max-pixels", 128 * 128)
+    assert rc == 0 and out.is_file()
+    lines = err.strip().splitlines()
+    assert lines and all(line.startswith("inpaint: img.png: tiles ") for line in lines), err
+    done, total = map(int, lines[-1].rsplit(" ", 1)[1].split("/"))
+    assert done == total >= 8
+    assert _run(capsys, gen_dir, "--image", img, "--mask", mask, "--out", out, "--max-hole-pixels", -1)[0] == 2

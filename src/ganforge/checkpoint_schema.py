@@ -165,8 +165,13 @@ def validate_state(state: Any, path: Path, step: int) -> dict:
             out[key] = _int(state.get(key, 0), key)
         out["train_seconds"] = _number(state.get("train_seconds", 0.0), "train_seconds")
         batcher = _dict(state.get("batcher"), "batcher")
-        _int(batcher.get("epoch"), "batcher.epoch", high=2**62)
-        _int(batcher.get("index"), "batcher.index")
+        # The data position is images into the current epoch: every one of them, and at least one
+        # image per finished epoch, was shown to D and counted in images_seen.
+        epoch = _int(batcher.get("epoch"), "batcher.epoch", high=2**62)
+        index = _int(batcher.get("index"), "batcher.index")
+        if index > out["images_seen"] or epoch > out["images_seen"]:
+            raise _Invalid(f"data position (batcher epoch {epoch}, index {index}) is past the "
+                           f"{out['images_seen']} images seen")
         _int(batcher.get("seed"), "batcher.seed", low=-(2**62), high=2**62)
         task = _dict(state.get("task", {}), "task")
         for key, value in task.items():

@@ -221,6 +221,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise ConfigError(item, "override must look like section.key=value")
         key, text = item.split("=", 1)
+        if not text.strip():  # YAML reads "" as null: `train.init_from=` would silently mean "none"
+            raise ConfigError(key.strip() or item, "has an empty value; write null to unset it")
         parts = key.strip().split(".")
         node = data
         for part in parts[:-1]:

@@ -8,6 +8,12 @@ from pathlib import Path
 from ganforge.errors import ConfigError, DataError
 
 DEFAULT_MAX_PIXELS = 1 << 20  # = ganforge.inpaint.pipeline.DEFAULT_MAX_PIXELS (not imported: keeps --help light)
+# Missing pixels one image may have. A hole of a few hundred pixels across in a 12-megapixel photo
+# (the job inpainting is for) is far below; a mask that is mostly white on a large image is not an
+# inpainting job and would run for many minutes (a white 10000x10000 mask: over 300 s on 2 cores).
+DEFAULT_MAX_HOLE_PIXELS = 1 << 22  # 4,194,304: e.g. 2048x2048
+PROGRESS_MIN_TILES = 8  # fewer forward passes: no progress lines
+PROGRESS_EVERY_S = 1.0
 
 
 def register(sub) -> None:
@@ -28,6 +34,9 @@ def register(sub) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="pixels per forward pass (bounds memory; larger holes are tiled), default %(default)s")
+    p.add_argument("--max-hole-pixels", type=int, default=DEFAULT_MAX_HOLE_PIXELS,
+                   help="refuse an image whose mask has more missing pixels than this (time grows with the "
+                        "hole); 0 for no limit. Default %(default)s (2048x2048)")
     p.set_defaults(func=run)
 
 
@@ -92,7 +101,36 @@ def _save(im, path: Path) -> Path:
     return path
 
 
-def _inpaint_one(pipe, image_path: Path, mask_path: Path, out_path: Path, folder_mode: bool) -> Path:
+def _check_hole(mask, mask_path: Path, limit: int) -> None:
+    """Refuse a hole above ``limit`` pixels (0: no limit) before the image is read."""
+    import numpy as np
+
+    holes = int(np.count_nonzero(mask))
+    if limit and holes > limit:
+        raise DataError(mask_path, f"the hole has {holes:,} missing pixels, above --max-hole-pixels {limit:,}; "
+                                   "give a larger --max-hole-pixels (or 0) to inpaint it anyway")
+
+
+class _Progress:
+    """``inpaint: tiles DONE/TOTAL`` on stderr, at most once a second, for jobs of many forward passes."""
+
+    def __init__(self, name: str):
+        self.name, self.last = name, None
+
+    def __call__(self, done: int, total: int) -> None:
+        import sys
+        import time
+
+        if total < PROGRESS_MIN_TILES:
+            return
+        now = time.monotonic()
+        if self.last is None or done == total or now - self.last >= PROGRESS_EVERY_S:  # first, last, each second
+            print(f"inpaint: {self.name}: tiles {done}/{total}", file=sys.stderr, flush=True)
+            self.last = now
+
+
+def _inpaint_one(pipe, image_path: Path, mask_path: Path, out_path: Path, folder_mode: bool,
+                 max_hole_pixels: int = 0) -> Path:
     from ganforge.imageio import read_image
     from ganforge.inpaint.masks import load_mask_array
     from ganforge.inpaint.pipeline import check_size, inpaint_pil
@@ -102,6 +140,7 @@ def _inpaint_one(pipe, image_path: Path, mask_path: Path, out_path: Path, folder
         w, h = header.size
     check_size(h, w, image_path)
     mask = load_mask_array(mask_path, size=(h, w), image_path=image_path)
+    _check_hole(mask, mask_path, max_hole_pixels)
     image = read_image(image_path, "image")
     if image.mode not in PIL_MODES:  # CMYK, YCbCr, PA ...: PNG cannot store them either
         image = image.convert("RGBA" if "A" in image.mode or "a" in image.mode else "RGB")
@@ -112,6 +151,7 @@ def _inpaint_one(pipe, image_path: Path, mask_path: Path, out_path: Path, folder
             kind = "float" if image.mode == "F" else "32-bit integer"
             raise DataError(out_path, f"PNG cannot store the {kind} pixels of {image_path} (mode {image.mode}); "
                                       "give an output name ending in .tif or .tiff")
+    pipe.progress = _Progress(image_path.name)
     result = inpaint_pil(pipe, image, mask, release=True)
     del image, mask
     return _save(result, out_path)
@@ -129,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(mask, "mask file or folder not found")
     if args.max_pixels < 1:
         raise ConfigError("--max-pixels", f"must be positive, got {args.max_pixels}")
+    if args.max_hole_pixels < 0:
+        raise ConfigError("--max-hole-pixels", f"must be 0 (no limit) or positive, got {args.max_hole_pixels}")
     if image.is_dir():
         if out.exists() and not out.is_dir():
             raise ConfigError("--out", f"{out} is a file; with a folder of images --out must be a folder")
@@ -150,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device, "--device")
     pipe = InpaintingPipeline.from_run(args.run_dir, ema=not args.no_ema, device=device,
                                        checkpoint=args.checkpoint, max_pixels=args.max_pixels)
-    written = [_inpaint_one(pipe, image_path, mask_path, out_path, image.is_dir())
+    written = [_inpaint_one(pipe, image_path, mask_path, out_path, image.is_dir(), args.max_hole_pixels)
                for image_path, mask_path, out_path in jobs]
     where = written[0] if len(written) == 1 else out
     print(f"inpainted {len(jobs)} image(s) with step {pipe.step} -> {where}")

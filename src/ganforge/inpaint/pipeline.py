@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -146,6 +147,8 @@ class InpaintingPipeline:
         self.max_pixels = int(max_pixels)
         self.device = next(generator.parameters()).device
         self.step: int | None = None
+        # Called as progress(done, total) after each forward pass of a fill (tiles of all holes).
+        self.progress: Callable[[int, int], None] | None = None
 
     @classmethod
     def from_run(cls, run_dir: str | Path, ema: bool = True, device: str | torch.device = "cpu",
@@ -192,6 +195,7 @@ class InpaintingPipeline:
             crops, labels = plan_crops(m, self.context, self.max_pixels, DEFAULT_CELL)
             jobs += [(n, c, labels) for c in crops]
         jobs.sort(key=lambda j: j[1].shape)  # equal shapes batch together
+        done = 0
         for shape, group in itertools.groupby(jobs, key=lambda j: j[1].shape):
             group = list(group)
             per = max(1, min(self.batch_size, self.max_pixels // (shape[0] * shape[1])))
@@ -203,6 +207,9 @@ class InpaintingPipeline:
                 for (n, c, labels), p in zip(part, pred):
                     core = p[:, c.cy0 - c.y0:c.cy1 - c.y0, c.cx0 - c.x0:c.cx1 - c.x0]
                     canvases[n].write(c.cy0, c.cy1, c.cx0, c.cx1, core, owned(c, labels, masks[n], DEFAULT_CELL))
+                done += len(part)
+                if self.progress is not None:
+                    self.progress(done, len(jobs))
 
     def inpaint_array_(self, colour: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Fill ``colour`` (H, W, C) with C in 1, 3, any real dtype, **in place** where ``mask`` (H, W) bool

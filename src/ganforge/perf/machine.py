@@ -40,8 +40,9 @@ def device_name(device) -> str:
 def native_dtypes(device) -> tuple[str, ...]:
     """The matmul dtypes ``device`` computes in hardware (others run emulated, if at all).
 
-    bf16 is native on CPUs with AVX-512 BF16 or AMX and on CUDA devices of compute
-    capability 8.0 and later: the same checks that make ``precision: auto`` pick it.
+    bf16 is native on CPUs with AVX-512 BF16 or AMX (read from the CPU's flags, see
+    :mod:`ganforge.cpu_features`: plain AVX-512 only emulates it) and on CUDA devices of
+    compute capability 8.0 and later: the same checks that make ``precision: auto`` pick it.
     """
     # Looked up through the module so that tests can force the capability off.
     from ganforge.train import precision

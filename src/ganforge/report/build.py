@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from ganforge.errors import ConfigError
+from ganforge import safe_yaml
+from ganforge.errors import ConfigError, GanforgeError
+from ganforge.report import inputs
 from ganforge.report.history import History, read_history
+from ganforge.report.outputs import check_out_dir, write_text
 from ganforge.report.page import PageInfo, render_page
 from ganforge.report.grids import sample_grids, write_animation, write_strip
-from ganforge.report.specs import FigureSpec, figure_specs
+from ganforge.report.specs import MAX_EVAL_PANELS, MAX_OTHER_KEYS, FigureSpec, figure_specs, omitted
 
 _CKPT = re.compile(r"step_(\d+)$")
 
 
 @dataclass
 class Report:
-    """What :func:`build_report` wrote: ``page`` (index.html) and the files beside it."""
+    """What :func:`build_report` wrote: ``page`` (index.html) and the files beside it.
+
+    ``warnings``: one line per run file the report could not read and skipped (``path: reason``).
+    """
 
     page: Path
     history: History
@@ -29,14 +34,21 @@ class Report:
     figures: dict[str, Path]  # spec name -> PNG
     strip_steps: list[int]
     animation_steps: list[int]
+    warnings: list[str] = field(default_factory=list)
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+def _read_json(path: Path, root: Path, notes: dict[str, str]) -> dict | None:
+    if not os.path.lexists(path):
         return None
-    return data if isinstance(data, dict) else None
+    try:
+        data = inputs.read_json(path, root)
+    except inputs.Unreadable as exc:
+        notes[str(path)] = str(exc)
+        return None
+    if not isinstance(data, dict):
+        notes[str(path)] = "not a JSON object"
+        return None
+    return data
 
 
 def _complete_checkpoints(run_dir: Path) -> list[int]:
@@ -44,28 +56,33 @@ def _complete_checkpoints(run_dir: Path) -> list[int]:
     root = run_dir / "checkpoints"
     if not root.is_dir():
         return []
-    return sorted(int(m.group(1)) for p in root.iterdir()
-                  if (m := _CKPT.fullmatch(p.name)) and (p / "manifest.json").is_file())
-
-
-def _config(run_dir: Path) -> tuple[str | None, int | None]:
-    """The resolved config's text and ``train.steps`` (read as plain YAML: a report never refuses a run)."""
     try:
-        text = (run_dir / "config.yaml").read_text(encoding="utf-8")
+        return sorted(int(m.group(1)) for p in root.iterdir()
+                      if (m := _CKPT.fullmatch(p.name)) and (p / "manifest.json").is_file())
     except OSError:
+        return []
+
+
+def _config(run_dir: Path, notes: dict[str, str]) -> tuple[str | None, int | None]:
+    """The resolved config's text and ``train.steps`` (read as plain YAML: a report never refuses a run)."""
+    path = run_dir / "config.yaml"
+    if not os.path.lexists(path):
         return None, None
     try:
-        steps = (yaml.safe_load(text) or {}).get("train", {}).get("steps")
-    except (yaml.YAMLError, AttributeError):
+        text = inputs.read_text(path, run_dir)
+    except inputs.Unreadable as exc:
+        notes[str(path)] = str(exc)
+        return None, None
+    try:
+        data = safe_yaml.load(text, str(path))
+        steps = (data or {}).get("train", {}).get("steps")
+    except (yaml.YAMLError, AttributeError, GanforgeError):
         steps = None
-    return text, steps if isinstance(steps, int) else None
+    return text, steps if isinstance(steps, int) and not isinstance(steps, bool) else None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """A browser refreshing the page never sees half of it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _is_run(run_dir: Path) -> bool:
+    return run_dir.is_dir() and any(os.path.lexists(run_dir / name) for name in ("config.yaml", "metrics.jsonl"))
 
 
 def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
@@ -74,34 +91,64 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
 
     Works on a run still training (a torn last line or a grid being written is
     skipped) and on resumed or rolled-back runs (see :mod:`ganforge.report.history`).
-    Raises :class:`ConfigError` when ``run_dir`` is not a run or matplotlib is missing.
+    A file of the run that cannot be read within the bounds of
+    :mod:`ganforge.report.inputs` is skipped and named in ``Report.warnings``.
+    Raises :class:`ConfigError` when ``run_dir`` is not a run, the output folder
+    cannot take the report or matplotlib is missing (all before anything is
+    written), and :class:`DataError` naming the file when a write fails.
     """
     run_dir = Path(run_dir)
     metrics = run_dir / "metrics.jsonl"
-    if not run_dir.is_dir() or not ((run_dir / "config.yaml").is_file() or metrics.is_file()):
+    if not _is_run(run_dir):
         raise ConfigError(run_dir, "not a run directory (no config.yaml or metrics.jsonl)")
     from ganforge.report import plot
 
     plot.require_matplotlib()  # fail before writing anything
-    out = Path(out_dir) if out_dir is not None else run_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_out_dir(Path(out_dir) if out_dir is not None else run_dir / "report", "--out",
+                        default=out_dir is None)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("--out", f"cannot create {out} ({exc.strerror or type(exc).__name__})") from None
 
-    history = read_history(metrics)
+    notes: dict[str, str] = {}
+    history = read_history(metrics, run_dir)
+    if history.unreadable:
+        notes[str(metrics)] = history.unreadable
+    elif history.truncated:
+        notes[str(metrics)] = f"read the first {inputs.MAX_METRICS_BYTES >> 20} MiB only"
     specs = figure_specs(history)
     figures = {spec.name: plot.save(spec, out) for spec in specs}
     grids = sample_grids(run_dir)
-    strip_steps = write_strip(grids, out / "samples.png") if grids else []
-    anim_steps = write_animation(grids, out / "samples.gif") if grids and animation and len(grids) > 1 else []
+    strip_steps = write_strip(grids, out / "samples.png", root=run_dir, notes=notes) if grids else []
+    anim_steps = (write_animation(grids, out / "samples.gif", root=run_dir, notes=notes)
+                  if grids and animation and len(grids) > 1 else [])
 
-    config_text, total = _config(run_dir)
+    config_text, total = _config(run_dir, notes)
     info = PageInfo(run_dir=run_dir, config_text=config_text, total_steps=total,
-                    execution=_read_json(run_dir / "execution.json"),
-                    best=_read_json(run_dir / "checkpoints" / "best" / "best.json"),
+                    execution=_read_json(run_dir / "execution.json", run_dir, notes),
+                    best=_read_json(run_dir / "checkpoints" / "best" / "best.json", run_dir, notes),
                     checkpoints=_complete_checkpoints(run_dir),
                     figures=[(s.title, figures[s.name].name) for s in specs],
                     strip="samples.png" if strip_steps else None, strip_steps=strip_steps,
                     animation="samples.gif" if anim_steps else None, n_grids=len(grids),
-                    metrics_mtime=metrics.stat().st_mtime if metrics.is_file() else None)
-    page = out / "index.html"
-    _write_atomic(page, render_page(history, info))
-    return Report(page, history, specs, figures, strip_steps, anim_steps)
+                    metrics_mtime=_mtime(metrics), omitted=omitted(history),
+                    caps=(MAX_OTHER_KEYS, MAX_EVAL_PANELS),
+                    skipped=[f"{_relative(p, run_dir)}: {why}" for p, why in notes.items()])
+    page = write_text(out / "index.html", render_page(history, info))  # a refreshing browser never sees half
+    return Report(page, history, specs, figures, strip_steps, anim_steps,
+                  [f"{p}: {why}" for p, why in notes.items()])
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime if path.is_file() else None
+    except OSError:
+        return None
+
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return path

@@ -1,7 +1,9 @@
 """The run's fixed-noise sample grids over time: a labelled strip (PNG) and an animation (GIF).
 
 Both are drawn with Pillow (a core dependency), each grid under a band that
-names its step. A grid being written while the report reads it is skipped.
+names its step. A grid that cannot be read (being written while the report
+reads it, damaged, too large, not a regular file of the run) is skipped, and
+its reason added to ``notes``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ import re
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
+
+from ganforge.report.inputs import Unreadable, open_image
+from ganforge.report.outputs import write_file
 
 _GRID = re.compile(r"step_(\d+)\.png$")
 BAND = 18  # pixels of label band above each grid
@@ -37,11 +42,15 @@ def evenly(items: list, k: int) -> list:
     return [items[i] for i in idx]
 
 
-def _labelled(step: int, path: Path, side: int) -> Image.Image | None:
+def _labelled(step: int, path: Path, side: int, root: Path | None = None,
+              notes: dict[str, str] | None = None) -> Image.Image | None:
+    """The grid scaled to ``side`` under a band naming ``step``; None (and a note) when unreadable."""
     try:
-        with Image.open(path) as im:
+        with open_image(path, root if root is not None else path.parent.parent) as im:
             im = im.convert("L" if im.mode in ("1", "L", "LA", "I", "I;16") else "RGB")  # gray stays small
-    except OSError:  # being written right now, or damaged
+    except Unreadable as exc:  # being written right now, damaged, too large, not a plain file
+        if notes is not None:
+            notes[str(path)] = str(exc)
         return None
     scale = side / max(im.size)
     im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.NEAREST)
@@ -52,9 +61,12 @@ def _labelled(step: int, path: Path, side: int) -> Image.Image | None:
 
 
 def write_strip(grids: list[tuple[int, Path]], path: Path, k: int = 8, per_row: int = 4,
-                side: int = 224) -> list[int]:
-    """Up to ``k`` grids, ``per_row`` side by side (``side`` pixels each); returns the steps shown."""
-    tiles = [(s, t) for s, p in evenly(grids, k) if (t := _labelled(s, p, side)) is not None]
+                side: int = 224, root: Path | None = None, notes: dict[str, str] | None = None) -> list[int]:
+    """Up to ``k`` grids, ``per_row`` side by side (``side`` pixels each); returns the steps shown.
+
+    ``root``: the run (grids are read only inside it); ``notes``: path -> why a grid was skipped.
+    """
+    tiles = [(s, t) for s, p in evenly(grids, k) if (t := _labelled(s, p, side, root, notes)) is not None]
     if not tiles:
         return []
     gap = 8
@@ -65,14 +77,15 @@ def write_strip(grids: list[tuple[int, Path]], path: Path, k: int = 8, per_row: 
     strip = Image.new(mode, (cols * w + (cols - 1) * gap, rows * h + (rows - 1) * gap), "white")
     for i, (_, t) in enumerate(tiles):
         strip.paste(t.convert(mode), ((i % cols) * (w + gap), (i // cols) * (h + gap)))
-    strip.save(path, optimize=True)
+    write_file(path, lambda f: strip.save(f, format="PNG", optimize=True))
     return [s for s, _ in tiles]
 
 
 def write_animation(grids: list[tuple[int, Path]], path: Path, max_frames: int = 40, side: int = 224,
-                    ms_per_frame: int = 400) -> list[int]:
+                    ms_per_frame: int = 400, root: Path | None = None, notes: dict[str, str] | None = None) -> list[int]:
     """The grids as a looping GIF (at most ``max_frames``, the last held longer); returns the steps shown."""
-    frames = [(s, t) for s, p in evenly(grids, max_frames) if (t := _labelled(s, p, side)) is not None]
+    frames = [(s, t) for s, p in evenly(grids, max_frames)
+              if (t := _labelled(s, p, side, root, notes)) is not None]
     if not frames:
         return []
     mode = "L" if all(t.mode == "L" for _, t in frames) else "RGB"
@@ -80,5 +93,6 @@ def write_animation(grids: list[tuple[int, Path]], path: Path, max_frames: int =
     size = (max(i.width for i in images), max(i.height for i in images))
     images = [i if i.size == size else i.resize(size) for i in images]
     durations = [ms_per_frame] * (len(images) - 1) + [2000]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0, optimize=True)
+    write_file(path, lambda f: images[0].save(f, format="GIF", save_all=True, append_images=images[1:],
+                                              duration=durations, loop=0, optimize=True))
     return [s for s, _ in frames]

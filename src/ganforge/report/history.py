@@ -22,13 +22,15 @@ later one.
 
 from __future__ import annotations
 
-import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+
+from ganforge.report import inputs
 
 # Keys of an evaluation record that describe it rather than measure the generator.
 EVAL_META_KEYS = frozenset({"step", "event", "eval", "train_seconds", "best", "n_fake", "n_real", "seconds",
@@ -42,13 +44,18 @@ class History:
 
     ``train``: training records. ``evals``: evaluation records (dicts as written).
     ``events``: other events (rollbacks...), in file order. ``torn``: lines that
-    could not be parsed (a line being written when the file was read, say).
+    could not be parsed (a line being written when the file was read, say, or
+    one too long, not UTF-8 or not JSON). ``truncated``: reading stopped at
+    :data:`ganforge.report.inputs.MAX_METRICS_BYTES`. ``unreadable``: why the
+    file could not be read at all (None when it was, or is missing).
     """
 
     train: list[dict] = field(default_factory=list)
     evals: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     torn: int = 0
+    truncated: bool = False
+    unreadable: str | None = None
     _columns: dict = field(default_factory=dict, repr=False, compare=False)
 
     def column(self, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -164,23 +171,29 @@ def _drop_from(h: History, step: int) -> None:
     h.evals = [e for e in h.evals if e["step"] < step]
 
 
-def read_history(path: str | Path) -> History:
-    """Read ``metrics.jsonl`` (missing file: empty history). Unparsable lines are counted, not fatal."""
+def read_history(path: str | Path, root: str | Path | None = None) -> History:
+    """Read ``metrics.jsonl`` (missing file: empty history). Unparsable lines are counted, not fatal.
+
+    The file must be a regular file inside ``root`` (default: its folder); lines
+    are read with bounded length, and non-finite or implausibly long numbers
+    read as no value (see :mod:`ganforge.report.inputs`). A file that cannot be
+    read gives an empty history with ``unreadable`` set.
+    """
     path = Path(path)
-    records, torn = [], 0
-    if path.is_file():
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    torn += 1
-                    continue
-                if isinstance(record, dict):
-                    records.append(record)
+    records, torn, truncated = [], 0, False
+    if os.path.lexists(path):
+        try:
+            with inputs.open_regular(path, Path(root) if root is not None else path.parent, 1 << 62) as f:
+                for record, truncated in inputs.json_lines(f):
+                    if isinstance(record, dict):
+                        records.append(record)
+                    elif not truncated and record is None:
+                        torn += 1
+        except inputs.Unreadable as exc:
+            h = History(unreadable=str(exc))
+            return h
+        except OSError as exc:
+            return History(unreadable=f"cannot read ({exc.strerror or type(exc).__name__})")
     h = build_history(records)
-    h.torn = torn
+    h.torn, h.truncated = torn, truncated
     return h

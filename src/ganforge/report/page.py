@@ -21,6 +21,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 img{max-width:100%;height:auto}pre{background:#f7f7f7;padding:8px;overflow-x:auto;font-size:.85em}
 .note{color:#a60}
 """
+MAX_TABLE_KEYS = 40  # columns of an evaluation table
+MAX_LISTED = 50  # names listed in a note
 
 
 @dataclass
@@ -39,6 +41,9 @@ class PageInfo:
     animation: str | None = None
     n_grids: int = 0
     metrics_mtime: float | None = None
+    omitted: list[str] = field(default_factory=list)  # metric names past the caps, not plotted
+    caps: tuple[int, int] = (0, 0)  # (other training scalars, evaluation metrics) plotted at most
+    skipped: list[str] = field(default_factory=list)  # "file: reason" of run files that could not be read
 
 
 def fmt(v) -> str:
@@ -103,12 +108,29 @@ def _summary(h: History, info: PageInfo) -> str:
     return out
 
 
+def _notes(info: PageInfo) -> str:
+    """What the page leaves out: unreadable run files, metric names past the plotting caps."""
+    out = []
+    if info.skipped:
+        items = "".join(f"<li>{escape(s)}</li>" for s in info.skipped)
+        out.append(f'<p class="note">Run files that could not be read and were left out:</p><ul>{items}</ul>')
+    if info.omitted:
+        shown = ", ".join(info.omitted[:MAX_LISTED])
+        more = f" and {len(info.omitted) - MAX_LISTED} more" if len(info.omitted) > MAX_LISTED else ""
+        out.append(f'<p class="note">At most {info.caps[0]} other training scalars and {info.caps[1]} evaluation '
+                   f'metrics are plotted; {len(info.omitted)} metric name(s) are not: {escape(shown)}{more}.</p>')
+    return "".join(out)
+
+
 def _eval_tables(h: History) -> str:
     gen = [r for r in h.evals if r.get("eval") != "inpaint"]
     parts = []
     if gen:
         keys = list(dict.fromkeys(k for r in gen for k, v in r.items()
                                   if k not in EVAL_META_KEYS and metric_value(v) is not None))
+        if len(keys) > MAX_TABLE_KEYS:
+            parts.append(f'<p class="note">The first {MAX_TABLE_KEYS} of {len(keys)} metrics are shown.</p>')
+            keys = keys[:MAX_TABLE_KEYS]
         rows = [[r["step"], "ganforge eval" if "generator" in r else "during training",
                  *[r.get(k) for k in keys]] for r in gen]
         parts.append(_table(["step", "by", *keys], rows))
@@ -118,7 +140,7 @@ def _eval_tables(h: History) -> str:
             bits = k.split("/")
             if len(bits) == 3 and bits[0] == "inpaint":
                 methods.setdefault(bits[1], {})[bits[2]] = v
-        names = list(dict.fromkeys(m for d in methods.values() for m in d))
+        names = list(dict.fromkeys(m for d in methods.values() for m in d))[:MAX_TABLE_KEYS]
         desc = ", ".join(f"{k} {r[k]}" for k in ("masks", "hole_ratio", "n", "split") if k in r)
         parts.append(f"<p>Inpainting at step {r['step']} ({escape(desc)}):</p>")
         parts.append(_table(["method", *names], [[m, *[d.get(n) for n in names]] for m, d in methods.items()]))
@@ -143,7 +165,7 @@ def render_page(h: History, info: PageInfo) -> str:
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(name)}: ganforge report</title>",
            f"<style>{CSS}</style></head><body>",
            f"<h1>{escape(name)}</h1><p class='sub'>{escape(str(info.run_dir))} · report made {made}</p>",
-           "<h2>Summary</h2>", _summary(h, info)]
+           "<h2>Summary</h2>", _summary(h, info), _notes(info)]
     for title, file in info.figures:
         out.append(f"<h2>{escape(title)}</h2><img src='{escape(file)}' alt='{escape(title)}'>")
     if h.evals:

@@ -10,13 +10,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ganforge.errors import ConfigError
+from ganforge.errors import ConfigError, shorten
+from ganforge.report.outputs import write_file
 from ganforge.report.specs import FigureSpec, Panel
 
 INSTALL_HINT = "pip install 'ganforge[report]' (matplotlib)"
 # Noisy per-step values (GAN losses) get a running mean over this many logged points on top.
 SMOOTH_MIN_POINTS = 40
 MAX_DRAWN_POINTS = 4000  # per line; longer series are drawn as their min/max envelope
+MAX_LABEL = 60  # characters of a title, axis label or legend entry (metric names come from the run's files)
+# Labels are metric names from the run's files, shown as they are: "$x^$" is a name, not broken mathtext.
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
 
 
 def require_matplotlib():
@@ -61,10 +65,14 @@ def envelope(x: np.ndarray, y: np.ndarray, buckets: int = MAX_DRAWN_POINTS // 2)
     return x[keep], y[keep]
 
 
+def _label(text: str) -> str:
+    return shorten(str(text), MAX_LABEL)
+
+
 def _draw_panel(ax, panel: Panel) -> None:
-    ax.set_title(panel.title, fontsize=10)
-    ax.set_xlabel(panel.xlabel, fontsize=8)
-    ax.set_ylabel(panel.ylabel, fontsize=8)
+    ax.set_title(_label(panel.title), fontsize=10)
+    ax.set_xlabel(_label(panel.xlabel), fontsize=8)
+    ax.set_ylabel(_label(panel.ylabel), fontsize=8)
     ax.tick_params(labelsize=7)
     ax.grid(True, alpha=0.3)
     colors = [f"C{i}" for i in range(10)]
@@ -72,12 +80,13 @@ def _draw_panel(ax, panel: Panel) -> None:
         color = colors[i % len(colors)]
         if s.markers:
             order = np.argsort(s.x, kind="stable")
-            ax.plot(s.x[order], s.y[order], "o-", color=color, label=s.label, markersize=4, linewidth=1.2)
+            ax.plot(s.x[order], s.y[order], "o-", color=color, label=_label(s.label), markersize=4, linewidth=1.2)
             continue
         smooth = s.y.size >= SMOOTH_MIN_POINTS
         # The raw line is the data (drawn first, so tests and readers find it as the series);
         # a running mean on top keeps the trend readable through GAN noise.
-        ax.plot(*envelope(s.x, s.y), color=color, label=s.label, linewidth=0.8, alpha=0.35 if smooth else 1.0)
+        ax.plot(*envelope(s.x, s.y), color=color, label=_label(s.label), linewidth=0.8,
+                alpha=0.35 if smooth else 1.0)
         if smooth:
             ax.plot(*envelope(s.x, running_mean(s.y, max(5, s.y.size // 25))), color=color, linewidth=1.6,
                     label="_nolegend_")
@@ -99,22 +108,24 @@ def render(spec: FigureSpec):
     plt = require_matplotlib()
     ncols = min(spec.ncols, len(spec.panels))
     nrows = -(-len(spec.panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 2.9 * nrows), squeeze=False)
-    for ax, panel in zip(axes.flat, spec.panels):
-        _draw_panel(ax, panel)
-    for ax in list(axes.flat)[len(spec.panels):]:
-        ax.set_visible(False)
-    fig.tight_layout()
+    with plt.rc_context(PLAIN_TEXT):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 2.9 * nrows), squeeze=False)
+        for ax, panel in zip(axes.flat, spec.panels):
+            _draw_panel(ax, panel)
+        for ax in list(axes.flat)[len(spec.panels):]:
+            ax.set_visible(False)
+        fig.tight_layout()
     return fig
 
 
 def save(spec: FigureSpec, out_dir: Path, dpi: int = 90) -> Path:
-    """Render ``spec`` to ``out_dir/NAME.png``."""
+    """Render ``spec`` to ``out_dir/NAME.png`` (a temporary file renamed: never written through a link)."""
     plt = require_matplotlib()
     fig = render(spec)
     path = Path(out_dir) / f"{spec.name}.png"
     try:
-        fig.savefig(path, dpi=dpi)
+        with plt.rc_context(PLAIN_TEXT):  # text is laid out again when saved
+            write_file(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
     finally:
         plt.close(fig)
     return path

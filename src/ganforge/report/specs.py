@@ -17,6 +17,10 @@ STEP, SECONDS = "generator step", "training seconds"
 # Training keys with a figure of their own; every other numeric key goes to "other training scalars".
 KNOWN_TRAIN_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "images_per_s", "skipped_steps",
                     "images_seen", "train_seconds")
+# Each name is two panels; a run logging thousands of names (a bug, or a foreign file) would take
+# minutes and gigabytes to draw. The first names seen are plotted and the page lists the rest.
+MAX_OTHER_KEYS = 24  # "other training scalars"
+MAX_EVAL_PANELS = 24  # evaluation metrics (an inpainting metric's methods share one)
 
 
 @dataclass
@@ -91,7 +95,8 @@ def eval_groups(h: History) -> dict[str, list[tuple[str, str | None]]]:
     own; an inpainting metric ``inpaint/METHOD/NAME`` shares the panel ``inpaint NAME`` with the
     other methods, one line per method and mask kind."""
     groups: dict[str, list[tuple[str, str | None]]] = {}
-    masks = list(dict.fromkeys(r.get("masks", "") for r in h.evals if r.get("eval") == "inpaint"))
+    masks = list(dict.fromkeys(m for r in h.evals if r.get("eval") == "inpaint"
+                               and isinstance(m := r.get("masks", ""), str)))
     for key in h.eval_keys():
         parts = key.split("/")
         if len(parts) == 3 and parts[0] == "inpaint":
@@ -145,14 +150,24 @@ def figure_specs(h: History) -> list[FigureSpec]:
              _pair("speed", "Throughput", "images/s", h, {"images_per_s": "images/s"}),
              _pair("skipped", "Skipped updates", "steps (cumulative)",
                    h, {"skipped_steps": "non-finite updates skipped"}, count=True)]
-    others = [k for k in h.train_keys() if k not in KNOWN_TRAIN_KEYS]
+    others = other_train_keys(h)[:MAX_OTHER_KEYS]
     if others:
         panels = []
         for key in others:
             pair = _pair(key, key, key, h, {key: key})
             panels.extend(pair.panels if pair else [])
         specs.append(FigureSpec("other", "Other training scalars", panels))
-    groups = eval_groups(h)
+    groups = dict(list(eval_groups(h).items())[:MAX_EVAL_PANELS])
     if groups:
         specs.append(FigureSpec("eval", "Evaluation", [p for t, m in groups.items() for p in eval_panels(h, t, m)]))
     return [s for s in specs if s is not None]
+
+
+def other_train_keys(h: History) -> list[str]:
+    """Numeric training keys without a figure of their own, in first-seen order."""
+    return [k for k in h.train_keys() if k not in KNOWN_TRAIN_KEYS]
+
+
+def omitted(h: History) -> list[str]:
+    """The metric names that :func:`figure_specs` leaves out (past :data:`MAX_OTHER_KEYS` / :data:`MAX_EVAL_PANELS`)."""
+    return other_train_keys(h)[MAX_OTHER_KEYS:] + list(eval_groups(h))[MAX_EVAL_PANELS:]

@@ -19,9 +19,15 @@ from ganforge.errors import ConfigError
 
 
 def cpu_supports_bf16() -> bool:
-    """True when this CPU has native bf16 matmul (AVX-512 BF16 or AMX), where bf16 autocast pays off."""
+    """True when this CPU has native bf16 matmul (AVX-512 BF16 or AMX), where bf16 autocast pays off.
+
+    Decided from the CPU's flags (:func:`ganforge.cpu_features.cpu_has_native_bf16`), not from
+    oneDNN, which says yes for any AVX-512 CPU.
+    """
+    from ganforge.cpu_features import cpu_has_native_bf16
+
     try:
-        return bool(torch.backends.mkldnn.is_available()) and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return bool(torch.backends.mkldnn.is_available()) and cpu_has_native_bf16()
     except (AttributeError, RuntimeError):
         return False
 

@@ -126,6 +126,7 @@ def read_source(path: str | Path, cfg: RunConfig) -> tuple[dict[str, dict[str, t
     """
     src = Path(path).expanduser()
     given = str(path)
+    _check_fits_in_memory(src)
     if src.is_dir():
         if (src / "manifest.json").is_file():  # one checkpoint directory
             c = ckpt.load_checkpoint(src)
@@ -144,6 +145,49 @@ def read_source(path: str | Path, cfg: RunConfig) -> tuple[dict[str, dict[str, t
         return c.weights, TransferPlan(given, "run", c.step, ckpt.sha256_file(c.path / "weights.safetensors"))
     state = read_state_file(src)  # refuses pickles and anything that is not safetensors
     return _split_prefixed(state, src), TransferPlan(given, "file", None, ckpt.sha256_file(src))
+
+
+def _files_read(src: Path) -> list[Path]:
+    """The files :func:`read_source` reads whole into memory for ``src``."""
+    if not src.is_dir():
+        return [src]
+    if (src / "manifest.json").is_file():
+        return [src / "weights.safetensors", src / "train.safetensors"]
+    if (src / EXPORT_WEIGHTS).is_file() and not (src / "checkpoints").is_dir():
+        return [src / EXPORT_WEIGHTS]
+    newest = ckpt.list_checkpoints(src / "checkpoints")[:1]
+    return [p / name for _, p in newest for name in ("weights.safetensors", "train.safetensors")]
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate: free RAM (and a cgroup limit), capped by ``ulimit -v``."""
+    from ganforge.models.preflight import available_ram
+
+    avail = available_ram()
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            with open("/proc/self/status", encoding="ascii") as f:
+                vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+            left = max(soft - vm, 0)
+            avail = left if avail is None else min(avail, left)
+    except (ImportError, OSError, ValueError, StopIteration):
+        pass
+    return avail
+
+
+def _check_fits_in_memory(src: Path) -> None:
+    """Refuse, before reading it, a source whose files are larger than the memory left (a MemoryError later)."""
+    try:
+        need = sum(p.stat().st_size for p in _files_read(src) if p.is_file())
+    except OSError:
+        return  # the reader reports it
+    avail = available_memory()
+    if avail is not None and need > avail:
+        raise CheckpointError(src, f"is {need / 2**30:.2f} GiB to read into memory, but only "
+                                   f"{avail / 2**30:.2f} GiB is available")
 
 
 # ------------------------------------------------------------------ matching and loading
@@ -242,14 +286,23 @@ def initialise(cfg: RunConfig, G: nn.Module, D: nn.Module, run_dir: str | Path) 
     if t.init_from is None:
         return None
     record = Path(run_dir) / RECORD
-    if _has_checkpoints(run_dir) and record.is_file():
+    resuming = _has_checkpoints(run_dir)
+    plan = None
+    if resuming and record.is_file():
         try:
             data = json.loads(record.read_text(encoding="utf-8"))
             plan = TransferPlan(**{k: data[k] for k in ("source", "kind", "source_step", "sha256", "loaded",
                                                          "reinitialised")})
         except (OSError, ValueError, KeyError, TypeError):
             raise CheckpointError(record, "unreadable transfer record") from None
-    else:
+    elif resuming:  # the record is lost: the run's own files tell what was loaded
+        from ganforge.train.transfer_record import rebuild_plan
+
+        plan = rebuild_plan(run_dir, {"G": G, "D": D}, TransferPlan(t.init_from, "unknown"))
+        if plan is None and not Path(t.init_from).expanduser().exists():
+            raise CheckpointError(record, f"missing, and neither metrics.jsonl nor the checkpoints tell which "
+                                          f"layers came from {t.init_from} (which is gone)")
+    if plan is None:
         states, plan = read_source(t.init_from, cfg)
         if "G" not in states:
             raise CheckpointError(t.init_from, "has no generator weights")
