@@ -23,7 +23,7 @@ MAX_DEFAULT_N = 50_000  # two-set mode without --n: every image of the folders, 
 class _MetricsHelp(str):
     """The ``--metrics`` help text, naming the registered metrics when it is printed.
 
-    The registry imports torch (~1.5 s); building the parser for every command must
+    The registry imports torch (seconds, BENCHMARKS.md); building the parser for every command must
     not, so the names are looked up only when argparse formats this help.
     """
 

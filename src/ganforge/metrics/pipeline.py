@@ -18,10 +18,9 @@ generator is done once, in :class:`Evaluator`'s set-up:
   covariance computed (``fid``), once per device.
 
 Each evaluation then streams the generated images (:mod:`ganforge.metrics.fakes`)
-through the sources the requested metrics need (raw generated features only
-when a metric reads them) and calls the metrics through
-:func:`~ganforge.metrics.registry.compute_registered`. Generated images stay on
-the device they come on, from generator to feature statistics.
+through the sources the requested metrics need (raw generated features only when
+a metric reads them; images stay on the device they come on) and calls the
+metrics through :func:`~ganforge.metrics.registry.compute_registered`.
 """
 
 from __future__ import annotations
@@ -123,12 +122,6 @@ def clear_shared_extractors() -> None:
     _SHARED_EXTRACTORS.clear()
 
 
-def append_features(stats: FeatureStats, extractor, images: torch.Tensor) -> None:
-    """Extract features of uint8 ``images (N, C, H, W)`` in chunks of the extractor's batch size into ``stats``."""
-    for feats in extractor.iter_features(images):
-        stats.append(feats)
-
-
 def inception_stats(extractor, images: torch.Tensor, key: dict[str, Any], *, keep: int = 0,
                     cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
                     progress: Callable[[str], None] | None = None) -> FeatureStats:
@@ -203,10 +196,8 @@ class Evaluator:
             forward pass; larger generated batches are split).
         seed: seed of the real subset (part of the cache key) and of the KID subsets.
         kid_subsets, kid_subset_size, pr_k: protocol knobs of KID and precision/recall.
-        cache_dir, use_cache: the real statistics cache (default ``<cache root>/stats``).
-        inception_weights, classifier_dir: where the Inception file and the domain
-            classifiers are (defaults: see :mod:`~ganforge.metrics.inception`, ``classifier``).
-        progress: called with short status lines.
+        cache_dir, use_cache, inception_weights, classifier_dir, progress: as in
+            :func:`~ganforge.metrics.compute.compute_metrics`.
         require_n_real: refuse (ConfigError naming ``n``) a real split of fewer than ``n`` images.
         classes: compare with the split's images of these class ids only.
         split_name: how results name the real split (default ``split``; ``"folder"``
@@ -216,9 +207,7 @@ class Evaluator:
             during set-up (default: on CUDA only).
 
     Raises:
-        ConfigError: unknown metric, ``n`` below 2, a bad batch size, or (``require_n_real``)
-            more images than the split holds.
-        DataError, WeightsError: unreadable real images, missing Inception weights.
+        ConfigError, DataError, WeightsError: as :func:`~ganforge.metrics.compute.compute_metrics`.
     """
 
     def __init__(self, real: str, split: str = "test", n: int = 10000, metrics: Iterable[str] = ("fid",), *,
@@ -279,13 +268,11 @@ class Evaluator:
         self.calls = 0  # evaluations so far
 
     def warm_up(self, image_shape: tuple[int, ...]) -> None:
-        """Run the extractor twice on blank uint8 images ``(B, *image_shape)`` for each batch size ``B`` an
-        evaluation of ``n`` images passes (full batches and the remainder).
+        """Run the extractor twice (the TorchScript executor optimises on its second call) on blank uint8
+        images ``(B, *image_shape)`` for each batch size ``B`` an evaluation of ``n`` images passes.
 
-        Generated images have the real images' shape ``(C, H, W)`` (the config's),
-        and the generator's batches are a multiple of the extractor's, so after
-        this the evaluations meet no new input shape. Two passes: the TorchScript
-        profiling executor optimises the graph on its second call.
+        Generated images have the real images' shape and come in multiples of the
+        extractor's batch, so the evaluations then meet no new input shape.
         """
         sizes = [min(self.batch_size, self.n)]
         if self.n > self.batch_size and self.n % self.batch_size:
@@ -318,8 +305,8 @@ class Evaluator:
         cls_feats, cls_logits, images = [], [], []
         n_fake = 0
         for batch in iter_fake_batches(fake, self.n, self.batch_size, report):
-            if fake_stats is not None:
-                append_features(fake_stats, self.extractor, batch)
+            for feats in (self.extractor.iter_features(batch) if fake_stats is not None else ()):
+                fake_stats.append(feats)  # in chunks of the extractor's batch size
             if self.classifier is not None:
                 f, lg = self.classifier.predict(batch)
                 cls_feats.append(f)
@@ -330,7 +317,7 @@ class Evaluator:
             self.say(f"generated images: {n_fake}/{self.n}")
         if n_fake < 2:
             raise DataError("fake", f"need at least 2 generated images, got {n_fake}")
-        sources: dict[str, Any] = {}
+        sources: dict[str, Any] = {}  # only those the metrics need
         if fake_stats is not None:
             sources["inception"] = FeaturePair(self.real_stats, fake_stats, self._references)
         if self.classifier is not None:
@@ -349,13 +336,12 @@ class Evaluator:
         if self.classes is not None:
             record["classes"] = self.classes
         notes = [small_sample_note(min(n_fake, self.n_real))] if "fid" in self.requested else []
-        notes = [note for note in notes if note]
         first = per_metric[self.requested[0]]
         key = next(iter(first))
         better = next(m.better for m in self.metrics if m.name == self.requested[0])
         if report.skipped:
             record["skipped"] = report.skipped
-        return Evaluation(per_metric, record, (key, first[key], better), notes)
+        return Evaluation(per_metric, record, (key, first[key], better), [note for note in notes if note])
 
     def protocol(self, n_fake: int, fake_source: str = "quantised") -> str:
         """The ``protocol`` entry of an evaluation of ``n_fake`` images."""
@@ -370,9 +356,9 @@ class Evaluator:
 
 
 def _same_channels(batches: list[torch.Tensor]) -> torch.Tensor:
-    """Concatenate uint8 batches, replicating grayscale ones to 3 channels when some are in colour."""
+    """Concatenate uint8 batches, grayscale ones replicated to 3 channels when some are in colour."""
     c = max(b.shape[1] for b in batches)
-    return torch.cat([b.expand(-1, c, -1, -1) if b.shape[1] != c else b for b in batches])
+    return torch.cat([b.expand(-1, c, -1, -1) for b in batches])
 
 
 _EVALUATORS: dict[tuple, Evaluator] = {}
