@@ -5,7 +5,7 @@ the weights) is evaluated ``--repeats`` times with ``--n`` images on
 ``--device`` along each path:
 
 ``previous``
-    The periodic-evaluation flow before :class:`~ganforge.metrics.tracker.FIDMonitor`,
+    The periodic-evaluation flow before the kept evaluator (:class:`~ganforge.metrics.pipeline.Evaluator`),
     reproduced here step by step: every call loads the real split, builds a new
     ``InceptionFeatures`` (TorchScript load and executor warm-up), reads the
     cached real statistics, copies each generated batch and its features to the
@@ -15,7 +15,7 @@ the weights) is evaluated ``--repeats`` times with ``--n`` images on
     The one-shot API (what ``ganforge eval`` runs), as it is now: set-up at every
     call, device-side statistics and torch Frechet distance. Total only.
 ``monitor``
-    What periodic evaluation runs now: ``shared_fid_monitor`` (set-up at the
+    What periodic evaluation runs now: ``shared_evaluator`` (set-up at the
     first call only), images and features kept on the device.
 
 Phases (seconds per evaluation): ``setup`` (real data, extractor, real
@@ -106,11 +106,11 @@ def _median_phases(calls: list[dict]) -> dict:
 
 
 def previous_evaluation(G, cfg, real, split, n, device, inception_batch, cache_dir) -> tuple[float, dict]:
-    """One evaluation the way periodic evaluation did it before FIDMonitor (FID only)."""
+    """One evaluation the way periodic evaluation did it before the kept evaluator (FID only)."""
     import numpy as np
 
     from ganforge.perf.machine import sync
-    from ganforge.metrics.compute import real_images_for, real_inception_stats
+    from ganforge.metrics.pipeline import real_images_for, real_inception_stats
     from ganforge.metrics.fid import frechet_distance
     from ganforge.metrics.inception import InceptionFeatures, as_uint8_batch
     from ganforge.sampling import generate
@@ -164,14 +164,14 @@ def monitor_evaluation(G, cfg, real, split, n, device, inception_batch, generate
                        ) -> tuple[float, dict, float, float]:
     """One periodic evaluation as now, instrumented; then the same call without synchronisations."""
     from ganforge.perf.machine import sync
-    from ganforge.metrics.compute import iter_fake_batches
-    from ganforge.metrics.tracker import shared_fid_monitor
+    from ganforge.metrics.fakes import iter_fake_batches
+    from ganforge.metrics.pipeline import shared_evaluator
     from ganforge.metrics.stats import FeatureStats
     from ganforge.sampling import generate
 
     t = dict.fromkeys(("setup", "generate", "features", "statistics", "frechet"), 0.0)
     t0 = a = now()
-    mon = shared_fid_monitor(real, split, n, image_size=cfg.data.image_size, channels=cfg.data.channels,
+    mon = shared_evaluator(real, split, n, ("fid",), image_size=cfg.data.image_size, channels=cfg.data.channels,
                              root=cfg.data.root, device=device, batch_size=inception_batch, cache_dir=cache_dir)
     sync(device)
     t["setup"] = now() - a
@@ -195,7 +195,7 @@ def monitor_evaluation(G, cfg, real, split, n, device, inception_batch, generate
             sync(device)
             t["statistics"] += now() - a
     a = now()
-    value = mon.reference.distance(*stats.mean_cov_torch())
+    value = mon.frechet_reference().distance(*stats.mean_cov_torch())
     t["frechet"] = now() - a
     t["total"] = now() - t0
     a = now()
@@ -273,7 +273,7 @@ def extraction_grid(images, device, grid: list[tuple[int, int, int]], repeats: i
     import torch
 
     from ganforge.perf.machine import sync
-    from ganforge.metrics.compute import inception_extractor
+    from ganforge.metrics.pipeline import inception_extractor
     from ganforge.metrics.fid import frechet_distance_torch
     from ganforge.metrics.stats import FeatureStats
 
@@ -328,9 +328,9 @@ def run(args: argparse.Namespace) -> dict:
     from ganforge.config import load_config
     from ganforge.devices import resolve_device
     from ganforge.errors import ConfigError
-    from ganforge.metrics.compute import clear_shared_extractors, compute_metrics, inception_extractor
-    from ganforge.metrics.compute import real_images_for, real_inception_stats
-    from ganforge.metrics.tracker import clear_fid_monitors
+    from ganforge.metrics.compute import compute_metrics
+    from ganforge.metrics.pipeline import clear_evaluators, clear_shared_extractors, inception_extractor
+    from ganforge.metrics.pipeline import real_images_for, real_inception_stats
     from ganforge.models import build_models
     from ganforge.sampling import generate
     from ganforge.train.periodic_eval import CUDA_GENERATE_BATCH, CUDA_INCEPTION_BATCH
@@ -373,7 +373,7 @@ def run(args: argparse.Namespace) -> dict:
               f"incl. loading the extractor once)", flush=True)
 
     for path in args.path_list:
-        clear_fid_monitors()
+        clear_evaluators()
         clear_shared_extractors()
         calls, values, extra = [], [], []
         with torch.inference_mode():

@@ -105,13 +105,12 @@ class PooledFeatures(torch.nn.Module):
 
 @pytest.fixture
 def stand_in_extractor(monkeypatch):
-    import ganforge.metrics.compute as evaluate
-    from ganforge.metrics.tracker import clear_fid_monitors
+    import ganforge.metrics.pipeline as evaluate
 
     monkeypatch.setattr(evaluate, "InceptionFeatures", PooledFeatures)
     yield
-    # Periodic evaluation keeps extractors and monitors per process; drop the stand-ins.
-    clear_fid_monitors()
+    # Periodic evaluation keeps extractors and evaluators per process; drop the stand-ins.
+    evaluate.clear_evaluators()
     evaluate.clear_shared_extractors()
 
 

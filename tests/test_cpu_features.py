@@ -9,7 +9,7 @@ from ganforge.models import build_models
 from ganforge.perf.machine import native_dtypes
 from ganforge.regularizers import d_regularization
 from ganforge.train.plan import resolve_plan
-from ganforge.train.tasks import task_capabilities
+from ganforge.tasks import task_class
 
 _COMMON = "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht"
 CPUINFO = {  # the flags line of each CPU's /proc/cpuinfo (abridged), two processors listed
@@ -36,7 +36,7 @@ def test_the_training_plan_and_the_benchmark_agree(tmp_path, monkeypatch, cpu):
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
     cfg = tiny_config(tmp_path)  # train.precision: auto
     _, D = build_models(cfg)
-    plan = resolve_plan(cfg, torch.device("cpu"), task_capabilities(cfg, D), d_regularization(cfg), False)
+    plan = resolve_plan(cfg, torch.device("cpu"), task_class(cfg).capabilities_for(cfg, D), d_regularization(cfg), False)
     assert plan.precision == ("bf16" if NATIVE[cpu] else "fp32")
     assert ("bf16" in native_dtypes(torch.device("cpu"))) is NATIVE[cpu]
 

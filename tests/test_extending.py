@@ -21,7 +21,7 @@ from conftest import assert_same_weights, full_and_interrupted, tiny_config, tin
 from ganforge.errors import ConfigError
 from ganforge.losses import AdversarialLoss, LOSSES, register_loss, unregister_loss
 from ganforge.models import register_model, unregister_model
-from ganforge.tasks import Batch, Evaluation, Fake, Task, register_task, unregister_task
+from ganforge.tasks import Batch, TaskScores, Fake, Task, register_task, unregister_task
 from ganforge.train.trainer import Trainer
 
 
@@ -98,7 +98,7 @@ class SuperResolution(Task):
     @torch.no_grad()
     def evaluate(self, model, device):
         x = self._fixed()
-        return Evaluation({"l1_sr8": (model(F.avg_pool2d(x, 2)) - x).abs().mean().item()}, primary="l1_sr8")
+        return TaskScores({"l1_sr8": (model(F.avg_pool2d(x, 2)) - x).abs().mean().item()}, primary="l1_sr8")
 
 
 # ----------------------------------------------------------------- toy loss

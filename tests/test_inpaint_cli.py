@@ -103,7 +103,7 @@ class _FakeInception:
 
     protocol = "fake projection"
 
-    def __init__(self, device="cpu", precision="fp32"):
+    def __init__(self, weights=None, device="cpu", precision="fp32", batch_size=64):
         self.proj = None
 
     def extract(self, images):
@@ -117,9 +117,9 @@ class _FakeInception:
 
 
 def test_eval_inpaint_fid_with_cached_reference_statistics(run_dir, tmp_path, monkeypatch):
-    import ganforge.metrics.inception as inception
+    import ganforge.metrics.pipeline as pipeline
 
-    monkeypatch.setattr(inception, "InceptionFeatures", _FakeInception)
+    monkeypatch.setattr(pipeline, "InceptionFeatures", _FakeInception)
     monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
     baselines = ["--baselines", "telea"] if HAVE_BASELINES else ["--baselines", "none"]
     results = []

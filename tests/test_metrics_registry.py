@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-import ganforge.metrics.compute as evaluate
+import ganforge.metrics.pipeline as evaluate
 from ganforge.cli import main
 from ganforge.errors import ConfigError
 from ganforge.metrics.compute import compute_metrics

@@ -133,7 +133,20 @@ def validate(cfg: RunConfig) -> RunConfig:
     if not cfg.name or "/" in cfg.name or cfg.name in (".", "..") or len(cfg.name) > 128:
         raise ConfigError("name", f"must be a plain directory name of at most 128 characters, got {quote(cfg.name)}")
     parse_policy(cfg.train.augment)
+    _validate_eval_metrics(cfg.train.eval_metrics)
     return cfg
+
+
+def _validate_eval_metrics(names) -> None:
+    """The form of ``train.eval_metrics``; whether each name is registered is checked where metrics are loaded."""
+    if not isinstance(names, list) or not names:
+        raise ConfigError("train.eval_metrics", f"must be a non-empty list of metric names, got {quote(names)}")
+    for name in names:
+        if not isinstance(name, str) or not name.strip() or "," in name or " " in name.strip():
+            raise ConfigError("train.eval_metrics", f"each entry is one metric name, got {quote(name)}")
+    lowered = [n.strip().lower() for n in names]
+    if len(set(lowered)) != len(lowered):
+        raise ConfigError("train.eval_metrics", f"lists a metric twice: {names}")
 
 
 def _validate_subset_and_transfer(cfg: RunConfig) -> None:

@@ -115,6 +115,9 @@ class TrainConfig:
     sync_bn: bool = False  # SyncBatchNorm under torchrun (CUDA only)
     eval_every: int = 0  # periodic evaluation (0 = off)
     eval_n: int = 2000
+    # Registered metric names (ganforge.metrics.registry) computed at each evaluation;
+    # the first one's first result keeps the best checkpoint. Checked against the registry when used.
+    eval_metrics: list[str] = field(default_factory=lambda: ["fid"])
     tensorboard: bool = False  # also log scalars and sample grids to RUN/tensorboard/ (the tensorboard extra)
     # Numerical faults: a non-finite loss or gradient skips the update; after
     # max_bad_steps bad iterations in a row the run rolls back to its last

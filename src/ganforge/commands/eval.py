@@ -1,4 +1,10 @@
-"""``ganforge eval``: FID, KID, precision/recall and domain-classifier scores for a run or two image sets."""
+"""``ganforge eval``: FID, KID, precision/recall, domain-classifier scores (any registered metric) for a run or two image sets.
+
+Two image sets (``--real``, ``--fake``) are compared on every image the folders
+hold unless ``--n`` says otherwise (up to :data:`MAX_DEFAULT_N`); a real folder
+without train/test subfolders is named ``folder`` in the results (``fid40_folder``),
+not after a split it does not have.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +17,13 @@ from ganforge.errors import ConfigError
 
 MAX_N = 1_000_000  # generated images (FID-50k is the usual maximum)
 DEFAULT_N = 10_000
+MAX_DEFAULT_N = 50_000  # two-set mode without --n: every image of the folders, at most this many
 
 
 class _MetricsHelp(str):
     """The ``--metrics`` help text, naming the registered metrics when it is printed.
 
-    The registry imports torch (~1.5 s); building the parser for every command must
+    The registry imports torch (seconds, BENCHMARKS.md); building the parser for every command must
     not, so the names are looked up only when argparse formats this help.
     """
 
@@ -34,8 +41,9 @@ def register(sub) -> None:
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR")
     p.add_argument("--metrics", default=None, help=_MetricsHelp("comma list of metric names"))
     p.add_argument("--n", type=int_in(2, MAX_N), default=None,
-                   help=f"generated images (default {DEFAULT_N}, or for a run trained on data.classes the "
-                   "number of real images of those classes when smaller); the real split must hold at least as many")
+                   help=f"generated images (run: default {DEFAULT_N}, or for a run trained on data.classes the "
+                   "number of real images of those classes when smaller; --real/--fake: default every image "
+                   f"of the folders, at most {MAX_DEFAULT_N}); the real split must hold at least as many")
     p.add_argument("--split", default="test", choices=("test", "train", "all"),
                    help="real split (default test)")
     p.add_argument("--real", help="real images: a dataset name or a folder (two-set mode)")
@@ -64,7 +72,7 @@ def default_metrics(real: str) -> str:
 def print_table(result: dict, out=None) -> None:
     out = out or sys.stdout  # looked up at call time: sys.stdout may have been replaced
     for key, value in result.items():
-        if key == "protocol":
+        if key in ("protocol", "notes", "skipped"):
             continue
         if isinstance(value, tuple) and len(value) == 2:  # (mean, std) of KID and the scores; lists print as lists
             text = f"{value[0]:.6g} +- {value[1]:.2g}"
@@ -75,6 +83,33 @@ def print_table(result: dict, out=None) -> None:
         print(f"{key:<24} {text}", file=out)
     if "protocol" in result:
         print(f"protocol: {result['protocol']}", file=out)
+    for name in result.get("skipped", []):
+        print(f"skipped: {name}", file=out)
+    for note in result.get("notes", []):
+        print(f"note: {note}", file=out)
+
+
+def folder_without_splits(spec: str) -> bool:
+    """``spec`` is a plain image folder: no data set name, no train/test subfolders, IDX or CIFAR files."""
+    from ganforge.data import cifar, idx
+    from ganforge.data.sources import canonical_name
+
+    path = Path(spec).expanduser()
+    if canonical_name(spec) is not None or not path.is_dir():
+        return False
+    if any((path / s).is_dir() for s in ("train", "test")):
+        return False
+    return not idx.find_idx_files(path) and cifar.find_cifar_dir(path) is None
+
+
+def two_set_n(real: str, fake: str) -> int:
+    """``--n`` when not given in two-set mode: every image both folders hold, at most :data:`MAX_DEFAULT_N`."""
+    from ganforge.metrics.fakes import count_folder_images
+
+    n = min(count_folder_images(fake), MAX_DEFAULT_N)
+    if folder_without_splits(real):
+        n = min(n, count_folder_images(real))
+    return max(n, 2)  # fewer is refused with the reason by the evaluation itself
 
 
 def default_n(cfg, split: str) -> int:
@@ -87,7 +122,7 @@ def default_n(cfg, split: str) -> int:
     """
     if cfg.data.classes is None:
         return DEFAULT_N
-    from ganforge.metrics.compute import real_images_for
+    from ganforge.metrics.pipeline import real_images_for
 
     # Loads the split once more: its class filter decides how many images there are to compare with.
     _, images = real_images_for(cfg.data.dataset, split, DEFAULT_N, image_size=cfg.data.image_size,
@@ -147,11 +182,21 @@ def run(args: argparse.Namespace) -> int:
         if args.truncation is not None:  # the same metric names, so the record and protocol must say it
             result["truncation"] = args.truncation
             result["protocol"] += f"; generator noise truncated at |z| <= {args.truncation:g} (resampled)"
-        append_jsonl(Path(args.run_dir) / "metrics.jsonl", {"event": "eval", **result})
+        # Notes are for the reader of this output; the run's log keeps the measurements.
+        append_jsonl(Path(args.run_dir) / "metrics.jsonl",
+                     {"event": "eval", **{k: v for k, v in result.items() if k != "notes"}})
     else:
         metrics = args.metrics or default_metrics(args.real)
-        n = args.n if args.n is not None else DEFAULT_N
-        result = _compute(compute_metrics, args.fake, args.real, args.split, metrics.split(","), n, **common)
+        from ganforge.metrics.registry import get_metrics
+
+        get_metrics(metrics.split(","))  # a misspelt name is reported before any folder is read
+        if args.n is None:  # every image there is (a smaller real split is used whole, and named so)
+            n, common["require_n_real"] = two_set_n(args.real, args.fake), False
+        else:
+            n = args.n
+        split_name = "folder" if folder_without_splits(args.real) else None
+        result = _compute(compute_metrics, args.fake, args.real, args.split, metrics.split(","), n,
+                          split_name=split_name, **common)
     print_table(result)
     if args.json:
         path = Path(args.json)

@@ -3,8 +3,11 @@
 Decisions (each one is a choice between defensible options, fixed here so results are
 reproducible):
 
-* Files: extensions in :data:`IMAGE_EXTENSIONS`, searched recursively, hidden files and
-  folders skipped; only Pillow's plugins for those formats are tried (no EPS etc.).
+* Files: extensions in :data:`IMAGE_EXTENSIONS`, searched recursively (iteratively, at most
+  :data:`MAX_DEPTH` folders deep), hidden files and folders skipped; only Pillow's plugins
+  for those formats are tried (no EPS etc.). Names that are not regular files (a FIFO
+  called ``x.png`` would block the reader forever, a device would never end) are skipped
+  by name, without being opened.
 * Labels: with two or more first-level subfolders holding images, each subfolder is a
   class, ids in sorted name order; images directly in the top folder are then left out
   (listed in ``skipped``). Otherwise the dataset is unlabelled.
@@ -40,7 +43,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ganforge.data.images import ImageDataset, convert_channels
 from ganforge.errors import DataError
 
-__all__ = ["load_image_folder", "IMAGE_EXTENSIONS", "DEFAULT_MAX_BAD_FRACTION"]
+__all__ = ["load_image_folder", "list_image_files", "read_image", "IMAGE_EXTENSIONS", "DEFAULT_MAX_BAD_FRACTION",
+           "MAX_DEPTH"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,9 @@ IMAGE_EXTENSIONS = frozenset(
 # which runs Ghostscript) away from untrusted folders.
 _FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "GIF", "TIFF", "PPM", "TGA")
 DEFAULT_MAX_BAD_FRACTION = 0.10
+# Folder levels searched below the root. Real data sets are a few levels deep; a deeper
+# tree is a mistake (or a hostile input), refused with its path rather than walked.
+MAX_DEPTH = 64
 _GRAY_16 = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
@@ -58,14 +65,53 @@ class _BadImage(Exception):
     """A file that cannot be turned into an image; the message is the reason."""
 
 
-def _scan(root: Path) -> list[Path]:
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                files.append(Path(dirpath) / name)
-    return files
+def list_image_files(root: str | os.PathLike) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files under ``root`` in a fixed order, and the names skipped as not regular files.
+
+    The order is that of a sorted top-down walk (a folder's files, then its
+    subfolders in name order). The walk keeps its own stack, so depth costs no
+    recursion; symbolic links to folders are not followed.
+
+    Returns:
+        ``(files, skipped)``: paths of regular files with an image extension, and
+        ``(path, reason)`` for image names that are not regular files (FIFOs, devices,
+        folders called ``x.png``).
+
+    Raises:
+        DataError: folders nested more than :data:`MAX_DEPTH` levels below ``root``.
+    """
+    root = Path(root)
+    files: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+    stack = [(root, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            if folder == root:
+                raise DataError(root, f"cannot list the folder ({exc.strerror or exc})") from None
+            skipped.append((str(folder), f"cannot list the folder ({exc.strerror or exc})"))
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                subfolders.append(Path(entry.path))
+            elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+                if entry.is_file():  # follows a link to a file; FIFOs, sockets, devices are not files
+                    files.append(Path(entry.path))
+                else:
+                    skipped.append((entry.path, "not a regular file"))
+        if subfolders and depth >= MAX_DEPTH:
+            deep = os.path.relpath(subfolders[0], root)
+            shown = deep if len(deep) <= 60 else f"{deep[:28]}...{deep[-28:]}"
+            raise DataError(root, f"folders are nested more than {MAX_DEPTH} levels deep (at {shown}); "
+                                  "point at the folder that holds the images")
+        stack.extend((d, depth + 1) for d in reversed(subfolders))
+    return files, skipped
 
 
 def _over_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -134,6 +180,24 @@ def _decode(path: Path, image_size: int | None) -> np.ndarray:
     return _resize(arr, image_size) if image_size is not None else arr
 
 
+def read_image(path: str | os.PathLike, image_size: int | None = None) -> np.ndarray:
+    """Decode one image file by the rules of the module doc (orientation, alpha, 16-bit, CMYK ...).
+
+    Returns ``(H, W)`` (grayscale) or ``(H, W, 3)`` uint8, resized as
+    :func:`load_image_folder` does when ``image_size`` is given.
+
+    Raises:
+        DataError: the file cannot be read or is not a usable image (the reason says why).
+    """
+    path = Path(path)
+    try:
+        return _decode(path, image_size)
+    except _BadImage as exc:
+        raise DataError(path, str(exc)) from None
+    except OSError as exc:
+        raise DataError(path, f"cannot read ({exc})") from None
+
+
 def load_image_folder(
     path: str | os.PathLike,
     image_size: int | None = None,
@@ -159,12 +223,15 @@ def load_image_folder(
     root = Path(path)
     if not root.is_dir():
         raise DataError(root, "not a directory")
-    files = _scan(root)
+    files, not_files = list_image_files(root)
+    if not_files:
+        log.warning("%s: skipped %d name(s) that are not regular files: %s", root, len(not_files),
+                    ", ".join(os.path.relpath(p, root) for p, _ in not_files[:5]))
     if not files:
         raise DataError(root, f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     class_of = {f: f.relative_to(root).parts[0] for f in files if len(f.relative_to(root).parts) > 1}
     class_names = sorted(set(class_of.values()))
-    skipped: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str]] = list(not_files)
     if len(class_names) >= 2:
         outside = [f for f in files if f not in class_of]
         if outside:

@@ -16,9 +16,11 @@ Protocol (it is written into every result under ``"protocol"``):
   every pixel (symmetric border extension) and averages it over the hole; then
   averaged over images (images must be at least 11x11);
 * L1 (hole): mean absolute error over hole pixels, in [0, 1] units;
-* FID (``fid<n>_<split>``): restored set vs the ``n`` original images, with the
-  features of :class:`ganforge.metrics.inception.InceptionFeatures` (its
-  protocol string is recorded). With a few hundred images FID is biased
+* FID (``fid<n>_<split>``): restored set vs the ``n`` original images, the
+  registry's ``fid`` metric on the features of the evaluation pipeline's
+  extractor (:func:`ganforge.metrics.pipeline.inception_extractor`; its
+  protocol string is recorded), statistics of the originals and the baselines
+  from the one statistics cache. With a few hundred images FID is biased
   upwards; compare methods only at the same ``n``.
 
 PSNR, SSIM and L1 come from :mod:`ganforge.metrics.restoration`.
@@ -38,49 +40,52 @@ from ganforge.inpaint import baselines as bl
 from ganforge.inpaint.masks import MASK_KINDS, make_masks
 from ganforge.metrics.restoration import PSNR_CAP, restoration_scores as score
 
-METRICS = ("psnr_hole", "ssim_hole", "psnr", "ssim", "l1_hole", "fid")
+# Per-image restoration scores (score()); FID comes from the metric registry, under fid<n>_<split>.
+RESTORATION_METRICS = ("psnr_hole", "ssim_hole", "psnr", "ssim", "l1_hole")
+
+
 # --------------------------------------------------------------- evaluation
 
 def _fid_extractor(device, precision: str, notes: list[str]):
     try:
-        from ganforge.metrics.inception import InceptionFeatures
+        from ganforge.metrics.pipeline import inception_extractor
     except ImportError as exc:
         notes.append(f"FID skipped: the Inception metric is not available ({exc})")
         return None
     try:
-        return InceptionFeatures(device=device, precision=precision)
+        return inception_extractor(None, device, precision)
     except GanforgeError as exc:
         notes.append(f"FID skipped: {exc}")
         return None
 
 
-def _fid_scores(extractor, restored: dict[str, Tensor], original: Tensor, key: dict, use_cache: bool) -> dict:
-    """FID of each restored set against ``original``.
+def _fid_scores(extractor, restored: dict[str, Tensor], original: Tensor, key: dict, use_cache: bool,
+                split: str) -> dict:
+    """``{method: {"fid<n>_<split>": value}}``: the registry's ``fid`` of each restored set against ``original``.
 
     The statistics of the originals and of the baselines' outputs depend only on
-    the data, masks and library versions, so they are cached (see
-    :mod:`ganforge.metrics.cache`) under ``key`` plus what was restored; a second
-    run evaluated with the same protocol only extracts its own images.
+    the data, masks and library versions, so they are kept in the statistics
+    cache (:func:`ganforge.metrics.pipeline.inception_stats`) under ``key`` (the
+    fields of :func:`~ganforge.metrics.cache.stats_key`) plus what was restored;
+    a second run evaluated with the same protocol only extracts its own images.
     """
-    from ganforge.metrics.cache import cached_stats, stats_key
-    from ganforge.metrics.fid import frechet_distance
-    from ganforge.metrics.stats import FeatureStats
+    from ganforge.metrics.cache import stats_key
+    from ganforge.metrics.pipeline import inception_stats
+    from ganforge.metrics.registry import FeaturePair, MetricOptions, compute_registered, get_metrics
 
     def stats(images: Tensor, **extra):
-        def compute() -> FeatureStats:
-            st = FeatureStats()
-            for chunk in extractor.iter_features(images):
-                st.append(chunk)
-            return st
-
         cacheable = use_cache and extra.get("restored_by") != "ganforge"
-        return cached_stats(stats_key(**key, **extra), compute, use_cache=cacheable)
+        return inception_stats(extractor, images, stats_key(**key, **extra), use_cache=cacheable)
 
-    ref = stats(original, restored_by="none").mean_cov()
+    fid = get_metrics(["fid"])
+    ref = stats(original, restored_by="none")
+    references: dict = {}  # the originals' square root, computed once for every method
+    tag = str(original.shape[0])  # fid<n>: the exact count, as these results have always been named
     out = {}
     for name, images in restored.items():
         extra = {} if name == "ganforge" else {"library": bl.library_version(name)}
-        out[name] = frechet_distance(*ref, *stats(images, restored_by=name, **extra).mean_cov())
+        pair = FeaturePair(ref, stats(images, restored_by=name, **extra), references)
+        out[name] = compute_registered(fid, {"inception": pair}, tag, split, MetricOptions())["fid"]
     return out
 
 
@@ -107,11 +112,12 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
     Returns:
         ``{"run_dir", "step", "dataset", "split", "n", "masks", "hole_ratio",
         "seed", "protocol", "notes", "seconds", "results": {method: {metric: value}}}``
-        with metric names from :data:`METRICS` (FID under ``fid<n>_<split>``).
+        with metric names from :data:`RESTORATION_METRICS` and the registry's FID (``fid<n>_<split>``).
     """
     from ganforge.data import load_dataset
     from ganforge.imageio import to_uint8
     from ganforge.inpaint.pipeline import InpaintingPipeline
+    from ganforge.metrics.naming import small_sample_note
 
     if masks not in MASK_KINDS:
         raise ConfigError("--masks", f"must be one of {', '.join(MASK_KINDS)}, got {masks!r}")
@@ -153,7 +159,6 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
         restored[m] = bl.inpaint_batch(m, original, hole)
 
     results = {name: score(out, original, hole) for name, out in restored.items()}
-    fid_key = f"fid{n}_{split}"
     protocol = {"metrics": "ganforge.metrics.restoration on uint8 values (data range 255), per image then "
                            f"averaged; PSNR capped at {PSNR_CAP:g} dB; SSIM gaussian 11x11 sigma 1.5 (whole: valid "
                            "windows; hole: full map over hole pixels); L1 in [0,1]; known pixels copied"}
@@ -168,10 +173,11 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
                        "channels": cfg.data.channels, "extractor": extractor.protocol, "max_items": 0,
                        "subset": "first", "masks": masks, "hole_ratio": hole_ratio, "mask_seed": seed}
                 use_cache = fid_cache and (dataset is None or isinstance(dataset, (str, Path)))
-                for name, value in _fid_scores(extractor, restored, original, key, use_cache).items():
-                    results[name][fid_key] = value
-                if n < 500:
-                    notes.append(f"FID from {n} images is biased upwards; compare methods only at equal n")
+                for name, values in _fid_scores(extractor, restored, original, key, use_cache, split).items():
+                    results[name].update(values)
+                note = small_sample_note(n)
+                if note:
+                    notes.append(note)
     return {"run_dir": str(run_dir), "step": pipe.step, "dataset": ds.name, "split": split, "n": n,
             "masks": masks, "hole_ratio": hole_ratio, "mean_hole_fraction": hole.mean().item(), "seed": seed,
             "protocol": protocol, "notes": notes, "seconds": time.perf_counter() - t0, "results": results}
@@ -180,8 +186,7 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
 def format_table(result: dict) -> str:
     """Method rows x metric columns, as plain text."""
     results = result["results"]
-    cols = [c for c in ("psnr_hole", "ssim_hole", "psnr", "ssim", "l1_hole")
-            if any(c in r for r in results.values())]
+    cols = [c for c in RESTORATION_METRICS if any(c in r for r in results.values())]
     cols += sorted({k for r in results.values() for k in r if k.startswith("fid")})
     header = ["method"] + cols
     rows = [[name] + [_fmt(r.get(c)) for c in cols] for name, r in results.items()]

@@ -11,9 +11,11 @@ Building blocks: :class:`InceptionFeatures` (standard FID network, uint8 in,
 :func:`frechet_distance` (numpy) and :class:`FrechetReference` (torch, a fixed
 reference reused across calls), :func:`kernel_inception_distance`,
 :func:`precision_recall`, the domain classifier and :func:`classifier_score`.
-:class:`FIDMonitor` is FID evaluated repeatedly against the same real data
-(training's periodic evaluation), with the set-up done once per process.
-Metrics are registered by name (:func:`register_metric`, :mod:`ganforge.metrics.registry`).
+:class:`Evaluator` is the one evaluation pipeline: the real side set up once,
+then any registered metrics of generated images, as often as asked (training's
+periodic evaluation keeps one per process, :func:`shared_evaluator`;
+:func:`compute_metrics` is one evaluation). Metrics are registered by name
+(:func:`register_metric`, :mod:`ganforge.metrics.registry`).
 
 Restoration (pairs of images): :func:`psnr`, :func:`ssim`, :func:`l1`, each
 optionally restricted to a mask.
@@ -28,7 +30,8 @@ from ganforge.metrics.classifier import (
     save_classifier,
     train_classifier,
 )
-from ganforge.metrics.compute import append_jsonl, compute_metrics, count_tag, iter_fake_batches, iter_image_folder
+from ganforge.metrics.compute import append_jsonl, compute_metrics
+from ganforge.metrics.fakes import iter_fake_batches
 from ganforge.metrics.fid import FrechetReference, fid_from_features, frechet_distance, frechet_distance_torch
 from ganforge.metrics.inception import (
     INCEPTION_SHA1,
@@ -39,7 +42,8 @@ from ganforge.metrics.inception import (
     verify_inception_weights,
 )
 from ganforge.metrics.kid import kernel_inception_distance
-from ganforge.metrics.tracker import FIDMonitor
+from ganforge.metrics.naming import count_tag
+from ganforge.metrics.pipeline import Evaluator, clear_evaluators, shared_evaluator
 from ganforge.metrics.prdc import precision_recall
 from ganforge.metrics.registry import metric_names, register_metric, unregister_metric
 from ganforge.metrics.restoration import l1, mse, psnr, ssim, ssim_map
@@ -48,7 +52,7 @@ from ganforge.metrics.stats import FeatureStats
 __all__ = [
     "INCEPTION_SHA1",
     "DomainClassifier",
-    "FIDMonitor",
+    "Evaluator",
     "FeatureStats",
     "FrechetReference",
     "InceptionFeatures",
@@ -56,6 +60,7 @@ __all__ = [
     "cache_root",
     "cached_stats",
     "classifier_score",
+    "clear_evaluators",
     "compute_metrics",
     "count_tag",
     "fid_from_features",
@@ -63,7 +68,6 @@ __all__ = [
     "frechet_distance_torch",
     "get_domain_classifier",
     "iter_fake_batches",
-    "iter_image_folder",
     "kernel_inception_distance",
     "l1",
     "load_classifier",
@@ -76,6 +80,7 @@ __all__ = [
     "quantize_images",
     "register_metric",
     "save_classifier",
+    "shared_evaluator",
     "ssim",
     "ssim_map",
     "stats_key",

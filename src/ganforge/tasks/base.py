@@ -69,12 +69,15 @@ class TaskCapabilities:
 
 
 @dataclass(frozen=True)
-class Evaluation:
-    """One periodic evaluation of a task: its values, and which of them decides the ``best`` checkpoint."""
+class TaskScores:
+    """A task's own periodic evaluation: result keys and values, and which one decides the ``best`` checkpoint.
+
+    ``better`` is ``"lower"`` or ``"higher"``, as metrics declare it in :func:`ganforge.metrics.register_metric`.
+    """
 
     values: dict[str, Any]
     primary: str
-    lower_is_better: bool = True
+    better: str = "lower"
 
 
 def has_batchnorm(module: nn.Module) -> bool:
@@ -182,7 +185,7 @@ class Task:
         """The run's preview grid drawn by ``model``: images (N, C, H, W) in [-1, 1] and images per row."""
         raise NotImplementedError
 
-    def evaluate(self, model: nn.Module, device: torch.device) -> Evaluation:
+    def evaluate(self, model: nn.Module, device: torch.device) -> TaskScores:
         """Periodic evaluation of ``model`` (the EMA generator when there is one), for tasks not drawing
         from noise (those are scored by the metric registry: ``train.eval_metrics``)."""
         raise NotImplementedError

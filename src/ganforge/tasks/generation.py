@@ -76,6 +76,14 @@ class GenerationTask(Task):
         return TaskCapabilities(d_has_batchnorm=has_batchnorm(D), graph_capturable=not DiffAugment(cfg.train.augment))
 
     @classmethod
+    def check_config(cls, cfg: RunConfig) -> None:
+        """Periodic evaluation scores ``train.eval_metrics``: every name must be a registered metric."""
+        if cfg.train.eval_every:
+            from ganforge.metrics.registry import get_metrics
+
+            get_metrics(cfg.train.eval_metrics, where="train.eval_metrics")
+
+    @classmethod
     def example_inputs(cls, cfg: RunConfig, batch: int, gen: torch.Generator,
                        size: int | None = None) -> dict[str, Tensor]:
         inputs = {"z": torch.randn(batch, cfg.model.z_dim, generator=gen)}

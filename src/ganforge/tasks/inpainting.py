@@ -39,7 +39,7 @@ from ganforge.errors import ConfigError
 from ganforge.imageio import to_uint8
 from ganforge.inpaint.masks import make_masks
 from ganforge.metrics.restoration import restoration_scores
-from ganforge.tasks.base import Batch, Evaluation, Fake, Task, TaskCapabilities, has_batchnorm
+from ganforge.tasks.base import Batch, TaskScores, Fake, Task, TaskCapabilities, has_batchnorm
 from ganforge.tasks.draws import Draws
 from ganforge.tasks.registry import register_task
 
@@ -205,7 +205,7 @@ class InpaintingTask(Task):
         shown = images * (1 - masks) + masks  # holes in white
         return torch.cat([shown, out, images]), images.shape[0]
 
-    def evaluate(self, model: nn.Module, device: torch.device) -> Evaluation:
+    def evaluate(self, model: nn.Module, device: torch.device) -> TaskScores:
         """PSNR / SSIM / L1 over the holes of a fixed held-out batch, filled by ``model``."""
         images, masks, split = self._held_out()
         out = _fill(model, images, masks)
@@ -214,7 +214,7 @@ class InpaintingTask(Task):
         values = restoration_scores(restored, original, masks)
         n = images.shape[0]
         keys = {k: f"{k}{n}_{split}" for k in ("psnr_hole", "ssim_hole", "l1_hole")}
-        return Evaluation({keys[k]: values[k] for k in keys}, primary=keys["l1_hole"], lower_is_better=True)
+        return TaskScores({keys[k]: values[k] for k in keys}, primary=keys["l1_hole"])
 
     def _held_out(self) -> tuple[Tensor, Tensor, str]:
         """The first ``train.eval_n`` images of the data set's test split (or of ``data.split``), and fixed masks."""

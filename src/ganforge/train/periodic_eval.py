@@ -1,18 +1,19 @@
-"""Evaluation during training (``train.eval_every``): FID of the EMA generator, and a ``best`` checkpoint.
+"""Evaluation during training (``train.eval_every``): registered metrics of the EMA generator, and a ``best`` checkpoint.
 
 Every ``eval_every`` steps the generator (EMA when present) draws ``train.eval_n``
-images, their FID against the data set's test split (or the configured split for
-folders) is appended to ``metrics.jsonl``, and when it is the lowest so far the
-current checkpoint is copied to ``checkpoints/best/`` (with ``best.json``), which
-checkpoint pruning never touches. Evaluation runs under a forked RNG so that
-runs with and without it train identically.
+images; the metrics of ``train.eval_metrics`` (default FID) against the data set's
+test split (or the configured split for folders) are appended to ``metrics.jsonl``,
+every result key of each, and when the first metric's first result is the best so
+far (lower or higher, as the metric declares) the current checkpoint is copied to
+``checkpoints/best/`` (with ``best.json``), which checkpoint pruning never touches.
+Evaluation runs under a forked RNG so that runs with and without it train identically.
 
 The protocol is that of ``ganforge eval`` (same extractor, quantisation, real
 subset and statistics cache), through a per-process
-:class:`~ganforge.metrics.tracker.FIDMonitor`: the Inception network, the real
-statistics and the square root of their covariance are set up at the first
-evaluation and reused by the next ones, and generated images stay on the
-training device from generator to feature statistics.
+:class:`~ganforge.metrics.pipeline.Evaluator` (:func:`~ganforge.metrics.pipeline.shared_evaluator`):
+the Inception network, the real statistics and the square root of their covariance
+are set up at the first evaluation and reused by the next ones, and generated images
+stay on the training device from generator to feature statistics.
 
 A run trained on some classes (``data.classes``) is compared with the test
 images of those classes only (all of them: ``data.limit`` limits training data,
@@ -43,15 +44,34 @@ log = logging.getLogger(__name__)
 CUDA_GENERATE_BATCH = 500
 CUDA_INCEPTION_BATCH = 250
 
-def best_so_far(run_dir: Path) -> float | None:
+def best_so_far(run_dir: Path, key: str | None = None) -> float | None:
+    """The value in ``checkpoints/best/best.json``; None when absent, unreadable or (given ``key``) of another metric.
+
+    A best kept under another result key (other metrics or another ``eval_n``) is
+    not comparable, so the next evaluation replaces it.
+    """
     path = Path(run_dir) / "checkpoints" / "best" / "best.json"
     try:
-        return float(json.loads(path.read_text(encoding="utf-8"))["fid"])
-    except (OSError, ValueError, KeyError, TypeError):
+        best = json.loads(path.read_text(encoding="utf-8"))
+        if key is not None and best.get("metric", key) != key:
+            return None
+        return float(best["value"] if "value" in best else best["fid"])  # "fid" alone: written before "value"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
-def _keep_best(trainer, fid: float, key: str) -> None:
+def _primary_value(value) -> float | None:
+    """A result as one comparable number: ``(mean, std)`` by its mean; None when not a finite number."""
+    if isinstance(value, (tuple, list)) and value:
+        value = value[0]
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def _keep_best(trainer, value: float, key: str, better: str = "lower") -> None:
     root = trainer.run_dir / "checkpoints"
     current = root / ckpt.step_dir_name(trainer.step)
     if not current.is_dir():
@@ -59,7 +79,10 @@ def _keep_best(trainer, fid: float, key: str) -> None:
     tmp = root / f".tmp-best-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(current, tmp)
-    (tmp / "best.json").write_text(json.dumps({"fid": fid, "metric": key, "step": trainer.step}), encoding="utf-8")
+    best = {"metric": key, "value": value, "better": better, "step": trainer.step}
+    if key.startswith("fid"):
+        best["fid"] = value  # the field readers of earlier best.json files look for
+    (tmp / "best.json").write_text(json.dumps(best), encoding="utf-8")
     ckpt.replace_dir(tmp, root / "best")
 
 
@@ -82,93 +105,104 @@ def _warm_up_generator(model, cfg, device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def generator_fid(model, cfg, device: torch.device, truncation: float | None = None) -> tuple[str, float, dict]:
-    """FID of ``model`` (a generator) under the periodic-evaluation protocol of ``cfg``.
+def generator_metrics(model, cfg, device: torch.device, truncation: float | None = None,
+                      metrics: list[str] | None = None):
+    """Registered metrics of ``model`` (a generator) under the periodic-evaluation protocol of ``cfg``.
 
     Draws ``cfg.train.eval_n`` images with ``cfg.train.seed`` under a forked RNG
     (the caller's random streams are left as they were) and compares them with
     the data set's test split (or ``cfg.data.split`` for folders), of the classes
-    ``cfg.data.classes`` only when it is set. Returns the
-    result key (``fid10k_test``, ...), the value, and timings in seconds:
-    ``seconds`` (generation, extraction, statistics and distance, ending with
-    the one host synchronisation that reads the value) and, at the first
-    evaluation of this process, ``setup`` (building the monitor, and on CUDA
-    one warm-up batch of the generator).
-    ``truncation`` generates with the truncation trick (see ``ganforge.sampling``).
+    ``cfg.data.classes`` only when it is set. ``metrics`` defaults to
+    ``cfg.train.eval_metrics``. Returns the :class:`~ganforge.metrics.pipeline.Evaluation`
+    and timings in seconds: ``seconds`` (generation, extraction, statistics and
+    metrics, ending with the host reading the values) and, at the first evaluation
+    of this process, ``setup`` (building the evaluator, and on CUDA one warm-up
+    batch of the generator). ``truncation`` generates with the truncation trick.
+
+    Raises:
+        ConfigError: (naming ``train.eval_metrics``) a metric that is not registered.
     """
-    from ganforge.metrics.tracker import shared_fid_monitor
+    from ganforge.errors import ConfigError
+    from ganforge.metrics.pipeline import shared_evaluator
     from ganforge.sampling import generate
 
     split = "test" if canonical_name(cfg.data.dataset) else cfg.data.split
+    names = list(metrics if metrics is not None else cfg.train.eval_metrics)
     was_training = model.training
     model.eval()
     cuda = device.type == "cuda"
     devices = [device.index or 0] if cuda else []
     try:
         with torch.random.fork_rng(devices=devices):
-            monitor = shared_fid_monitor(cfg.data.dataset, split, cfg.train.eval_n,
-                                         image_size=cfg.data.image_size, channels=cfg.data.channels,
-                                         root=cfg.data.root, device=device, classes=cfg.data.classes,
-                                         batch_size=CUDA_INCEPTION_BATCH if cuda else 64)
+            try:
+                evaluator = shared_evaluator(cfg.data.dataset, split, cfg.train.eval_n, names,
+                                             image_size=cfg.data.image_size, channels=cfg.data.channels,
+                                             root=cfg.data.root, device=device, classes=cfg.data.classes,
+                                             batch_size=CUDA_INCEPTION_BATCH if cuda else 64)
+            except ConfigError as exc:
+                if exc.where == "metrics":
+                    raise ConfigError("train.eval_metrics", exc.reason) from None
+                raise
             timing = {}
-            if monitor.calls == 0:  # the first evaluation of this process: report the set-up apart
+            if evaluator.calls == 0:  # the first evaluation of this process: report the set-up apart
                 warm = _warm_up_generator(model, cfg, device) if cuda else 0.0
-                timing["setup"] = monitor.setup_seconds + warm
+                timing["setup"] = evaluator.setup_seconds + warm
             t0 = time.perf_counter()
             stream = generate(model, cfg, cfg.train.eval_n, seed=cfg.train.seed, device=device,
                               batch_size=CUDA_GENERATE_BATCH if cuda else 256, truncation=truncation)
-            result = monitor(stream)
-            key = next(k for k in result if k.startswith("fid"))
-            fid = float(result[key])  # the host reads the value: the device work is done
+            result = evaluator.evaluate(stream)
+            _primary_value(result.primary[1])  # the host reads a value: the device work is done
             timing["seconds"] = time.perf_counter() - t0
     finally:
         model.train(was_training)
-    return key, fid, timing
+    return result, timing
+
+
+def generator_fid(model, cfg, device: torch.device, truncation: float | None = None) -> tuple[str, float, dict]:
+    """FID of ``model`` under the periodic-evaluation protocol: ``(key, value, timing)`` (see :func:`generator_metrics`)."""
+    result, timing = generator_metrics(model, cfg, device, truncation, metrics=["fid"])
+    key, value, _ = result.primary
+    return key, float(value), timing
 
 
 def evaluate_during_training(trainer) -> dict:
-    """Compute FID now; log it; keep the best checkpoint. Returns the metrics record.
+    """Evaluate now; log it; keep the best checkpoint. Returns the metrics record.
 
-    The record holds ``eval_seconds`` (one evaluation: generation, extraction,
-    statistics, distance), at the first evaluation of a process
-    ``eval_setup_seconds`` (extractor, real statistics and their square root),
-    and ``classes`` when the reference is restricted to ``data.classes``.
+    A task drawing from noise is scored by ``train.eval_metrics`` through the metric
+    registry; any other task scores itself (:meth:`~ganforge.tasks.base.Task.evaluate`,
+    e.g. inpainting's restoration metrics on a fixed held-out batch). The record holds
+    every result key, ``eval_seconds`` (one evaluation: generation, extraction,
+    statistics, metrics), at the first evaluation of a process ``eval_setup_seconds``
+    (extractor, real statistics and their square root), ``classes`` when the reference
+    is restricted to ``data.classes``, and ``best`` when this evaluation is the best so
+    far by the primary result (lower or higher as its metric declares).
     """
     from ganforge.train.distributed import unwrap
 
     model = trainer.ema.model if trainer.ema is not None else unwrap(trainer.G)
-    if not trainer.task.from_noise:
-        return _task_evaluation(trainer, model)
-    key, fid, timing = generator_fid(model, trainer.cfg, trainer.device)
-    record = {"step": trainer.step, "event": "eval", key: fid, "train_seconds": round(trainer.clock.total, 3),
+    if trainer.task.from_noise:
+        result, timing = generator_metrics(model, trainer.cfg, trainer.device)
+        values = {k: v for per in result.per_metric.values() for k, v in per.items()}
+        key, value, better = result.primary
+    else:
+        t0 = time.perf_counter()
+        scores = trainer.task.evaluate(model, trainer.device)
+        timing = {"seconds": time.perf_counter() - t0}
+        values, key, better = scores.values, scores.primary, scores.better
+        value = values[key]
+    record = {"step": trainer.step, "event": "eval", **values, "train_seconds": round(trainer.clock.total, 3),
               "eval_seconds": round(timing["seconds"], 3)}
     if "setup" in timing:
         record["eval_setup_seconds"] = round(timing["setup"], 3)
     if trainer.cfg.data.classes is not None:  # the number means "against these classes' images"
         record["classes"] = sorted(trainer.cfg.data.classes)
-    best = best_so_far(trainer.run_dir)
-    if best is None or fid < best:
-        _keep_best(trainer, fid, key)
+    value = _primary_value(value)
+    best = best_so_far(trainer.run_dir, key)
+    if value is not None and (best is None or (value < best if better == "lower" else value > best)):
+        _keep_best(trainer, value, key, better)
         record["best"] = True
     trainer.metrics.write(record)
-    log.info("step %d: %s = %.3f (%.1f s)%s", trainer.step, key, fid, timing["seconds"],
-             " (best)" if record.get("best") else "")
-    return record
-
-
-def _task_evaluation(trainer, model) -> dict:
-    """A task that does not draw from noise scores itself (:meth:`~ganforge.tasks.base.Task.evaluate`)."""
-    t0 = time.perf_counter()
-    result = trainer.task.evaluate(model, trainer.device)
-    value = float(result.values[result.primary])
-    record = {"step": trainer.step, "event": "eval", **result.values,
-              "train_seconds": round(trainer.clock.total, 3), "eval_seconds": round(time.perf_counter() - t0, 3)}
-    best = best_so_far(trainer.run_dir)
-    sign = 1.0 if result.lower_is_better else -1.0
-    if best is None or sign * value < sign * best:
-        _keep_best(trainer, value, result.primary)
-        record["best"] = True
-    trainer.metrics.write(record)
-    log.info("step %d: %s = %.4f (%.1f s)%s", trainer.step, result.primary, value, record["eval_seconds"],
+    shown = "nan" if value is None else f"{value:.4g}"
+    log.info("step %d: %s = %s (%.1f s)%s", trainer.step, key, shown, timing["seconds"],
              " (best)" if record.get("best") else "")
     return record
