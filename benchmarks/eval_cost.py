@@ -61,7 +61,7 @@ PATHS = ("previous", "compute_metrics", "monitor")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from ganforge.cli import OneLineErrorParser
+    from ganforge.commands._options import OneLineErrorParser
 
     p = OneLineErrorParser(prog="eval_cost", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="configs/dcgan-fashion-mnist.yaml", help="preset YAML (its generator)")

@@ -54,7 +54,7 @@ from pathlib import Path
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from ganforge.cli import OneLineErrorParser
+    from ganforge.commands._options import OneLineErrorParser
 
     p = OneLineErrorParser(prog="time_to_fid", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="preset YAML, e.g. configs/resnet-fashion-mnist.yaml")

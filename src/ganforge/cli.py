@@ -11,17 +11,11 @@ import importlib
 import logging
 import sys
 
+from ganforge.commands._options import OneLineErrorParser
 from ganforge.errors import GanforgeError, TrainingError
 
 # Each module defines ``register(subparsers)``, which sets ``func`` on its parser.
 COMMANDS = ("train", "sample", "export", "datasets", "eval", "inpaint", "eval_inpaint", "bench", "serve", "report")
-
-
-class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse, but a bad option is one line on stderr and exit code 2."""
-
-    def error(self, message: str):  # argparse would also print the usage
-        self.exit(2, f"error: {self.prog}: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""Bounded numeric command-line options: argparse types that reject out-of-range and non-finite values.
+"""Command-line options: a parser whose errors are one line, and bounded numeric types.
 
 ``p.add_argument("--n", type=int_in(1, 1000))`` turns ``--n 0`` or ``--n nan``
 into argparse's one-line error (exit code 2) naming the option, before any work.
@@ -12,6 +12,13 @@ import math
 
 from ganforge.config import Range
 from ganforge.errors import quote
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line on stderr and exit code 2."""
+
+    def error(self, message: str):  # argparse would also print the usage
+        self.exit(2, f"error: {self.prog}: {message}\n")
 
 
 def int_in(lo: int, hi: int):

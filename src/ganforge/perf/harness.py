@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``benchmarks/train_throughput.py``: the same options; bad input is one line on stderr, exit 2."""
-    from ganforge.cli import OneLineErrorParser
+    from ganforge.commands._options import OneLineErrorParser
 
     parser = OneLineErrorParser(prog="train_throughput", description=DESCRIPTION)
     add_arguments(parser)
