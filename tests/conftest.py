@@ -31,6 +31,18 @@ def write_gray_npz(path, n: int = 64, size: int = 28, labels: bool = False, seed
     return path
 
 
+def write_png_folder(path, seed: int, n: int = 12, shift: float = 0, size: int = 28):
+    """A new folder of ``n`` gray ``size``x``size`` PNGs of noise around 128 + ``shift``; returns ``path``."""
+    from PIL import Image
+
+    path.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        arr = np.clip(rng.normal(128 + shift, 40, (size, size)), 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(path / f"{i:03d}.png")
+    return path
+
+
 def load_script(name: str):
     """Import ``benchmarks/<name>.py`` (the benchmark scripts are not a package) as a module."""
     import importlib.util

@@ -5,9 +5,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from conftest import tiny_config, write_gray_npz
+from conftest import tiny_config, write_gray_npz, write_png_folder
 from ganforge.cli import main
 from ganforge.errors import WeightsError
 from ganforge.metrics.inception import locate_inception_weights
@@ -32,12 +31,7 @@ def private_cache(tmp_path, monkeypatch):
 
 
 def _folder(path, seed, n=12, shift=0):
-    path.mkdir()
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        arr = np.clip(rng.normal(128 + shift, 40, (28, 28)), 0, 255).astype(np.uint8)
-        Image.fromarray(arr).save(path / f"{i:03d}.png")
-    return path
+    return write_png_folder(path, seed, n, shift, size=28)
 
 
 @needs_weights

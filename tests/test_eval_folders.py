@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import write_png_folder
 from ganforge.cli import main
 
 
@@ -22,12 +23,7 @@ def private_cache(tmp_path, monkeypatch):
 
 
 def _folder(path, seed, n=40, shift=0):
-    path.mkdir()
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        arr = np.clip(rng.normal(128 + shift, 40, (16, 16)), 0, 255).astype(np.uint8)
-        Image.fromarray(arr).save(path / f"{i:03d}.png")
-    return path
+    return write_png_folder(path, seed, n, shift, size=16)
 
 
 def _eval(tmp_path, real, fake, *extra):

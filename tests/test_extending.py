@@ -230,3 +230,27 @@ def test_train_help_lists_the_registries_without_importing_torch_to_build_it():
     assert out.returncode == 0, out.stderr
     for name in ("generation", "inpaint", "rpgan", "hinge", "dcgan", "resnet"):
         assert name in out.stdout, name
+
+
+def test_one_registry_type_behind_every_concept():
+    from ganforge.metrics.registry import _REGISTRY as METRICS
+    from ganforge.models.registry import _REGISTRY as MODELS
+    from ganforge.registry import Registry
+    from ganforge.tasks import TASKS
+
+    assert all(isinstance(r, Registry) for r in (LOSSES, TASKS, MODELS, METRICS))
+    r = Registry("widget", "train.widget", lower=True)
+    r.add("b", 2)
+    r.add("a", 1)
+    assert r.names() == ("b", "a") and dict(r) == {"b": 2, "a": 1}
+    for bad in ("", "A", "x y", "x,y", "x=y"):
+        with pytest.raises(ValueError):
+            r.check_name(bad)
+    with pytest.raises(ValueError, match="already registered"):
+        r.add("a", 3)
+    with pytest.raises(ConfigError) as err:
+        r.get_or_error("c")
+    assert err.value.where == "train.widget" and "must be one of b, a" in str(err.value)
+    r.remove("a")
+    r.remove("never")
+    assert r.names() == ("b",)

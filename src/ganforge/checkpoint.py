@@ -84,7 +84,8 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a rename into it) durable; a no-op where the file system refuses."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -173,7 +174,7 @@ def save_checkpoint(ckpt_root: Path, step: int, modules: dict[str, nn.Module],
         tmp.mkdir()
         _write_files(tmp, step, weights, train_tensors, state_json)
         replace_dir(tmp, final)  # re-saving a step (e.g. after a rollback) swaps directories
-        _fsync_dir(ckpt_root)
+        fsync_dir(ckpt_root)
     except BaseException as exc:
         # Whatever stopped the write (a full disk, a quota, an I/O error, Ctrl-C), remove
         # the partial directory: the previous checkpoints were never touched.
@@ -191,7 +192,7 @@ def _write_files(tmp: Path, step: int, weights: dict[str, torch.Tensor], train_t
     """Write and fsync every file of a checkpoint into ``tmp``; the manifest last."""
     for fname, tensors in (("weights.safetensors", weights), ("train.safetensors", train_tensors)):
         save_file(tensors, str(tmp / fname), metadata={"format": str(FORMAT_VERSION)})
-        _check_complete(tmp / fname)
+        check_complete(tmp / fname)
     _write_text(tmp / "state.json", state)
     for fname in _FILES:
         _fsync_file(tmp / fname)
@@ -199,7 +200,7 @@ def _write_files(tmp: Path, step: int, weights: dict[str, torch.Tensor], train_t
                 "sha256": {fname: sha256_file(tmp / fname) for fname in _FILES}}
     _write_text(tmp / "manifest.json", json.dumps(manifest, indent=1))
     _fsync_file(tmp / "manifest.json")
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -208,7 +209,7 @@ def _write_text(path: Path, text: str) -> None:
         f.flush()  # a full disk surfaces here or in close(), both inside the caller's error handling
 
 
-def _check_complete(path: Path) -> None:
+def check_complete(path: Path) -> None:
     """Raise OSError if a safetensors file is shorter than its header says.
 
     A buffered writer can lose its last block silently when the disk fills up at

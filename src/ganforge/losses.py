@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ganforge.errors import ConfigError, quote
+from ganforge.registry import Registry
 
 
 def _f32(x: Tensor) -> Tensor:
@@ -130,28 +130,22 @@ class AdversarialLoss:
     g_needs_real: bool = False  # relativistic: G's loss compares its fakes with the real batch
 
 
-LOSSES: dict[str, AdversarialLoss] = {}
+LOSSES: Registry[AdversarialLoss] = Registry("loss", "loss.name")
 
 
 def register_loss(name: str, loss: AdversarialLoss) -> AdversarialLoss:
     """Add ``loss`` under ``name`` (a new name; ``loss.name`` then accepts it). Returns ``loss``."""
-    if not name or name != name.strip() or name in LOSSES:
-        raise ValueError(f"loss name must be new and without surrounding spaces: {name!r}")
-    LOSSES[name] = loss
-    return loss
+    return LOSSES.add(name, loss)
 
 
 def unregister_loss(name: str) -> None:
     """Remove a registered loss (plug-ins and tests); unknown names are ignored."""
-    LOSSES.pop(name, None)
+    LOSSES.remove(name)
 
 
 def get_loss(name: str) -> AdversarialLoss:
     """The loss registered as ``name``; ConfigError naming ``loss.name`` otherwise."""
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise ConfigError("loss.name", f"must be one of {', '.join(LOSSES)}, got {quote(name)}") from None
+    return LOSSES.get_or_error(name)
 
 
 register_loss("ns", AdversarialLoss(logistic_d_loss, nonsaturating_g_loss, logistic=True))

@@ -76,7 +76,7 @@ def _dry_run(cfg) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ganforge import checkpoint as ckpt
-    from ganforge.config import diff_configs, dump_yaml, load_config
+    from ganforge.config import diff_configs, load_config
     from ganforge.train import distributed
     from ganforge.train.plan import EXECUTION_KEYS
     from ganforge.train.rundir import new_run_dir

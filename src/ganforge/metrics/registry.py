@@ -48,6 +48,7 @@ from ganforge.metrics.fid import FrechetReference, fid_from_features
 from ganforge.metrics.kid import kernel_inception_distance, kid_subset_size, polynomial_mmd2_unbiased
 from ganforge.metrics.prdc import precision_recall
 from ganforge.metrics.stats import FeatureStats
+from ganforge.registry import Registry
 
 SOURCES = ("inception", "classifier", "images")
 BETTER = ("lower", "higher")
@@ -125,7 +126,9 @@ class Metric:
         return self.fn(**{s: sources[s] for s in self.needs}, tag=tag, split=split, options=options)
 
 
-_REGISTRY: dict[str, Metric] = {}
+_REGISTRY: Registry[Metric] = Registry("metric", "metrics", lower=True)
+unregister_metric = _REGISTRY.remove
+metric_names = _REGISTRY.names
 
 
 def register_metric(name: str, needs: Iterable[str] = (), raw_features: bool = True, better: str = "lower"
@@ -139,8 +142,7 @@ def register_metric(name: str, needs: Iterable[str] = (), raw_features: bool = T
     first result key (how a ``best`` checkpoint is chosen by this metric).
     """
     needs = tuple(needs)
-    if not name or name != name.lower() or "," in name or name.strip() != name or " " in name:
-        raise ValueError(f"metric name must be lower case without commas or spaces: {name!r}")
+    _REGISTRY.check_name(name)
     unknown = [s for s in needs if s not in SOURCES]
     if unknown:
         raise ValueError(f"metric {name!r}: unknown source(s) {unknown}; sources are {', '.join(SOURCES)}")
@@ -148,22 +150,10 @@ def register_metric(name: str, needs: Iterable[str] = (), raw_features: bool = T
         raise ValueError(f"metric {name!r}: better must be 'lower' or 'higher', got {better!r}")
 
     def decorate(fn: MetricFn) -> MetricFn:
-        if name in _REGISTRY:
-            raise ValueError(f"metric {name!r} is already registered")
-        _REGISTRY[name] = Metric(name, fn, needs, raw_features, better)
+        _REGISTRY.add(name, Metric(name, fn, needs, raw_features, better))
         return fn
 
     return decorate
-
-
-def unregister_metric(name: str) -> None:
-    """Remove a registered metric (for plug-ins and tests); unknown names are ignored."""
-    _REGISTRY.pop(name, None)
-
-
-def metric_names() -> tuple[str, ...]:
-    """Registered metric names, in registration order."""
-    return tuple(_REGISTRY)
 
 
 def get_metrics(names: Iterable[str], where: str = "metrics") -> list[Metric]:

@@ -77,10 +77,14 @@ class MLPDiscriminator(nn.Module):
         return self.net(h).squeeze(1)
 
 
+def dense_pair(cfg: RunConfig, G: type[nn.Module], D: type[nn.Module]) -> tuple[nn.Module, nn.Module]:
+    """``(G, D)`` of a dense family from the config (widths, layer counts, classes, SN, dropout)."""
+    m, shape = cfg.model, (cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
+    g = G(m.z_dim, shape, m.g_width, m.g_layers, m.num_classes, m.spectral_norm_g)
+    return g, D(shape, m.d_width, m.d_layers, m.num_classes, m.spectral_norm_d, m.dropout)
+
+
 @register_model("mlp")
 def build_mlp(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
     """Dense layers (Goodfellow et al. 2014): (MLPGenerator, MLPDiscriminator)."""
-    m, shape = cfg.model, (cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
-    g = MLPGenerator(m.z_dim, shape, m.g_width, m.g_layers, m.num_classes, m.spectral_norm_g)
-    d = MLPDiscriminator(shape, m.d_width, m.d_layers, m.num_classes, m.spectral_norm_d, m.dropout)
-    return g, d
+    return dense_pair(cfg, MLPGenerator, MLPDiscriminator)

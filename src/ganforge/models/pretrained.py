@@ -27,7 +27,6 @@ import json
 import os
 import secrets
 import shutil
-import struct
 from pathlib import Path
 
 import torch
@@ -35,7 +34,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from ganforge.checkpoint import replace_dir
+from ganforge.checkpoint import check_complete, fsync_dir, replace_dir
 from ganforge.config import RunConfig, dump_yaml, load_config
 from ganforge.errors import CheckpointError
 from ganforge.models.card import model_card
@@ -171,16 +170,16 @@ def _write_folder(out: Path, tensors: dict[str, torch.Tensor], meta: dict[str, s
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
         save_file(tensors, str(tmp / WEIGHTS), metadata=meta)
-        _check_complete(tmp / WEIGHTS)
+        check_complete(tmp / WEIGHTS)
         for name, text in texts.items():
             with open(tmp / name, "x", encoding="utf-8") as f:
                 f.write(text)
         for name in (WEIGHTS, *texts):
             with open(tmp / name, "rb") as f:
                 os.fsync(f.fileno())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         replace_dir(tmp, out)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     except BaseException as exc:
         # Whatever stopped the write (a full disk, a quota, Ctrl-C): no partial folder stays behind.
         shutil.rmtree(tmp, ignore_errors=True)
@@ -189,30 +188,3 @@ def _write_folder(out: Path, tensors: dict[str, torch.Tensor], meta: dict[str, s
             raise CheckpointError(out, f"could not write the generator ({' '.join(text.split())}); "
                                        "nothing was written") from None
         raise
-
-
-def _check_complete(path: Path) -> None:
-    """Raise OSError if a safetensors file is shorter than its header says (a block lost to a full disk)."""
-    size = path.stat().st_size
-    try:
-        with open(path, "rb") as f:
-            n = struct.unpack("<Q", f.read(8))[0]
-            header = json.loads(f.read(n)) if n <= size - 8 else None
-        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-    except (struct.error, ValueError, KeyError, TypeError, AttributeError):
-        raise OSError(f"{path.name} was not written completely") from None
-    if size != 8 + n + end:
-        raise OSError(f"{path.name} was not written completely ({size} of {8 + n + end} bytes)")
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse fsync on directories
-    finally:
-        os.close(fd)

@@ -34,7 +34,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ganforge.errors import ConfigError, quote
+from ganforge.registry import Registry
 
 INPUT_KINDS = ("noise", "image+mask")
 
@@ -77,7 +77,9 @@ class ModelFamily:
         return self.build(cfg)
 
 
-_REGISTRY: dict[str, ModelFamily] = {}
+_REGISTRY: Registry[ModelFamily] = Registry("model family", "model.arch", lower=True)
+unregister_model = _REGISTRY.remove
+model_names = _REGISTRY.names
 
 
 def register_model(name: str, inputs: str = "noise", example_inputs: ExampleInputs | None = None,
@@ -93,30 +95,17 @@ def register_model(name: str, inputs: str = "noise", example_inputs: ExampleInpu
 
     Returns the builder unchanged, so it can still be called directly.
     """
-    if not name or name != name.lower() or any(c in name for c in " ,=") or name.strip() != name:
-        raise ValueError(f"model family name must be lower case without spaces, commas or '=': {name!r}")
+    _REGISTRY.check_name(name)
     if inputs not in INPUT_KINDS:
         raise ValueError(f"model family {name!r}: inputs must be one of {', '.join(INPUT_KINDS)}, got {inputs!r}")
 
     def decorate(builder: Builder) -> Builder:
-        if name in _REGISTRY:
-            raise ValueError(f"model family {name!r} is already registered")
         doc = (builder.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = ModelFamily(name, builder, inputs, example_inputs or _DEFAULT_INPUTS[inputs],
-                                      description or (doc[0] if doc else ""))
+        _REGISTRY.add(name, ModelFamily(name, builder, inputs, example_inputs or _DEFAULT_INPUTS[inputs],
+                                        description or (doc[0] if doc else "")))
         return builder
 
     return decorate
-
-
-def unregister_model(name: str) -> None:
-    """Remove a registered family (for plug-ins and tests); unknown names are ignored."""
-    _REGISTRY.pop(name, None)
-
-
-def model_names() -> tuple[str, ...]:
-    """Registered family names, in registration order."""
-    return tuple(_REGISTRY)
 
 
 def get_family(name: str) -> ModelFamily:
@@ -125,7 +114,4 @@ def get_family(name: str) -> ModelFamily:
     Raises:
         ConfigError: naming ``model.arch`` and the registered names, when there is none.
     """
-    family = _REGISTRY.get(name) if isinstance(name, str) else None
-    if family is None:
-        raise ConfigError("model.arch", f"unknown architecture {quote(name)} (known: {', '.join(sorted(_REGISTRY))})")
-    return family
+    return _REGISTRY.get_or_error(name)

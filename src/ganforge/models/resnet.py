@@ -68,6 +68,7 @@ from ganforge.errors import ConfigError
 from ganforge.models.attention import SelfAttention2d
 from ganforge.models.conditional import ConditionalBatchNorm2d, ProjectionHead
 from ganforge.models.layers import LabelEmbedding, check_labels, maybe_sn, upsampling_plan
+from ganforge.models.mlp import dense_pair
 from ganforge.models.registry import register_model
 
 RELU_GAIN = math.sqrt(2.0)
@@ -350,7 +351,4 @@ def build_resnet(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
 @register_model("mlp-res")
 def build_mlp_res(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
     """Residual dense blocks: (ResMLPGenerator, ResMLPDiscriminator); g_layers/d_layers count blocks."""
-    m, shape = cfg.model, (cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
-    g = ResMLPGenerator(m.z_dim, shape, m.g_width, m.g_layers, m.num_classes, m.spectral_norm_g)
-    d = ResMLPDiscriminator(shape, m.d_width, m.d_layers, m.num_classes, m.spectral_norm_d, m.dropout)
-    return g, d
+    return dense_pair(cfg, ResMLPGenerator, ResMLPDiscriminator)

@@ -15,34 +15,24 @@ from torch import nn
 from ganforge.config import RunConfig
 from ganforge.errors import ConfigError, quote
 from ganforge.tasks.base import Task
+from ganforge.registry import Registry
 from ganforge.tasks.draws import Draws
 
-TASKS: dict[str, type[Task]] = {}
+TASKS: Registry[type[Task]] = Registry("task", "task")
+task_names = TASKS.names
+unregister_task = TASKS.remove
 
 
 def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
     """Class decorator: register a :class:`~ganforge.tasks.base.Task` subclass as ``task: name``."""
-    if not name or name != name.strip():
-        raise ValueError(f"task name must be non-empty without surrounding spaces: {name!r}")
+    TASKS.check_name(name)
 
     def decorate(cls: type[Task]) -> type[Task]:
-        if name in TASKS:
-            raise ValueError(f"task {name!r} is already registered")
+        TASKS.add(name, cls)
         cls.name = name
-        TASKS[name] = cls
         return cls
 
     return decorate
-
-
-def unregister_task(name: str) -> None:
-    """Remove a registered task (plug-ins and tests); unknown names are ignored."""
-    TASKS.pop(name, None)
-
-
-def task_names() -> tuple[str, ...]:
-    """Registered task names, in registration order."""
-    return tuple(TASKS)
 
 
 def task_class(cfg: RunConfig) -> type[Task]:
@@ -51,16 +41,10 @@ def task_class(cfg: RunConfig) -> type[Task]:
     Training also asks the task's own rules (:meth:`~ganforge.tasks.base.Task.check_config`).
 
     Raises:
-        ConfigError: naming ``task`` (unknown) or ``model.arch`` (unknown, or a family the task does not train).
+        ConfigError: naming ``task`` (unknown) or ``model.arch`` (a family the task does not train).
     """
-    from ganforge.models import model_names
-
-    cls = TASKS.get(cfg.task)
-    if cls is None:
-        raise ConfigError("task", f"must be one of {', '.join(TASKS)}, got {quote(cfg.task)}")
-    arch = cfg.model.arch
-    if arch not in model_names():
-        raise ConfigError("model.arch", f"must be one of {', '.join(model_names())}, got {quote(arch)}")
+    cls = TASKS.get_or_error(cfg.task)
+    arch = cfg.model.arch  # a registered family: the config's validation asked the model registry
     owner = next((t for t in TASKS.values() if t.families and arch in t.families), None)
     if cls.families is not None and arch not in cls.families:
         raise ConfigError("model.arch", f"the {cls.name} task trains {', '.join(cls.families)}, got {quote(arch)}")

@@ -15,8 +15,6 @@ import contextlib
 
 import torch
 
-from ganforge.errors import ConfigError
-
 
 def cpu_supports_bf16() -> bool:
     """True when this CPU has native bf16 matmul (AVX-512 BF16 or AMX), where bf16 autocast pays off.

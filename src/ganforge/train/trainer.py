@@ -22,7 +22,7 @@ from ganforge import checkpoint as ckpt
 from ganforge.config import RunConfig
 from ganforge.data import InMemoryBatcher
 from ganforge.devices import resolve_device
-from ganforge.errors import CheckpointError, ConfigError, TrainingError
+from ganforge.errors import CheckpointError, TrainingError
 from ganforge.imageio import save_grid
 from ganforge.models import build_models
 from ganforge.data.subset import training_set
