@@ -11,9 +11,7 @@ train split of the same dataset gives two complementary numbers:
 * a Frechet distance on the classifier's penultimate features
   (``DomainClassifier.predict`` returns them with the logits), computed like FID.
 
-Reference values on Fashion-MNIST with the default classifier: the score of
-10k real test images is 8.34 (train: 8.40) and the classifier Frechet
-distance between 10k train and 10k test images is 0.086.
+Reference values (real data's own scores) and accuracy: BENCHMARKS.md, "The metric networks".
 
 Architecture (widths ``(w0, w1, w2)``, default ``(32, 64, 128)``)::
 
@@ -26,12 +24,8 @@ Input is uint8 ``(N, C, H, W)``; it is converted to the channels and size the
 classifier was trained on (replication / BT.601 luma, bilinear antialiased
 resize) and scaled to [-1, 1]. Training: 3 epochs of Adam (batch 128,
 one-cycle schedule peaking at 3e-3), bf16 autocast where the hardware runs it
-natively. Fashion-MNIST test accuracy: 93.13% on CPU (bf16 autocast, seed 0).
-No augmentation by default: in a sweep (two seeds each, on a GPU) 3 epochs
-reached 92.96-93.20% without it and 92.28-92.35% with random 2-pixel
-translations (4 epochs with translations: 92.5-92.7%); ``shift`` turns
-translations on. bf16 autocast did not change accuracy (92.31-92.37% in fp32
-vs 92.28-92.35% with bf16, same recipe).
+natively. No augmentation by default (random translations lowered test
+accuracy in a sweep); ``shift`` turns translations on.
 
 Trained weights are cached as ``<cache root>/classifiers/<dataset>.safetensors``
 with a ``.json`` beside it (dataset, test accuracy, architecture, training

@@ -24,36 +24,21 @@ Protocol of :class:`InceptionFeatures` (fixed; it is part of every result's
 * grayscale is replicated to three channels;
 * resize to 299x299 with ``torch.nn.functional.interpolate(mode="bilinear",
   align_corners=False, antialias=True)`` on the float ``[0, 255]`` image, no
-  re-quantisation after resizing. When upsampling (e.g. 28 -> 299) the
-  antialias flag changes nothing (max abs difference 3e-4 on a 0-255 scale);
-  when downsampling (e.g. 512 -> 299) it low-pass filters, which avoids the
-  aliasing that plain bilinear sampling introduces. This is neither
+  re-quantisation after resizing. When downsampling (e.g. 512 -> 299) the
+  antialias flag low-pass filters, which avoids the aliasing that plain
+  bilinear sampling introduces (upsampling is practically unaffected). This is neither
   torch-fidelity's resize (TF1 ``resize_bilinear`` without half-pixel
   centres) nor clean-fid's (PIL bicubic), so absolute values are comparable
   with other ganforge numbers, not to the last digit with published tables.
 
-Precision (Fashion-MNIST, train vs test images; numbers from
-benchmarks/fid_floor.py):
-
-* ``"fp32"`` (default) is the reference. CPU and CUDA fp32 features agree to
-  5e-6 relative (TF32 is switched off for the forward pass on CUDA).
-* ``"bf16"`` runs the network under ``torch.autocast(bfloat16)``, about 2x
-  faster on CPUs with native bf16 (8.6 -> 16.9 images/s on 2 AVX-512-BF16
-  cores, batch 64). Features move by 3.3% relative L2 on average (max 8%);
-  FID computed entirely in bf16 differed from fp32 by 0.02 at 2k vs 2k
-  (12.34 vs 12.32, CPU) and by 0.005 at 10k vs 10k (2.517 vs 2.512, CUDA).
-  Mixing bf16 fake with fp32 real statistics adds about +0.05, so the
-  precision is part of the cache key and of the protocol string. Use bf16
-  for monitoring during training, fp32 for reported numbers.
-
-Memory format and convolution algorithms follow the device; both leave the
-arithmetic in fp32, so the protocol is unchanged. On CPU the input is
-``channels_last`` (~25% faster: 6.6 -> 8.6 images/s fp32, 13.3 -> 16.9 bf16).
-On CUDA it stays NCHW and cuDNN times its algorithms once per shape
-(``cudnn.benchmark`` inside extraction only). On an H200, fp32, batch 250,
-10k images: 1,523 images/s NHWC with cuDNN's heuristics, 2,217 NHWC timed,
-2,370 NCHW timed; features moved by at most 1.5e-6 relative and the FID
-between the two feature sets of the same images was 4e-11.
+Precision: ``"fp32"`` (default) is the reference (TF32 is off for the forward
+pass on CUDA); ``"bf16"`` runs the network under bf16 autocast, faster on CPUs
+with native bf16 and close in FID, but not identical, so the precision is part of
+the cache key and the protocol string. Use bf16 for monitoring, fp32 for
+reported numbers. Memory format and convolution algorithms follow the device
+(``channels_last`` on CPU; NCHW with cuDNN's timed algorithms on CUDA), leaving
+the arithmetic in fp32. Measured speeds and differences: BENCHMARKS.md, "The
+metric networks".
 """
 
 from __future__ import annotations
