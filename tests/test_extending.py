@@ -160,6 +160,8 @@ def test_toy_task_exports_and_loads_back(toys, tmp_path):
     G2, cfg2, _ = load_generator(tmp_path / "exported")
     low = torch.rand(3, 1, 14, 14) * 2 - 1
     assert cfg2.task == "toy-sr2x" and torch.equal(G(low), G2(low))
+    with pytest.raises(ConfigError, match="--checkpoint"):  # a saved folder has one set of weights
+        load_generator(tmp_path / "exported", checkpoint=tmp_path / "run" / "checkpoints" / "step_00000006")
     report = export_run_onnx(tmp_path / "run", tmp_path / "onnx")
     assert report.kind == "toy-sr2x generator" and list(report.inputs) == ["low"]
     assert report.inputs["low"] == ["batch", 1, "height", "width"]

@@ -113,7 +113,8 @@ def test_bf16_option_is_close(model):
 @needs_weights
 @pytest.mark.slow
 def test_compute_metrics_end_to_end(tmp_path):
-    from ganforge.metrics.compute import append_jsonl, compute_metrics, count_tag
+    from ganforge.metrics.compute import append_jsonl, compute_metrics
+    from ganforge.metrics.naming import count_tag
 
     g = torch.Generator().manual_seed(2)
     real = torch.randint(0, 256, (6, 1, 16, 16), dtype=torch.uint8, generator=g)

@@ -19,7 +19,7 @@ from torch import nn
 
 from ganforge import checkpoint as ckpt
 from ganforge.config import RunConfig, load_config
-from ganforge.errors import CheckpointError
+from ganforge.errors import CheckpointError, ConfigError
 from ganforge.models import build_models, from_pretrained, get_family, save_pretrained
 from ganforge.models.card import model_card, run_evaluations
 from ganforge.models.pretrained import WEIGHTS, is_saved_generator, saved_info
@@ -33,8 +33,8 @@ def load_generator(run_dir: str | Path, checkpoint: str | Path | None = None, em
 
     For a run: the EMA generator when the run has one and ``ema`` is true, from
     ``checkpoint`` (a checkpoint directory; default the newest one that verifies).
-    A saved generator folder holds one generator, so ``checkpoint`` and ``ema``
-    do not apply to it; its ``step`` is the one it records.
+    A saved generator folder holds one generator, so ``checkpoint`` does not apply
+    to it (a ConfigError names it) and neither does ``ema``; its ``step`` is the one it records.
     """
     G, cfg, step, _ = _load(Path(run_dir), checkpoint, ema, device)
     return G, cfg, step
@@ -43,6 +43,8 @@ def load_generator(run_dir: str | Path, checkpoint: str | Path | None = None, em
 def _load(path: Path, checkpoint, ema: bool, device) -> tuple[nn.Module, RunConfig, int, str]:
     """:func:`load_generator`, also saying which generator it is: ``"ema"`` or ``"generator"``."""
     if is_saved_generator(path):
+        if checkpoint is not None:
+            raise ConfigError("--checkpoint", f"{path} is a saved generator (one set of weights), not a run")
         G, cfg, step = from_pretrained(path, device=device)
         return G, cfg, step, "saved"
     if not (path / "config.yaml").is_file():

@@ -94,7 +94,7 @@ def _summary(h: History, info: PageInfo) -> str:
         rows.append(["rollbacks", len(rollbacks)])
     if info.best:
         rows.append(["best checkpoint", f"step {info.best.get('step')}: {info.best.get('metric', 'fid')} = "
-                                        f"{fmt(info.best.get('fid'))} (checkpoints/best)"])
+                                        f"{fmt(info.best.get('value', info.best.get('fid')))} (checkpoints/best)"])
     if info.checkpoints:
         rows.append(["latest checkpoint", f"checkpoints/step_{info.checkpoints[-1]:08d}"])
     if info.metrics_mtime is not None:
