@@ -27,7 +27,8 @@ def test_image_schedule_values(tmp_path):
     cfg = tiny_config(tmp_path, "optim.schedule_kimg=1", "optim.warmup_kimg=0.2", "optim.lr_decay_to=0.25",
                       "loss.gamma=1", "loss.gamma_decay_to=0.1", "optim.beta2=0.9", "optim.beta2_final=0.99")
     s = ImageSchedule.from_config(cfg)
-    assert s.lr_factor(100) == 0.5 and s.gamma_factor(100) == 1.0 and s.beta2_at(100) == 0.9
+    assert s.lr_factor(100) == pytest.approx(116 / 200)  # the step's own 16 images count
+    assert s.gamma_factor(100) == 1.0 and s.beta2_at(100) == 0.9
     assert s.lr_factor(600) == pytest.approx(0.625)
     assert s.gamma_factor(600) == pytest.approx(0.55) and s.beta2_at(600) == pytest.approx(0.945)
     assert s.gamma_factor(1000) == pytest.approx(0.1) and s.beta2_at(1000) == pytest.approx(0.99)
@@ -70,7 +71,7 @@ def test_every_scheduled_value_reaches_the_metrics_log(tmp_path):
         assert r["gamma"] == pytest.approx(s.gamma_factor(seen_before))
         assert r["beta2"] == pytest.approx(s.beta2_at(seen_before))
         assert r["ema_beta"] == pytest.approx(trainer.ema.beta(r["step"]))
-    assert records[0]["lr_factor"] == pytest.approx(0.25)  # 16 of 64 warm-up images
+    assert records[0]["lr_factor"] == pytest.approx(0.5)  # 16 + 16 of 64 warm-up images
     assert trainer.opt_d.param_groups[0]["betas"] == (cfg.optim.beta1, pytest.approx(s.beta2_at(80)))
 
 
@@ -79,7 +80,7 @@ def test_resume_in_the_middle_of_the_warm_up_is_bit_identical(tmp_path):
     ds = tiny_dataset(48)
     full = full_and_interrupted(cfg, tmp_path, ds, stop_after=2)  # stops at 32 of 80 warm-up images
     resumed = Trainer.resume(tmp_path / "part", dataset=ds)
-    assert resumed.lr_factor == pytest.approx(0.4) and resumed.counters.images_seen == 32
+    assert resumed.lr_factor == pytest.approx(0.6) and resumed.counters.images_seen == 32
     resumed.train()
     assert_same_weights(full, resumed)
     assert torch.equal(torch.tensor(full.opt_g.param_groups[0]["betas"]),

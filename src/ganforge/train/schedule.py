@@ -125,6 +125,7 @@ class ImageSchedule:
     gamma_to: float  # final gamma, as a fraction of loss.gamma
     beta2: float
     beta2_final: float  # 0: beta2 constant
+    step_images: int = 0  # real images per step (batch x n_dis): the warm-up counts the step's own
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> "ImageSchedule | None":
@@ -142,10 +143,16 @@ class ImageSchedule:
             raise ConfigError("optim.schedule_kimg", "the image-based schedule replaces optim.lr_warmup and "
                               "optim.lr_decay; set those to 0 and none")
         return cls(o.schedule_kimg * 1000, o.warmup_kimg * 1000, o.lr_decay_to, cfg.loss.gamma_decay_to,
-                   o.beta2, o.beta2_final)
+                   o.beta2, o.beta2_final, cfg.train.batch_size * o.n_dis)
 
     def lr_factor(self, images: int) -> float:
-        """Multiplier of the base learning rates before the update after ``images`` images."""
+        """Multiplier of the base learning rates before the update after ``images`` images.
+
+        The warm-up counts the images of the update it is for, as the step-based warm-up
+        counts its step, ``(images + step_images) / warmup``: the first update is not wasted at rate 0.
+        """
+        if self.warmup > 0 and images < self.warmup:
+            return min(1.0, (images + self.step_images) / self.warmup)
         return cosine_with_warmup(images, 1.0, self.lr_to, self.total, self.warmup, start=0.0)
 
     def gamma_factor(self, images: int) -> float:
