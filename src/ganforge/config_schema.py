@@ -46,6 +46,11 @@ class ModelConfig:
     # resnet only: resolution of the feature map after which a self-attention block
     # (SAGAN) is inserted in both G and D, e.g. 14 at 28 px; 0 = none.
     attention: int = 0
+    # r3gan only (ganforge.models.r3gan): residual blocks per resolution, the channel expansion
+    # inside a block, and channels per group of its grouped 3x3 convolution.
+    blocks_per_stage: int = 2
+    expansion: int = 2
+    group_channels: int = 16
 
 
 @dataclass
@@ -59,6 +64,10 @@ class LossConfig:
     r2_weight: float = 0.0  # R2 penalty on generated data (every D step); 0 = off
     label_smoothing: float = 0.0  # one-sided: real target 1 - s
     weight_clip: float = 0.01  # WGAN critic weight clipping
+    # R1 and R2 together with one weight (R3GAN): gamma / 2 * (R1 + R2), lazily every r1_every
+    # D steps; 0 = off. With optim.schedule_kimg it decays to gamma_decay_to x gamma (1 = constant).
+    gamma: float = 0.0
+    gamma_decay_to: float = 1.0
 
 
 @dataclass
@@ -78,6 +87,13 @@ class OptimConfig:
     lr_decay: str = "none"  # none | linear | cosine
     lr_decay_start: float = 0.0
     lr_decay_to: float = 0.0
+    # Schedules by images seen (ganforge.train.schedule), instead of the step-based one above:
+    # linear warm-up of both rates over warmup_kimg, then a cosine over the rest of schedule_kimg
+    # taking the rates to lr_decay_to x, loss.gamma to loss.gamma_decay_to x and Adam's beta2
+    # to beta2_final. 0 = off (schedule_kimg), none (warmup_kimg), constant beta2 (beta2_final).
+    schedule_kimg: float = 0.0
+    warmup_kimg: float = 0.0
+    beta2_final: float = 0.0
 
 
 @dataclass
@@ -133,6 +149,10 @@ class TrainConfig:
     init_lr_mult: float = 1.0  # learning-rate multiplier of the loaded parameters
     freeze_d: int = 0  # FreezeD: D's first K blocks (from the image) stay fixed
     freeze_g: int = 0  # G's first K blocks (from the noise) stay fixed
+    # EMA as a half-life in images (StyleGAN2-ADA): beta = 0.5 ** (batch / half-life), replacing
+    # ema_decay; with ema_rampup > 0 the half-life is at most images_seen * ema_rampup. 0 = off.
+    ema_halflife_kimg: float = 0.0
+    ema_rampup: float = 0.0
 
 
 @dataclass
@@ -258,6 +278,16 @@ RANGES: dict[str, Range] = {
     "train.freeze_d": Range(0, 1000),
     "train.freeze_g": Range(0, 1000),
     "train.init_lr_mult": Range(0, 1e6, lo_open=True),
+    "model.blocks_per_stage": Range(1, 64),
+    "model.expansion": Range(1, 64),
+    "model.group_channels": Range(1, 4096),
+    "loss.gamma": Range(0, 1e6),  # 0 = off
+    "loss.gamma_decay_to": Range(0, 1e6),
+    "optim.schedule_kimg": Range(0, BIG),  # 0 = off
+    "optim.warmup_kimg": Range(0, BIG),  # 0 = none
+    "optim.beta2_final": Range(0, 1, hi_open=True),  # 0 = constant optim.beta2
+    "train.ema_halflife_kimg": Range(0, BIG),  # 0 = off
+    "train.ema_rampup": Range(0, BIG),  # 0 = none
 }
 
 CHOICES = {

@@ -17,6 +17,14 @@ the config) plus its config fields in :mod:`ganforge.config_schema`::
 
 ``fn(critic, real, fake, draws) -> scalar`` gets the critic bound to the batch's
 conditioning and augmentation (``critic(x) -> (B,)`` logits).
+
+R1 and R2 together (``loss.gamma``, R3GAN, Huang et al. 2024) are one penalty
+``gamma / 2 * (R1 + R2)`` with one interval (``loss.r1_every``). Its weight may
+follow a schedule: :attr:`DRegularization.gamma_factor` multiplies every penalty
+declared ``scheduled`` (set by the trainer before each step; see
+:mod:`ganforge.train.schedule`). Every gradient penalty here differentiates twice,
+so the execution plan keeps such a D out of ``torch.compile`` and the step out of
+CUDA graphs (:func:`ganforge.train.plan.resolve_plan` checks ``double_backward``).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.config import RunConfig
+from ganforge.errors import ConfigError
 from ganforge.losses import LOSSES
 from ganforge.tasks.draws import Draws
 
@@ -71,6 +80,7 @@ class Penalty:
     # Differentiates D's output w.r.t. its input and then back-propagates through that:
     # such a D cannot run through torch.compile, and such a step is not CUDA-graph-captured.
     double_backward: bool = True
+    scheduled: bool = False  # its weight is multiplied by DRegularization.gamma_factor
 
     def due(self, d_step: int) -> bool:
         return d_step % self.every == 0
@@ -112,12 +122,35 @@ def _r2(cfg: RunConfig) -> Penalty | None:
     return Penalty("r2", 0.5 * cfg.loss.r2_weight, 1, lambda critic, real, fake, draws: grad_sq_norm(critic, fake))
 
 
+@penalty_builder
+def _r1_r2(cfg: RunConfig) -> Penalty | None:
+    # R3GAN (Huang et al. 2024): gamma / 2 * (R1 + R2), one weight for both sides. It is
+    # lazy like R1 (every loss.r1_every D steps, times r1_every), and its weight is scheduled.
+    if cfg.loss.gamma <= 0:
+        return None
+    if cfg.loss.r1_weight > 0 or cfg.loss.r2_weight > 0:
+        raise ConfigError("loss.gamma", "weights R1 and R2 together; set loss.r1_weight and loss.r2_weight to 0 "
+                          "(or use those two alone instead of loss.gamma)")
+
+    def fn(critic, real, fake, draws):
+        return grad_sq_norm(critic, real) + grad_sq_norm(critic, fake)
+    return Penalty("r1r2", 0.5 * cfg.loss.gamma, cfg.loss.r1_every, fn, scheduled=True)
+
+
 class DRegularization:
     """The regularisers one run applies to D (built from the config by :func:`d_regularization`)."""
 
     def __init__(self, penalties: list[Penalty], weight_clip: float = 0.0):
         self.penalties = penalties
         self.weight_clip = weight_clip
+        # The schedule's multiplier of ``scheduled`` penalties (loss.gamma); a Python float,
+        # read at each step: penalties that use it are never inside a captured CUDA graph.
+        self.gamma_factor = 1.0
+
+    @property
+    def scheduled(self) -> bool:
+        """Some penalty's weight follows the gamma schedule."""
+        return any(p.scheduled for p in self.penalties)
 
     @property
     def double_backward(self) -> bool:
@@ -137,7 +170,8 @@ class DRegularization:
                 continue
             value = p.fn(critic, real, fake, draws)
             logs[p.name] = value.detach()
-            term = (p.weight * p.every) * value
+            weight = p.weight * p.every * (self.gamma_factor if p.scheduled else 1.0)
+            term = weight * value
             total = term if total is None else total + term
         return total, logs
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganforge.data import arrays, cifar, folder, idx, sources
+from ganforge.data import arrays, cifar, folder, idx, sources, stacked
 from ganforge.data.images import ImageDataset, convert_channels, resize_center_crop
 from ganforge.errors import ConfigError, DataError
 
@@ -157,7 +157,9 @@ def load_dataset(
     """
     _check_args(split, image_size, channels)
     name = sources.canonical_name(spec)
-    if name is not None:
+    if str(spec).strip().lower() in stacked.STACKED:  # derived from a named dataset (data/stacked.py)
+        ds = stacked.load_stacked(str(spec).strip().lower(), split, root, download)
+    elif name is not None:
         ds = _load_named(name, split, root, download)
     else:
         path = Path(os.path.expanduser(spec))

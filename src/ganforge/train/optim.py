@@ -58,3 +58,13 @@ def set_learning_rates(opt: torch.optim.Optimizer, base_lr: float, factor: float
             group["lr"].fill_(lr)
         else:
             group["lr"] = lr
+
+
+def set_beta2(opt: torch.optim.Optimizer, beta2: float) -> None:
+    """Adam's second-moment decay of every group (a schedule, ganforge.train.schedule); beta1 unchanged.
+
+    A Python float, read at each step: a CUDA-graph-captured step would keep the captured value,
+    so the trainer does not capture a run whose beta2 is scheduled.
+    """
+    for group in opt.param_groups:
+        group["betas"] = (group["betas"][0], float(beta2))

@@ -33,12 +33,12 @@ from ganforge.train.distributed import unwrap
 from ganforge.train.ema import EMA
 from ganforge.train.clock import RunClock
 from ganforge.train.collapse import CollapseMonitor
-from ganforge.train.optim import apply_plan, build_adam, set_learning_rates
+from ganforge.train.optim import apply_plan, build_adam, set_beta2, set_learning_rates
 from ganforge.train.plan import resolve_plan
 from ganforge.train.precision import Precision
 from ganforge.train.rundir import start_run_dir, stop_signals, stop_tensorboard
 from ganforge.train.runlog import MetricsLog, NoProgress, Progress
-from ganforge.train.schedule import LearningRateSchedule
+from ganforge.train.schedule import ImageSchedule, LearningRateSchedule
 from ganforge.train.state import Counters, RandomStreams, load_state, save_state
 from ganforge.train.step import TrainStep
 
@@ -68,13 +68,19 @@ class Trainer:
         self.streams.after_model_init()
         regs = d_regularization(cfg)
         self.plan = resolve_plan(cfg, self.device, self.task_cls.capabilities_for(cfg, D), regs, self.dist.enabled)
+        self.image_schedule = ImageSchedule.from_config(cfg)
+        if self.plan.cuda_graphs and self.image_schedule is not None and cfg.optim.beta2_final > 0:
+            self.plan = self.plan.without_cuda_graphs("optim.beta2_final: a captured Adam step holds beta2 fixed")
+        self.regs = regs
         self.plan.apply_backend_flags()
         self.precision = Precision(self.plan.precision, self.device)
         if self.plan.channels_last:
             G, D = (m.to(memory_format=torch.channels_last) for m in (G, D))
         self.G, self.D = self._wrap(G, D)
         self.task = self.task_cls(cfg, self.G, self.D, self.streams.draws)
-        self.ema = EMA(G, cfg.train.ema_decay, cfg.train.ema_start) if cfg.train.ema_decay > 0 else None
+        t = cfg.train
+        self.ema = (EMA(G, t.ema_decay, t.ema_start, t.ema_halflife_kimg * 1000, t.ema_rampup, t.batch_size,
+                        t.batch_size * cfg.optim.n_dis) if t.ema_decay > 0 or t.ema_halflife_kimg > 0 else None)
         transfer.load_ema(self.ema, self.transfer)
         self.opt_g, self.opt_d = (build_adam(transfer.param_groups(self.transfer, name, m, lr, cfg), lr, cfg.optim,
                                              self.plan) for name, m, lr in (("G", G, cfg.optim.lr_g),
@@ -201,9 +207,29 @@ class Trainer:
         if not self.schedule.constant:
             seconds = self.run_clock.seconds() if self.schedule.uses_time else 0.0
             factor *= self.schedule.factor(self.counters.step, seconds)
+        images, sched = self.counters.images_seen, self.image_schedule
+        if sched is not None:  # by images seen: the rates, gamma and beta2 (ganforge.train.schedule)
+            factor *= sched.lr_factor(images)
+            self.regs.gamma_factor = sched.gamma_factor(images)
+            for opt in self.optimizers.values():
+                set_beta2(opt, sched.beta2_at(images))
         for opt, lr in ((self.opt_g, self.cfg.optim.lr_g), (self.opt_d, self.cfg.optim.lr_d)):
             set_learning_rates(opt, lr, factor)
         self.lr_factor = factor
+
+    def scheduled_values(self) -> dict[str, float]:
+        """Every scheduled value now (for metrics.jsonl): rates, gamma, beta2, EMA beta; empty if none."""
+        out: dict[str, float] = {}
+        if not self.schedule.constant or self.image_schedule is not None:
+            out.update(lr_factor=self.lr_factor, lr_g=self.cfg.optim.lr_g * self.lr_factor,
+                       lr_d=self.cfg.optim.lr_d * self.lr_factor)
+        if self.image_schedule is not None:
+            out["beta2"] = float(self.opt_g.param_groups[0]["betas"][1])
+            if self.regs.scheduled:
+                out["gamma"] = self.cfg.loss.gamma * self.regs.gamma_factor
+        if self.ema is not None and self.ema.halflife > 0:
+            out["ema_beta"] = self.ema.beta(self.counters.step)
+        return out
 
     def rollback(self) -> None:
         """Return to the newest valid checkpoint with lower learning rates, or stop with a diagnosis."""
@@ -299,7 +325,7 @@ class Trainer:
                 if self.run_clock.out_of_time():
                     timed_out = True
                     break
-                if not self.schedule.constant:
+                if not self.schedule.constant or self.image_schedule is not None:
                     self._apply_lr_factor()
                 logs = self.train_step()
                 if c.bad_in_a_row >= t.max_bad_steps:
@@ -309,8 +335,7 @@ class Trainer:
                 if c.step % t.log_every == 0 or c.step == end:
                     now = time.perf_counter()
                     logs["images_per_s"] = (c.images_seen - n_log) / max(now - t_log, 1e-9)
-                    if not self.schedule.constant:
-                        logs["lr_factor"] = self.lr_factor
+                    logs.update(self.scheduled_values())
                     t_log, n_log = now, c.images_seen
                     if main:
                         self.metrics.write({"step": c.step, "images_seen": c.images_seen,
