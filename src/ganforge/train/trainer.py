@@ -20,7 +20,7 @@ from torch import nn
 
 from ganforge import checkpoint as ckpt
 from ganforge.config import RunConfig
-from ganforge.data import InMemoryBatcher
+from ganforge.data.loader import batcher_for
 from ganforge.devices import resolve_device
 from ganforge.errors import CheckpointError, TrainingError
 from ganforge.imageio import save_grid
@@ -61,8 +61,8 @@ class Trainer:
         self.streams = RandomStreams(cfg.train.seed, self.device, self.dist)
         self.dataset = training_set(cfg, self.task_cls.load_size(cfg), dataset)
         self.local_batch = self.dist.local_batch(cfg.train.batch_size)
-        self.batcher = InMemoryBatcher(self.dataset, cfg.train.batch_size, seed=cfg.train.seed, device=self.device,
-                                       shard=(self.dist.rank, self.dist.world_size))
+        self.batcher = batcher_for(cfg, self.dataset, self.task_cls.load_size(cfg), self.device,
+                                   (self.dist.rank, self.dist.world_size))
         G, D = (m.to(self.device) for m in build_models(cfg))
         self.transfer = transfer.initialise(cfg, G, D, self.run_dir)  # pretrained weights, frozen blocks
         self.streams.after_model_init()
