@@ -26,12 +26,6 @@ apt_install() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1
 }
 
-# The default data set: Debian's Fashion-MNIST package (ganforge downloads it otherwise).
-if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-    apt_install dataset-fashion-mnist && echo "setup: installed dataset-fashion-mnist" \
-        || echo "setup: apt unavailable; Fashion-MNIST will be downloaded on first use"
-fi
-
 # The photo corpus (data.dataset: photos): photographs from Debian wallpaper packages.
 PHOTO_PACKAGES=(mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers-20.04)
 if [ "$MODE" = photos ]; then
@@ -41,6 +35,12 @@ if [ "$MODE" = photos ]; then
     fi
     echo "setup: could not install ${PHOTO_PACKAGES[*]}; run as root: apt-get install ${PHOTO_PACKAGES[*]}" >&2
     exit 1
+fi
+
+# The default data set: Debian's Fashion-MNIST package (ganforge downloads it otherwise).
+if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+    apt_install dataset-fashion-mnist && echo "setup: installed dataset-fashion-mnist" \
+        || echo "setup: apt unavailable; Fashion-MNIST will be downloaded on first use"
 fi
 
 # The browser test of `ganforge serve` drives Debian's Chromium through chromedriver.
