@@ -3,6 +3,7 @@
 # environment, the CPU build of PyTorch, and the package with the extras asked for.
 #
 #   scripts/setup.sh            # runtime + metrics + report (matplotlib, for `ganforge report`)
+#   scripts/setup.sh photos     # the photo corpus only (Debian wallpaper packages; see src/ganforge/data/photos.tsv)
 #   scripts/setup.sh dev        # also test dependencies, the classical baselines, the web app, ONNX and
 #                               # TensorBoard extras, and Chromium + chromedriver for the browser test
 #
@@ -24,6 +25,17 @@ apt_install() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null 2>&1 || true
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1
 }
+
+# The photo corpus (data.dataset: photos): photographs from Debian wallpaper packages.
+PHOTO_PACKAGES=(mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers-20.04)
+if [ "$MODE" = photos ]; then
+    if apt_install "${PHOTO_PACKAGES[@]}"; then
+        echo "setup: installed ${PHOTO_PACKAGES[*]}"
+        exit 0
+    fi
+    echo "setup: could not install ${PHOTO_PACKAGES[*]}; run as root: apt-get install ${PHOTO_PACKAGES[*]}" >&2
+    exit 1
+fi
 
 # The default data set: Debian's Fashion-MNIST package (ganforge downloads it otherwise).
 if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then

@@ -63,7 +63,7 @@ def test_every_scheduled_value_reaches_the_metrics_log(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     records = [r for r in records if "lr_g" in r]
     assert [r["step"] for r in records] == [2, 4, 6]
-    s = trainer.image_schedule
+    s = trainer.hyper.image_schedule
     for r in records:
         seen_before = (r["step"] - 1) * 16  # the values of the step just logged
         assert r["lr_factor"] == pytest.approx(s.lr_factor(seen_before))
@@ -80,7 +80,7 @@ def test_resume_in_the_middle_of_the_warm_up_is_bit_identical(tmp_path):
     ds = tiny_dataset(48)
     full = full_and_interrupted(cfg, tmp_path, ds, stop_after=2)  # stops at 32 of 80 warm-up images
     resumed = Trainer.resume(tmp_path / "part", dataset=ds)
-    assert resumed.lr_factor == pytest.approx(0.6) and resumed.counters.images_seen == 32
+    assert resumed.hyper.lr_factor == pytest.approx(0.6) and resumed.counters.images_seen == 32
     resumed.train()
     assert_same_weights(full, resumed)
     assert torch.equal(torch.tensor(full.opt_g.param_groups[0]["betas"]),

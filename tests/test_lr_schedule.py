@@ -69,7 +69,7 @@ def test_trainer_applies_the_factor_before_each_step_and_logs_it(tmp_path):
 
     t.train_step = spy.__get__(t)
     t.train()
-    expected = [t.schedule.factor(i) for i in range(8)]
+    expected = [t.hyper.schedule.factor(i) for i in range(8)]
     assert expected == [0.5, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25]
     assert seen == [pytest.approx((4e-4 * f, 1e-4 * f)) for f in expected]
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -90,7 +90,7 @@ def test_a_scheduled_run_resumes_bit_identically(tmp_path):
     ds = tiny_dataset(n=40)
     full = full_and_interrupted(cfg, tmp_path, ds, stop_after=5)
     resumed = Trainer.resume(tmp_path / "part", dataset=ds)
-    assert resumed.lr_factor == pytest.approx(resumed.schedule.factor(5))
+    assert resumed.hyper.lr_factor == pytest.approx(resumed.hyper.schedule.factor(5))
     resumed.train()
     assert_same_weights(full, resumed)
 

@@ -25,6 +25,13 @@ class DataConfig:
     classes: list[int] | None = None  # None: every class
     limit: int = 0  # 0: every image
     subset_seed: int = 0
+    # Random-crop training (ganforge.data.crops): photographs of any size are decoded once, the
+    # longer side downscaled to max_side, and every batch is fresh crops of crop_scale x the short
+    # side (resized to the load size) with horizontal flips. For an image folder or `photos`.
+    crops: bool = False
+    crop_scale: list[float] = field(default_factory=lambda: [0.25, 1.0])
+    crop_flip: bool = True
+    max_side: int = 1024  # memory: at most max_side**2 * 3 bytes per photograph
 
 
 @dataclass
@@ -168,6 +175,9 @@ class InpaintConfig:
     l1_valid: float = 1.0
     feature_matching: float = 0.0
     adv_weight: float = 0.1
+    # Dilations cycled over G's residual blocks (ganforge.models.encoder_decoder); larger ones
+    # widen the receptive field for large holes, as LaMa's does (empty: the default 1, 2, 4).
+    dilations: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -288,13 +298,14 @@ RANGES: dict[str, Range] = {
     "optim.beta2_final": Range(0, 1, hi_open=True),  # 0 = constant optim.beta2
     "train.ema_halflife_kimg": Range(0, BIG),  # 0 = off
     "train.ema_rampup": Range(0, BIG),  # 0 = none
+    "data.max_side": Range(16, 16384),
 }
 
 CHOICES = {
     "optim.lr_decay": ("none", "linear", "cosine"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "data.split": ("train", "test", "all"),
-    "inpaint.masks": ("center", "boxes", "strokes", "mixed"),
+    "inpaint.masks": ("center", "boxes", "strokes", "mixed", "thin", "medium", "thick", "lama", "comod"),
     "data.channels": (1, 3),
 }
 

@@ -21,7 +21,12 @@ def register(sub) -> None:
                                    "PSNR, SSIM (hole and whole image), hole L1 and FID. Prints a table, "
                                    "appends a record to RUN_DIR/metrics.jsonl, optionally writes JSON.")
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--masks", default="center", choices=CHOICES["inpaint.masks"], help="mask kind (default center)")
+    kinds = CHOICES["inpaint.masks"]
+    p.add_argument("--masks", default="center", type=_kinds(kinds),
+                   help=f"mask kinds, comma-separated, from {','.join(kinds)} (default center); comod is "
+                        "reported per hole-ratio bucket (0,0.2] ... (0.8,1.0)")
+    p.add_argument("--dataset", help="images to evaluate on instead of the run's test split, e.g. photos:test, "
+                                     "skimage-photos or a folder")
     p.add_argument("--n", type=int_in(1, MAX_N), default=1000,
                    help=f"number of test images (default 1000, at most {MAX_N}; fewer if the split is smaller)")
     p.add_argument("--ratio", type=float_in(0, 1, lo_open=True, hi_open=True), default=0.25,
@@ -41,6 +46,16 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _kinds(known):
+    def parse(text: str) -> list[str]:
+        names = [t.strip() for t in text.split(",") if t.strip()]
+        bad = [n for n in names if n not in known]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(f"unknown mask kind {bad[0] if bad else text!r} (known: {', '.join(known)})")
+        return list(dict.fromkeys(names))
+    return parse
+
+
 def _methods(text: str | None) -> list[str] | None:
     from ganforge.inpaint.baselines import BASELINES
 
@@ -58,7 +73,7 @@ def _methods(text: str | None) -> list[str] | None:
 def run(args: argparse.Namespace) -> int:
     from ganforge.commands._paths import check_output_file
     from ganforge.devices import resolve_device
-    from ganforge.inpaint.compare import evaluate_inpainting, format_table
+    from ganforge.inpaint.compare import evaluate_families, format_table, summary_rows
     from ganforge.train.runlog import MetricsLog
 
     # Checked before the evaluation, which can take minutes.
@@ -68,19 +83,27 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.run_dir, "config.yaml").is_file():
         check_output_file(Path(args.run_dir) / "metrics.jsonl", "RUN_DIR")
     device = resolve_device(args.device, "--device")
-    result = evaluate_inpainting(args.run_dir, masks=args.masks, n=args.n, hole_ratio=args.ratio, seed=args.seed,
-                                 split=args.split, methods=methods, fid=not args.no_fid,
-                                 fid_precision=args.fid_precision, ema=not args.no_ema,
-                                 checkpoint=args.checkpoint, device=device, fid_cache=not args.no_cache)
-    print(format_table(result))
-    record = {"step": result["step"], "eval": "inpaint", "masks": result["masks"], "n": result["n"],
-              "hole_ratio": result["hole_ratio"], "split": result["split"], "seed": result["seed"]}
-    for method, metrics in result["results"].items():
-        record.update({f"inpaint/{method}/{k}": v for k, v in metrics.items()})
-    MetricsLog(Path(args.run_dir) / "metrics.jsonl").write(record)
+    masks = args.masks if isinstance(args.masks, list) else [args.masks]
+    results = evaluate_families(args.run_dir, masks, n=args.n, hole_ratio=args.ratio, seed=args.seed,
+                                split=args.split, methods=methods, fid=not args.no_fid,
+                                fid_precision=args.fid_precision, ema=not args.no_ema, checkpoint=args.checkpoint,
+                                device=device, fid_cache=not args.no_cache, dataset=args.dataset)
+    log = MetricsLog(Path(args.run_dir) / "metrics.jsonl")
+    for result in results:
+        print(format_table(result))
+        record = {"step": result["step"], "eval": "inpaint", "masks": result["masks"], "n": result["n"],
+                  "hole_ratio": result["hole_ratio"], "split": result["split"], "seed": result["seed"],
+                  "dataset": result["dataset"]}
+        if result.get("hole_range"):
+            record["hole_range"] = result["hole_range"]
+        for method, metrics in result["results"].items():
+            record.update({f"inpaint/{method}/{k}": v for k, v in metrics.items()})
+        log.write(record)
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        # One evaluation keeps its old layout; several are listed, with a flat table of every row.
+        doc = results[0] if len(results) == 1 else {"evaluations": results, "table": summary_rows(results)}
+        path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {path}")
     return 0

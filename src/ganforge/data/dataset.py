@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganforge.data import arrays, cifar, folder, idx, sources, stacked
+from ganforge.data import arrays, cifar, folder, idx, photos, sources, stacked
 from ganforge.data.images import ImageDataset, convert_channels, resize_center_crop
 from ganforge.errors import ConfigError, DataError
 
@@ -135,7 +135,8 @@ def load_dataset(
         spec: a named dataset (``"fashion-mnist"``, ``"mnist"``, ``"cifar10"``; see
             :func:`ganforge.data.list_datasets`) or a path: a directory of images (class
             labels from first-level subfolders), a directory with MNIST-style IDX files or
-            CIFAR-10 python batches (detected from the file names), or a ``.npz`` file. Use
+            CIFAR-10 python batches (detected from the file names), a ``.npz`` file, or a photo corpus (``photos``,
+            ``photos:test``, ``skimage-photos``; :mod:`ganforge.data.photos`). Use
             ``./mnist`` to mean a folder that happens to share a dataset's name.
         split: ``"train"``, ``"test"`` or ``"all"`` (both concatenated). Image folders and
             ``.npz`` files have no split unless they contain ``train/``/``test/`` subfolders
@@ -157,6 +158,8 @@ def load_dataset(
     """
     _check_args(split, image_size, channels)
     name = sources.canonical_name(spec)
+    if photos.parse_spec(spec) is not None:
+        return photos.load_photo_dataset(spec, split, image_size, channels, download)
     if str(spec).strip().lower() in stacked.STACKED:  # derived from a named dataset (data/stacked.py)
         ds = stacked.load_stacked(str(spec).strip().lower(), split, root, download)
     elif name is not None:

@@ -12,7 +12,7 @@ import torch
 from ganforge.data.images import ImageDataset
 from ganforge.errors import CheckpointError, DataError
 
-__all__ = ["InMemoryBatcher"]
+__all__ = ["InMemoryBatcher", "batcher_for"]
 
 
 class InMemoryBatcher:
@@ -126,3 +126,15 @@ class InMemoryBatcher:
             raise CheckpointError("batcher state", f"epoch {epoch}, index {index} out of range for {self._n} images")
         self._epoch, self._index, self._seed = epoch, index, seed
         self._perm = None
+
+
+def batcher_for(cfg, dataset, size: int, device: torch.device | str = "cpu", shard: tuple[int, int] = (0, 1)):
+    """The training batcher of a run: a :class:`~ganforge.data.crops.CropBatcher` of ``size`` px crops
+    for a photo cache (``data.crops``), else an :class:`InMemoryBatcher` over ``dataset``."""
+    from ganforge.data.crops import CropBatcher, PhotoCache
+
+    t = cfg.train
+    if isinstance(dataset, PhotoCache):
+        return CropBatcher(dataset, t.batch_size, size, t.seed, scale=tuple(cfg.data.crop_scale),
+                           flip=cfg.data.crop_flip, device=device, shard=shard)
+    return InMemoryBatcher(dataset, t.batch_size, seed=t.seed, device=device, shard=shard)

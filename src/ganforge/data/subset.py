@@ -100,8 +100,31 @@ def training_set(cfg, image_size: int, dataset: ImageDataset | None = None) -> I
     from ganforge.data.dataset import load_dataset
 
     d = cfg.data
+    if d.crops and dataset is None:
+        return crop_source(cfg, image_size)
     ds = dataset if dataset is not None else load_dataset(d.dataset, split=d.split, image_size=image_size,
                                                           channels=d.channels, root=d.root, download=d.download)
     ds = select(ds, d.classes, d.limit, d.subset_seed)
     check_labels(ds, cfg.model.num_classes)
     return ds
+
+
+def crop_source(cfg, image_size: int):
+    """``data.crops``: the photographs of ``data.dataset`` (``photos[:split]`` or a folder) in a
+    :class:`~ganforge.data.crops.PhotoCache`, previewed at ``image_size``."""
+    from ganforge.data import photos
+    from ganforge.data.crops import PhotoCache
+
+    d = cfg.data
+    if d.classes is not None or d.limit or cfg.model.num_classes:
+        raise ConfigError("data.crops", "crops are for unlabelled photographs; unset data.classes, data.limit "
+                          "and model.num_classes")
+    parsed = photos.parse_spec(d.dataset)
+    if parsed is not None:
+        source, split = parsed
+        files = [path for _, path in photos.photo_files(source, split or d.split, install=d.download)]
+        cache = PhotoCache(files, channels=d.channels, max_side=d.max_side, name=f"{source}/{split or d.split}")
+    else:
+        cache = PhotoCache.from_folder(d.dataset, channels=d.channels, max_side=d.max_side)
+    cache.preview_size = image_size
+    return cache

@@ -92,12 +92,13 @@ def _fid_scores(extractor, restored: dict[str, Tensor], original: Tensor, key: d
 def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 1000, hole_ratio: float = 0.25,
                         seed: int = 0, split: str = "test", methods: list[str] | None = None, fid: bool = True,
                         fid_precision: str = "fp32", ema: bool = True, checkpoint: str | Path | None = None,
-                        device: str = "cpu", batch_size: int = 100, dataset=None, fid_cache: bool = True) -> dict:
+                        device: str = "cpu", batch_size: int = 100, dataset=None, fid_cache: bool = True,
+                        hole_range: tuple[float, float] = (0.0, 1.0)) -> dict:
     """Score the run's generator and the classical baselines on the same images and masks.
 
     Args:
         run_dir: a run trained with ``model.arch: inpaint``.
-        masks: one of ``center``, ``boxes``, ``strokes``, ``mixed``.
+        masks: a mask kind of :data:`~ganforge.inpaint.masks.MASK_KINDS`.
         n: images (the first ``n`` of the split; fewer if the split is smaller).
         hole_ratio: target fraction of missing pixels.
         methods: baselines to run (default: every one whose package is installed;
@@ -108,6 +109,11 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
             dataset spec for :func:`ganforge.data.load_dataset`.
         fid_cache: reuse cached feature statistics of the originals and the
             baselines (never for an in-memory ``dataset``, whose name is not a key).
+        hole_range: the ``comod`` bucket ``(lo, hi]``.
+
+    A photo corpus (``photos:test``, ``skimage-photos``; :mod:`ganforge.data.photos`)
+    gives each image its own mask generator, seeded by the crop's ``mask_seed`` plus
+    ``seed``, so a crop's mask does not depend on ``n`` or on the other crops.
 
     Returns:
         ``{"run_dir", "step", "dataset", "split", "n", "masks", "hole_ratio",
@@ -141,7 +147,7 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
     original = ds.images[:n]
     n = int(original.shape[0])
     size = cfg.data.image_size
-    hole = make_masks(masks, n, size, hole_ratio, torch.Generator().manual_seed(seed))
+    hole = _masks(masks, n, size, hole_ratio, seed, hole_range, dataset or cfg.data.dataset, split)
     notes: list[str] = []
     if methods is None:
         methods = [m for m in bl.BASELINES if bl.available(m)]
@@ -172,6 +178,8 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
                 key = {"dataset": ds.name, "split": split, "count": n, "image_size": size,
                        "channels": cfg.data.channels, "extractor": extractor.protocol, "max_items": 0,
                        "subset": "first", "masks": masks, "hole_ratio": hole_ratio, "mask_seed": seed}
+                if masks == "comod":
+                    key["hole_range"] = list(hole_range)
                 use_cache = fid_cache and (dataset is None or isinstance(dataset, (str, Path)))
                 for name, values in _fid_scores(extractor, restored, original, key, use_cache, split).items():
                     results[name].update(values)
@@ -179,8 +187,19 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
                 if note:
                     notes.append(note)
     return {"run_dir": str(run_dir), "step": pipe.step, "dataset": ds.name, "split": split, "n": n,
-            "masks": masks, "hole_ratio": hole_ratio, "mean_hole_fraction": hole.mean().item(), "seed": seed,
+            "masks": masks, "hole_range": list(hole_range) if masks == "comod" else None, "hole_ratio": hole_ratio, "mean_hole_fraction": hole.mean().item(), "seed": seed,
             "protocol": protocol, "notes": notes, "seconds": time.perf_counter() - t0, "results": results}
+
+
+def _masks(kind: str, n: int, size: int, ratio: float, seed: int, hole_range, spec, split: str) -> Tensor:
+    """``(n, 1, size, size)``: per-crop seeds for a photo corpus, else one generator seeded by ``seed``."""
+    from ganforge.data.photos import mask_seeds
+
+    seeds = mask_seeds(str(spec), split) if isinstance(spec, (str, Path)) else None
+    if seeds is None:
+        return make_masks(kind, n, size, ratio, torch.Generator().manual_seed(seed), hole_range=hole_range)
+    return torch.cat([make_masks(kind, 1, size, ratio, torch.Generator().manual_seed(s + seed), hole_range=hole_range)
+                      for s in seeds[:n]])
 
 
 def format_table(result: dict) -> str:
@@ -193,7 +212,8 @@ def format_table(result: dict) -> str:
     widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
     lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
              for row in [header] + rows]
-    title = (f"{result['dataset']} ({result['split']}), n={result['n']}, masks={result['masks']} "
+    masks = result["masks"] + (f" {tuple(result['hole_range'])}" if result.get("hole_range") else "")
+    title = (f"{result['dataset']} ({result['split']}), n={result['n']}, masks={masks} "
              f"ratio={result['hole_ratio']} (mean hole {result['mean_hole_fraction']:.3f}), step {result['step']}")
     return "\n".join([title] + lines + [f"note: {note}" for note in result["notes"]])
 
@@ -204,3 +224,30 @@ def _fmt(v) -> str:
     if isinstance(v, float) and not math.isfinite(v):
         return str(v)
     return f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
+
+
+def evaluate_families(run_dir: str | Path, families: list[str], **kwargs) -> list[dict]:
+    """:func:`evaluate_inpainting` once per mask family, and once per ratio bucket for ``comod``.
+
+    ``kwargs`` go to :func:`evaluate_inpainting` (``n``, ``dataset``, ``split``,
+    ``methods`` ...). Returns the results in order: the families as given, the
+    ``comod`` buckets of :data:`~ganforge.inpaint.mask_families.COMOD_BUCKETS` in place of ``comod``.
+    """
+    from ganforge.inpaint.mask_families import COMOD_BUCKETS
+
+    out = []
+    for family in families:
+        ranges = COMOD_BUCKETS if family == "comod" else [(0.0, 1.0)]
+        for hole_range in ranges:
+            out.append(evaluate_inpainting(run_dir, masks=family, hole_range=hole_range, **kwargs))
+    return out
+
+
+def summary_rows(results: list[dict]) -> list[dict]:
+    """One flat row per (family, bucket, method): ``{"masks", "hole_range", "mean_hole", "method", metrics...}``."""
+    rows = []
+    for r in results:
+        for method, metrics in r["results"].items():
+            rows.append({"masks": r["masks"], "hole_range": r.get("hole_range"),
+                         "mean_hole": r["mean_hole_fraction"], "method": method, **metrics})
+    return rows

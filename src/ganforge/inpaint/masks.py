@@ -22,6 +22,10 @@ Kinds (``inpaint.masks`` in the config):
   (shortened or thinned when they would overshoot) until the missing
   fraction is within ``tol`` of ``ratio``.
 * ``mixed``: each mask independently one of the three above.
+* ``thin``, ``medium``, ``thick``, ``lama`` (one of the three per mask) and
+  ``comod``: the families of LaMa and CoModGAN
+  (:mod:`ganforge.inpaint.mask_families`). Their hole size follows from their
+  geometry (``ratio`` is not used); ``comod`` takes a ``hole_range`` bucket.
 """
 
 from __future__ import annotations
@@ -36,8 +40,10 @@ from torch import Tensor
 
 from ganforge.config_schema import CHOICES
 from ganforge.errors import ConfigError, DataError
+from ganforge.inpaint.mask_families import LAMA_FAMILIES, comod_mask, lama_mask
 
 MASK_KINDS = CHOICES["inpaint.masks"]  # one list for the config, the CLI and the generator
+FAMILY_KINDS = ("thin", "medium", "thick", "lama", "comod")  # geometry-defined hole sizes
 DEFAULT_TOL = 0.02  # allowed |missing fraction - ratio| for the random kinds
 
 
@@ -179,7 +185,7 @@ def free_form(h: int, w: int, ratio: float, rng: np.random.Generator, tol: float
 
 def make_masks(kind: str, n: int, size: int | tuple[int, int], ratio: float = 0.25,
                gen: torch.Generator | None = None, tol: float = DEFAULT_TOL,
-               device: torch.device | str = "cpu") -> Tensor:
+               device: torch.device | str = "cpu", hole_range: tuple[float, float] = (0.0, 1.0)) -> Tensor:
     """``n`` masks of ``kind`` as float ``(n, 1, H, W)`` on ``device`` (1 = missing).
 
     Args:
@@ -188,6 +194,7 @@ def make_masks(kind: str, n: int, size: int | tuple[int, int], ratio: float = 0.
         ratio: target fraction of missing pixels.
         gen: seeds the random kinds (one draw per call); ``center`` ignores it.
         tol: accepted ``|missing fraction - ratio|`` for ``boxes`` and ``strokes``.
+        hole_range: ``comod`` only: the bucket ``(lo, hi]`` its hole ratio must fall in.
     """
     if kind not in MASK_KINDS:
         raise ConfigError("inpaint.masks", f"must be one of {', '.join(MASK_KINDS)}, got {kind!r}")
@@ -198,6 +205,14 @@ def make_masks(kind: str, n: int, size: int | tuple[int, int], ratio: float = 0.
         return one.to(device=device, dtype=torch.float32).expand(n, 1, h, w).clone()
     rng = _numpy_rng(gen)
     out = np.zeros((n, 1, h, w), dtype=bool)
+    if kind in FAMILY_KINDS:
+        for i in range(n):
+            if kind == "comod":
+                out[i, 0] = comod_mask(h, w, rng, hole_range)
+            else:
+                family = kind if kind != "lama" else LAMA_FAMILIES[int(rng.integers(0, 3))]
+                out[i, 0] = lama_mask(family, h, w, rng)
+        return torch.from_numpy(out).to(device=device, dtype=torch.float32)
     for i in range(n):
         k = kind if kind != "mixed" else MASK_KINDS[int(rng.integers(0, 3))]
         if k == "center":

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganforge.config import RunConfig
+from ganforge.errors import ConfigError
 from ganforge.models.layers import maybe_sn, split_stages
 from ganforge.models.registry import register_model
 
@@ -80,9 +81,12 @@ class InpaintGenerator(nn.Module):
         channels: image channels C (1 or 3).
         width: channels of the stem; the bottleneck has ``4 * width``.
         res_blocks: residual blocks in the bottleneck.
+        dilations: cycled over the residual blocks (default 1, 2, 4). Larger ones
+            (e.g. 1, 2, 4, 8) widen the receptive field for large holes at the same cost
+            per block; LaMa gets its image-wide field from Fourier convolutions instead.
     """
 
-    def __init__(self, channels: int, width: int = 32, res_blocks: int = 6):
+    def __init__(self, channels: int, width: int = 32, res_blocks: int = 6, dilations: tuple[int, ...] = DILATIONS):
         super().__init__()
         self.channels = channels
         w = width
@@ -91,7 +95,11 @@ class InpaintGenerator(nn.Module):
             *_conv_in_relu(w, 2 * w, 4, stride=2),
             *_conv_in_relu(2 * w, 4 * w, 4, stride=2),
         )
-        self.blocks = nn.Sequential(*[DilatedResBlock(4 * w, DILATIONS[i % len(DILATIONS)])
+        dilations = tuple(dilations) or DILATIONS
+        if any(isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 64 for d in dilations):
+            raise ConfigError("inpaint.dilations", f"must be integers in [1, 64], got {list(dilations)}")
+        self.dilations = dilations
+        self.blocks = nn.Sequential(*[DilatedResBlock(4 * w, dilations[i % len(dilations)])
                                       for i in range(res_blocks)])
         self.decoder = nn.Sequential(
             nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), nn.InstanceNorm2d(2 * w, affine=True), nn.ReLU(inplace=True),
@@ -180,6 +188,6 @@ def build_inpaint(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
     consulted: without it the PatchGAN is unstable at these loss weights).
     """
     m, ch = cfg.model, cfg.data.channels
-    g = InpaintGenerator(ch, m.g_width, m.res_blocks)
+    g = InpaintGenerator(ch, m.g_width, m.res_blocks, tuple(cfg.inpaint.dilations) or DILATIONS)
     d = PatchDiscriminator(ch, m.d_width, discriminator_depth(cfg.data.image_size))
     return g, d

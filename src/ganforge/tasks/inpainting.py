@@ -22,7 +22,8 @@ composited image. Weights live in the ``inpaint`` config section; the defaults
 Holes Using Partial Convolutions").
 
 Periodic evaluation (``train.eval_every``) fills a fixed held-out batch (the
-first ``train.eval_n`` test images, masks from ``train.seed``) and records PSNR,
+first ``train.eval_n`` test images -- for ``photos``, the fixed evaluation crops of the
+held-out photographs -- masks from ``train.seed``) and records PSNR,
 SSIM and L1 over the holes; the ``best`` checkpoint has the lowest hole L1.
 """
 
@@ -62,7 +63,8 @@ class InpaintingTask(Task):
     """Masked reconstruction plus the adversarial loss of ``loss.name``.
 
     ``G(image (B, C, H, W), mask (B, 1, H, W), return_raw=True) -> (filled, raw)``;
-    ``D(x, mask) -> (B,)`` logits. With ``inpaint.random_crop``, real batches larger
+    ``D(x, mask) -> (B,)`` logits. With ``data.crops`` the batches are already random
+    crops of photographs (:mod:`ganforge.data.crops`). With ``inpaint.random_crop``, real batches larger
     than ``data.image_size`` (loaded at ``inpaint.load_size``) are cropped to
     ``data.image_size`` at a random position per image, drawn from the run's generator.
     """
@@ -220,10 +222,12 @@ class InpaintingTask(Task):
         """The first ``train.eval_n`` images of the data set's test split (or of ``data.split``), and fixed masks."""
         if self._eval_batch is None:
             from ganforge.data import load_dataset
+            from ganforge.data.photos import parse_spec
             from ganforge.data.sources import canonical_name
 
             d = self.cfg.data
-            split = "test" if canonical_name(d.dataset) else d.split
+            # Named sets and photo corpora have a held-out split; a photo corpus's is its fixed evaluation crops.
+            split = "test" if canonical_name(d.dataset) or parse_spec(d.dataset) else d.split
             ds = load_dataset(d.dataset, split=split, image_size=self.size, channels=d.channels, root=d.root,
                               download=d.download)
             images = ds.images[:self.cfg.train.eval_n].float().div(127.5).sub(1.0)

@@ -20,7 +20,7 @@ from torch import nn
 
 from ganforge import checkpoint as ckpt
 from ganforge.config import RunConfig
-from ganforge.data import InMemoryBatcher
+from ganforge.data.loader import batcher_for
 from ganforge.devices import resolve_device
 from ganforge.errors import CheckpointError, TrainingError
 from ganforge.imageio import save_grid
@@ -33,12 +33,12 @@ from ganforge.train.distributed import unwrap
 from ganforge.train.ema import EMA
 from ganforge.train.clock import RunClock
 from ganforge.train.collapse import CollapseMonitor
-from ganforge.train.optim import apply_plan, build_adam, set_beta2, set_learning_rates
+from ganforge.train.hyperparams import Hyperparameters
+from ganforge.train.optim import apply_plan, build_adam
 from ganforge.train.plan import resolve_plan
 from ganforge.train.precision import Precision
 from ganforge.train.rundir import start_run_dir, stop_signals, stop_tensorboard
 from ganforge.train.runlog import MetricsLog, NoProgress, Progress
-from ganforge.train.schedule import ImageSchedule, LearningRateSchedule
 from ganforge.train.state import Counters, RandomStreams, load_state, save_state
 from ganforge.train.step import TrainStep
 
@@ -61,17 +61,16 @@ class Trainer:
         self.streams = RandomStreams(cfg.train.seed, self.device, self.dist)
         self.dataset = training_set(cfg, self.task_cls.load_size(cfg), dataset)
         self.local_batch = self.dist.local_batch(cfg.train.batch_size)
-        self.batcher = InMemoryBatcher(self.dataset, cfg.train.batch_size, seed=cfg.train.seed, device=self.device,
-                                       shard=(self.dist.rank, self.dist.world_size))
+        self.batcher = batcher_for(cfg, self.dataset, self.task_cls.load_size(cfg), self.device,
+                                   (self.dist.rank, self.dist.world_size))
         G, D = (m.to(self.device) for m in build_models(cfg))
         self.transfer = transfer.initialise(cfg, G, D, self.run_dir)  # pretrained weights, frozen blocks
         self.streams.after_model_init()
         regs = d_regularization(cfg)
         self.plan = resolve_plan(cfg, self.device, self.task_cls.capabilities_for(cfg, D), regs, self.dist.enabled)
-        self.image_schedule = ImageSchedule.from_config(cfg)
-        if self.plan.cuda_graphs and self.image_schedule is not None and cfg.optim.beta2_final > 0:
+        self.hyper = Hyperparameters(cfg, regs)
+        if self.plan.cuda_graphs and self.hyper.holds_beta2:
             self.plan = self.plan.without_cuda_graphs("optim.beta2_final: a captured Adam step holds beta2 fixed")
-        self.regs = regs
         self.plan.apply_backend_flags()
         self.precision = Precision(self.plan.precision, self.device)
         if self.plan.channels_last:
@@ -94,8 +93,6 @@ class Trainer:
 
             self.runner = GraphedStep(self.step_fn, self.device)
         self.counters = Counters()
-        self.schedule = LearningRateSchedule.from_config(cfg)
-        self.lr_factor = 1.0  # the rates now, as a multiple of optim.lr_g / lr_d
         self.run_clock = RunClock(self.counters, self.dist, self.device, cfg.train.log_every, cfg.train.max_seconds)
         self.monitor = CollapseMonitor()
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
@@ -199,37 +196,9 @@ class Trainer:
     # ------------------------------------------------------- numerical faults
 
     def _apply_lr_factor(self) -> None:
-        """Learning rates are the config's times rollback_lr_factor ** rollbacks times the schedule's factor.
-
-        Under CUDA graphs the rates are device tensors filled in place, so the captured step stays valid.
-        """
-        factor = self.cfg.train.rollback_lr_factor ** self.counters.rollbacks
-        if not self.schedule.constant:
-            seconds = self.run_clock.seconds() if self.schedule.uses_time else 0.0
-            factor *= self.schedule.factor(self.counters.step, seconds)
-        images, sched = self.counters.images_seen, self.image_schedule
-        if sched is not None:  # by images seen: the rates, gamma and beta2 (ganforge.train.schedule)
-            factor *= sched.lr_factor(images)
-            self.regs.gamma_factor = sched.gamma_factor(images)
-            for opt in self.optimizers.values():
-                set_beta2(opt, sched.beta2_at(images))
-        for opt, lr in ((self.opt_g, self.cfg.optim.lr_g), (self.opt_d, self.cfg.optim.lr_d)):
-            set_learning_rates(opt, lr, factor)
-        self.lr_factor = factor
-
-    def scheduled_values(self) -> dict[str, float]:
-        """Every scheduled value now (for metrics.jsonl): rates, gamma, beta2, EMA beta; empty if none."""
-        out: dict[str, float] = {}
-        if not self.schedule.constant or self.image_schedule is not None:
-            out.update(lr_factor=self.lr_factor, lr_g=self.cfg.optim.lr_g * self.lr_factor,
-                       lr_d=self.cfg.optim.lr_d * self.lr_factor)
-        if self.image_schedule is not None:
-            out["beta2"] = float(self.opt_g.param_groups[0]["betas"][1])
-            if self.regs.scheduled:
-                out["gamma"] = self.cfg.loss.gamma * self.regs.gamma_factor
-        if self.ema is not None and self.ema.halflife > 0:
-            out["ema_beta"] = self.ema.beta(self.counters.step)
-        return out
+        """Rates, gamma and beta2 for the next step (:class:`~ganforge.train.hyperparams.Hyperparameters`)."""
+        c = self.counters
+        self.hyper.apply(self.opt_g, self.opt_d, c.step, c.images_seen, c.rollbacks, self.run_clock.seconds)
 
     def rollback(self) -> None:
         """Return to the newest valid checkpoint with lower learning rates, or stop with a diagnosis."""
@@ -252,7 +221,7 @@ class Trainer:
                     failed_at, c.step, t.rollback_lr_factor ** c.rollbacks)
         if self.dist.is_main:
             self.metrics.write({"step": c.step, "event": "rollback", "from_step": failed_at,
-                                "rollbacks": c.rollbacks, "lr_g": self.cfg.optim.lr_g * self.lr_factor})
+                                "rollbacks": c.rollbacks, "lr_g": self.cfg.optim.lr_g * self.hyper.lr_factor})
 
     # ------------------------------------------------------------------- loop
 
@@ -325,7 +294,7 @@ class Trainer:
                 if self.run_clock.out_of_time():
                     timed_out = True
                     break
-                if not self.schedule.constant or self.image_schedule is not None:
+                if not self.hyper.constant:
                     self._apply_lr_factor()
                 logs = self.train_step()
                 if c.bad_in_a_row >= t.max_bad_steps:
@@ -335,7 +304,7 @@ class Trainer:
                 if c.step % t.log_every == 0 or c.step == end:
                     now = time.perf_counter()
                     logs["images_per_s"] = (c.images_seen - n_log) / max(now - t_log, 1e-9)
-                    logs.update(self.scheduled_values())
+                    logs.update(self.hyper.values(self.opt_g, self.ema, c.step))
                     t_log, n_log = now, c.images_seen
                     if main:
                         self.metrics.write({"step": c.step, "images_seen": c.images_seen,
