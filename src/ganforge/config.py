@@ -266,8 +266,10 @@ def load_yaml(path: str | Path) -> dict:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Load a YAML file (or the defaults), apply overrides, validate."""
-    data = load_yaml(path) if path is not None else {}
+    """Load a YAML file or a built-in preset by name (or the defaults), apply overrides, validate."""
+    from ganforge.preset_files import find_preset
+
+    data = load_yaml(find_preset(path)) if path is not None else {}
     return from_dict(apply_overrides(data, list(overrides or [])))
 
 

@@ -133,6 +133,9 @@ class TrainConfig:
     init_lr_mult: float = 1.0  # learning-rate multiplier of the loaded parameters
     freeze_d: int = 0  # FreezeD: D's first K blocks (from the image) stay fixed
     freeze_g: int = 0  # G's first K blocks (from the noise) stay fixed
+    # PyTorch's CPU threads (ganforge.threads): 0 = auto, the cores other processes leave
+    # free (PyTorch's default of one per CPU collapses when another process is busy).
+    threads: int = 0
 
 
 @dataclass
@@ -258,6 +261,7 @@ RANGES: dict[str, Range] = {
     "train.freeze_d": Range(0, 1000),
     "train.freeze_g": Range(0, 1000),
     "train.init_lr_mult": Range(0, 1e6, lo_open=True),
+    "train.threads": Range(0, 4096),  # 0 = auto
 }
 
 CHOICES = {

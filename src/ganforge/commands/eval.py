@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ganforge.commands._options import BATCH, SEED, int_in
+from ganforge.commands._options import BATCH, SEED, int_in, add_threads_option, use_threads_option
 from ganforge.errors import ConfigError
 
 MAX_N = 1_000_000  # generated images (FID-50k is the usual maximum)
@@ -59,6 +59,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=BATCH, default=64)
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--json", help="also write the result to this JSON file")
+    add_threads_option(p)
     p.set_defaults(func=run)
 
 
@@ -141,6 +142,7 @@ def _compute(compute_metrics, *args, **kwargs) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    use_threads_option(args)
     import json
 
     from ganforge.commands._paths import check_output_file
