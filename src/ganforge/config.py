@@ -145,6 +145,8 @@ def _validate_eval_metrics(names) -> None:
         if not isinstance(name, str) or not name.strip() or "," in name or " " in name.strip():
             raise ConfigError("train.eval_metrics", f"each entry is one metric name, got {quote(name)}")
     lowered = [n.strip().lower() for n in names]
+    if "auto" in lowered and len(lowered) > 1:
+        raise ConfigError("train.eval_metrics", f"auto chooses the metric itself: give it alone, got {names}")
     if len(set(lowered)) != len(lowered):
         raise ConfigError("train.eval_metrics", f"lists a metric twice: {names}")
 
