@@ -111,6 +111,10 @@ def run(args: argparse.Namespace) -> int:
                                          truncation=args.truncation)))
         save_grid(images, out, nrow=nrow)
         print(f"wrote a grid of {n} images from step {step} to {out}")
+        if labels is not None:  # which class each row shows, named where the data set names them
+            from ganforge.class_names import write_row_labels
+
+            print(f"row labels: {write_row_labels(out.with_suffix('.classes.txt'), cfg.label_classes, cfg.data.dataset)}")
     return 0
 
 
