@@ -140,4 +140,20 @@ def test_parser_is_built_without_torch():
             "sub = next(a for a in p._actions if a.choices and 'eval' in a.choices); "
             "print(sub.choices['eval'].format_help())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "comma list of fid,kid,pr,cls" in " ".join(out.split())  # the registry's names, looked up lazily
+    assert "comma list of fid,kid,pr,cls" in " ".join(out.split())
+
+
+def test_eval_help_needs_no_torch():
+    """`ganforge eval --help` is instant: its metric names are a list the registry is checked against here."""
+    import subprocess
+    import sys
+
+    from ganforge.commands.eval import BUILTIN_METRICS
+    from ganforge.metrics.registry import metric_names
+
+    assert set(BUILTIN_METRICS) <= set(metric_names())
+    code = ("import sys; from ganforge.cli import main; assert main(['eval', '--help']) == 0; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "cls_fid" in done.stdout

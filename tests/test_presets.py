@@ -90,6 +90,8 @@ def test_conditional_sampling_cli(tmp_path, capsys):
     assert main(["sample", str(run), "--per-class", "4", "--out", str(grid)]) == 0
     with Image.open(one) as a, Image.open(grid) as b:
         assert a.size[0] > 0 and b.size[1] > b.size[0]  # 10 rows (classes) of 4 images
+    rows = (tmp_path / "grid.classes.txt").read_text().splitlines()
+    assert rows[0] == "row 0: class 0" and len(rows) == 10  # an .npz data set has ids, no names
     capsys.readouterr()
 
     plain = _train_cli(tmp_path, "resnet-fashion-mnist.yaml", tmp_path / "plain")

@@ -15,7 +15,8 @@ from ganforge.commands._options import OneLineErrorParser
 from ganforge.errors import GanforgeError, TrainingError
 
 # Each module defines ``register(subparsers)``, which sets ``func`` on its parser.
-COMMANDS = ("train", "sample", "export", "datasets", "eval", "inpaint", "eval_inpaint", "bench", "serve", "report")
+COMMANDS = ("train", "sample", "export", "datasets", "eval", "inpaint", "eval_inpaint", "bench", "serve", "report",
+            "presets")
 
 
 def build_parser() -> argparse.ArgumentParser:

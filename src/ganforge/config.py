@@ -145,6 +145,8 @@ def _validate_eval_metrics(names) -> None:
         if not isinstance(name, str) or not name.strip() or "," in name or " " in name.strip():
             raise ConfigError("train.eval_metrics", f"each entry is one metric name, got {quote(name)}")
     lowered = [n.strip().lower() for n in names]
+    if "auto" in lowered and len(lowered) > 1:
+        raise ConfigError("train.eval_metrics", f"auto chooses the metric itself: give it alone, got {names}")
     if len(set(lowered)) != len(lowered):
         raise ConfigError("train.eval_metrics", f"lists a metric twice: {names}")
 
@@ -266,8 +268,10 @@ def load_yaml(path: str | Path) -> dict:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Load a YAML file (or the defaults), apply overrides, validate."""
-    data = load_yaml(path) if path is not None else {}
+    """Load a YAML file or a built-in preset by name (or the defaults), apply overrides, validate."""
+    from ganforge.preset_files import find_preset
+
+    data = load_yaml(find_preset(path)) if path is not None else {}
     return from_dict(apply_overrides(data, list(overrides or [])))
 
 

@@ -59,3 +59,22 @@ def float_in(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False)
 
 SEED = int_in(0, 2**63 - 1)  # torch generators take a 64-bit seed
 BATCH = int_in(1, 4096)  # images per forward pass in inference commands
+THREADS = int_in(0, 4096)
+
+
+def add_threads_option(p: argparse.ArgumentParser) -> None:
+    """``--threads N``: PyTorch's CPU threads for this command (0 = auto; see :mod:`ganforge.threads`)."""
+    p.add_argument("--threads", type=THREADS, default=None, metavar="N",
+                   help="CPU threads for PyTorch (default 0 = auto: the cores other processes leave free, "
+                   "or OMP_NUM_THREADS when set; 1 is safest on a busy machine)")
+
+
+def use_threads_option(args: argparse.Namespace):
+    """Apply ``args.threads`` (auto when not given) before a command computes; returns the ThreadChoice.
+
+    ``train`` passes the option on as ``train.threads`` instead (the execution plan applies and records it).
+    """
+    from ganforge.threads import use_threads
+
+    threads = getattr(args, "threads", None)
+    return use_threads(0 if threads is None else threads)

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ganforge.commands._options import BATCH, SEED, int_in
+from ganforge.commands._options import BATCH, SEED, int_in, add_threads_option, use_threads_option
 from ganforge.errors import ConfigError
 
 MAX_N = 1_000_000  # generated images (FID-50k is the usual maximum)
@@ -20,18 +20,9 @@ DEFAULT_N = 10_000
 MAX_DEFAULT_N = 50_000  # two-set mode without --n: every image of the folders, at most this many
 
 
-class _MetricsHelp(str):
-    """The ``--metrics`` help text, naming the registered metrics when it is printed.
-
-    The registry imports torch (seconds, BENCHMARKS.md); building the parser for every command must
-    not, so the names are looked up only when argparse formats this help.
-    """
-
-    def __mod__(self, params):
-        from ganforge.metrics.registry import metric_names
-
-        return (f"comma list of {','.join(metric_names())} "
-                "(default: fid,kid,pr, and cls for a labelled named data set)")
+# The built-in metric names, for --help: the registry imports torch (seconds), and `eval --help`
+# must come at once. tests/test_cli.py checks this list against the registry.
+BUILTIN_METRICS = ("fid", "kid", "pr", "cls", "cls_fid")
 
 
 def register(sub) -> None:
@@ -39,7 +30,9 @@ def register(sub) -> None:
                        description="Evaluate a run's generator against its data set, or --fake DIR against "
                        "--real DIR_OR_DATASET. Results are printed and appended to RUN_DIR/metrics.jsonl.")
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR")
-    p.add_argument("--metrics", default=None, help=_MetricsHelp("comma list of metric names"))
+    p.add_argument("--metrics", default=None,
+                   help=f"comma list of {','.join(BUILTIN_METRICS)} or a registered plug-in metric "
+                   "(default: fid,kid,pr, and cls for a labelled named data set)")
     p.add_argument("--n", type=int_in(2, MAX_N), default=None,
                    help=f"generated images (run: default {DEFAULT_N}, or for a run trained on data.classes the "
                    "number of real images of those classes when smaller; --real/--fake: default every image "
@@ -59,6 +52,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=BATCH, default=64)
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--json", help="also write the result to this JSON file")
+    add_threads_option(p)
     p.set_defaults(func=run)
 
 
@@ -141,6 +135,7 @@ def _compute(compute_metrics, *args, **kwargs) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    use_threads_option(args)
     import json
 
     from ganforge.commands._paths import check_output_file

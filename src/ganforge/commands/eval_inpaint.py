@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ganforge.commands._options import SEED, float_in, int_in
+from ganforge.commands._options import SEED, float_in, int_in, add_threads_option, use_threads_option
 from ganforge.errors import ConfigError
 
 MAX_N = 100_000  # test images (each is inpainted by every method)
@@ -43,6 +43,7 @@ def register(sub) -> None:
     p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its EMA")
     p.add_argument("--checkpoint", help="a checkpoint directory (default: newest)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    add_threads_option(p)
     p.set_defaults(func=run)
 
 
@@ -71,6 +72,7 @@ def _methods(text: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    use_threads_option(args)
     from ganforge.commands._paths import check_output_file
     from ganforge.devices import resolve_device
     from ganforge.inpaint.compare import evaluate_families, format_table, summary_rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ganforge.commands._options import add_threads_option, use_threads_option
 from ganforge.errors import ConfigError, DataError
 
 DEFAULT_MAX_PIXELS = 1 << 20  # = ganforge.inpaint.pipeline.DEFAULT_MAX_PIXELS (not imported: keeps --help light)
@@ -37,6 +38,7 @@ def register(sub) -> None:
     p.add_argument("--max-hole-pixels", type=int, default=DEFAULT_MAX_HOLE_PIXELS,
                    help="refuse an image whose mask has more missing pixels than this (time grows with the "
                         "hole); 0 for no limit. Default %(default)s (2048x2048)")
+    add_threads_option(p)
     p.set_defaults(func=run)
 
 
@@ -158,6 +160,7 @@ def _inpaint_one(pipe, image_path: Path, mask_path: Path, out_path: Path, folder
 
 
 def run(args: argparse.Namespace) -> int:
+    use_threads_option(args)
     from ganforge.commands._paths import check_output_dir, check_output_file
     from ganforge.devices import resolve_device
     from ganforge.inpaint.pipeline import InpaintingPipeline

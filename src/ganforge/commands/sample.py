@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from ganforge.commands._options import SEED, int_in
+from ganforge.commands._options import SEED, int_in, add_threads_option, use_threads_option
 from ganforge.errors import ConfigError
 
 MAX_GRID = 4096  # images in one grid
@@ -43,6 +43,7 @@ def register(sub) -> None:
     p.add_argument("--mode", choices=("slerp", "lerp"), default="slerp",
                    help="interpolation path (default slerp: keeps the typical norm of the noise)")
     p.add_argument("--gif", metavar="PATH", help="with --interpolate: also an animated GIF, there and back")
+    add_threads_option(p)
     p.set_defaults(func=run)
 
 
@@ -66,6 +67,7 @@ def check_count(n: int, files: bool, image_shape: tuple[int, int, int], option: 
 
 
 def run(args: argparse.Namespace) -> int:
+    use_threads_option(args)
     import torch
 
     from ganforge.artifacts import load_generator
@@ -109,6 +111,10 @@ def run(args: argparse.Namespace) -> int:
                                          truncation=args.truncation)))
         save_grid(images, out, nrow=nrow)
         print(f"wrote a grid of {n} images from step {step} to {out}")
+        if labels is not None:  # which class each row shows, named where the data set names them
+            from ganforge.class_names import write_row_labels
+
+            print(f"row labels: {write_row_labels(out.with_suffix('.classes.txt'), cfg.label_classes, cfg.data.dataset)}")
     return 0
 
 

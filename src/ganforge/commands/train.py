@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ganforge.commands._options import add_threads_option
 from ganforge.errors import CheckpointError, ConfigError
 
 # Keys that may change when resuming without --allow-config-change: they do not
@@ -44,13 +45,14 @@ class _Registered(str):
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a GAN", description="Train a GAN from a YAML config with "
                        "section.key=value overrides, or resume a run.", epilog=_Registered("registered names"))
-    p.add_argument("--config", "-c", help="YAML config (see configs/)")
+    p.add_argument("--config", "-c", help="YAML config file, or a built-in preset's name (`ganforge presets`)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint")
     p.add_argument("--allow-config-change", action="store_true",
                    help="resume even if overrides change keys that affect training")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--run-dir", help="exact run directory (default: out_dir/name, suffixed if taken)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.steps=500 optim.lr_g=1e-4")
+    add_threads_option(p)
     p.set_defaults(func=run)
 
 
@@ -82,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     from ganforge.train.rundir import new_run_dir
     from ganforge.train.trainer import Trainer
 
+    if args.threads is not None:  # the execution plan applies and records it
+        args.overrides = [*(args.overrides or []), f"train.threads={args.threads}"]
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / "config.yaml").is_file():

@@ -36,6 +36,11 @@ channels and the prediction is reduced to BT.601 luma; an RGB image given to a
 grayscale model has each channel filled as its own grayscale image, so the hole
 takes the colours of its surroundings. Alpha channels are kept as they are.
 Modes and value ranges: :mod:`ganforge.inpaint.pixels`.
+
+Training domain: inputs are checked against what the model was trained on
+(channels, and with ``train_size`` the image side; :mod:`ganforge.inpaint.domain`):
+an error for what cannot work, one warning line per kind for what may work badly
+(each conversion above is one of them).
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from torch import Tensor, nn
 
 from ganforge.errors import ConfigError, DataError
 from ganforge.inpaint import pixels as px
+from ganforge.inpaint.domain import TrainingDomain, check_float_tensor, check_inputs
 from ganforge.inpaint.masks import mask_bool
 from ganforge.inpaint.regions import DEFAULT_CELL, min_pixels, owned, plan_crops, receptive_field
 
@@ -132,10 +138,12 @@ class InpaintingPipeline:
         max_pixels: most pixels per forward pass (all crops of a batch); bounds memory.
         context: pixels of context around each hole; default half the generator's
             receptive field plus 4 (for the asymmetric padding of strided layers).
+        train_size: side of the training images (``data.image_size``; :meth:`from_run`
+            sets it), for the warnings about images and holes far larger; None: unchecked.
     """
 
     def __init__(self, generator: nn.Module, image_channels: int | None = None, batch_size: int = 16,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, context: int | None = None):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, context: int | None = None, train_size: int | None = None):
         self.generator = generator.eval().requires_grad_(False)
         self.channels = int(image_channels or getattr(generator, "channels"))
         self.batch_size = batch_size
@@ -147,6 +155,9 @@ class InpaintingPipeline:
         self.max_pixels = int(max_pixels)
         self.device = next(generator.parameters()).device
         self.step: int | None = None
+        self.domain = TrainingDomain(self.channels, train_size)
+        self.warned: set[str] = set()  # kinds of domain warning already logged (once each)
+        self.warnings: list[str] = []  # the domain warnings of the last call
         # Called as progress(done, total) after each forward pass of a fill (tiles of all holes).
         self.progress: Callable[[int, int], None] | None = None
 
@@ -161,7 +172,7 @@ class InpaintingPipeline:
         task = task_class(cfg)
         if not issubclass(task, InpaintingTask):
             raise ConfigError("task", f"{run_dir} is a {task.name} run, not an inpainting run")
-        pipe = cls(G, cfg.data.channels, max_pixels=max_pixels)
+        pipe = cls(G, cfg.data.channels, max_pixels=max_pixels, train_size=cfg.data.image_size)
         pipe.step = step
         return pipe
 
@@ -215,6 +226,7 @@ class InpaintingPipeline:
         """Fill ``colour`` (H, W, C) with C in 1, 3, any real dtype, **in place** where ``mask`` (H, W) bool
         is True; value range as in :mod:`ganforge.inpaint.pixels`. Returns ``colour``."""
         check_size(*colour.shape[:2])
+        self.warnings = check_inputs(self.domain, colour.shape[2], mask, self.warned)
         lo, hi = px.value_range(colour, mask)
         self._inpaint([px.ArrayCanvas(colour, lo, hi)], [mask])
         return colour
@@ -231,6 +243,7 @@ class InpaintingPipeline:
             raise DataError(None, f"masks {tuple(masks.shape)} do not match images {tuple(out.shape)}")
         missing = _tensor_missing(masks.detach()).reshape(-1, *hw).expand(out.shape[0], *hw).cpu().numpy()
         ms = list(missing)
+        self._check_tensor(out, ms)
         self._inpaint([px.TensorCanvas(img) for img in out], ms)
         return out
 
@@ -270,8 +283,18 @@ class InpaintingPipeline:
         hw = tuple(x.shape[-2:])
         check_size(*hw)
         out = x.detach().clone()
-        self._inpaint([px.TensorCanvas(img) for img in out], _mask_batch(mask, out.shape[0], hw))
+        masks = _mask_batch(mask, out.shape[0], hw)
+        self._check_tensor(out, masks)
+        self._inpaint([px.TensorCanvas(img) for img in out], masks)
         return out.reshape(image.shape)
+
+    def _check_tensor(self, images: Tensor, masks: list[np.ndarray]) -> None:
+        """Domain checks of images (N, C, H, W) with their bool (H, W) masks (float range, channels, sizes)."""
+        check_float_tensor(images, np.stack(masks))
+        self.warnings = []
+        for m in masks:
+            self.warnings += [w for w in check_inputs(self.domain, images.shape[1], m, self.warned)
+                              if w not in self.warnings]
 
     def _call_numpy(self, image: np.ndarray, mask) -> np.ndarray:
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):

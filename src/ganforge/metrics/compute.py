@@ -56,7 +56,9 @@ import torch
 from ganforge.metrics.pipeline import Evaluator
 from ganforge.metrics.registry import metric_names
 
-METRICS = metric_names()  # the built-in metrics ("fid", "kid", "pr", "cls"): the default set
+# The built-in metrics ("fid", "kid", "pr", "cls"): the default set. cls_fid is cls's Frechet
+# distance alone (periodic evaluation's CPU proxy); cls already reports it.
+METRICS = tuple(n for n in metric_names() if n != "cls_fid")
 
 
 def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",

@@ -232,3 +232,10 @@ def cls(classifier: ClassifierOutputs, *, tag: str, split: str, options: MetricO
         f"cls_score_real_{split}": classifier_score(classifier.real_logits, splits=min(10, real_n)),
         "cls_accuracy": classifier.meta.get("test_accuracy"),
     }
+
+
+@register_metric("cls_fid", needs=("classifier",), better="lower")
+def cls_fid(classifier: ClassifierOutputs, *, tag: str, split: str, options: MetricOptions) -> dict[str, Any]:
+    """The domain classifier's Frechet distance alone: the cheap CPU proxy of periodic evaluation (lower is better)."""
+    return {f"cls_fid{tag}_{split}": fid_from_features(classifier.real_features.numpy(),
+                                                       classifier.fake_features.numpy())}

@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ganforge.commands._options import THREADS
 from ganforge.perf import summary as report
 from ganforge.perf.machine import MEASURABLE, PEAK_SECONDS, device_name, keep_best, measure_peaks, native_dtypes
 from ganforge.perf.modes import MODES, default_modes, requested_precision
@@ -34,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iters", type=int, default=0, help="iterations per timed round (default 4 CPU, 50 GPU)")
     p.add_argument("--rounds", type=int, default=0, help="timed rounds per mode, interleaved (default 5)")
     p.add_argument("--warmup", type=int, default=0, help="warm-up iterations per mode (default 3 CPU, 15 GPU)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
+    p.add_argument("--threads", type=THREADS, default=0, help="CPU threads (default 0: torch's own, the baseline)")
     p.add_argument("--configs", default=None, help="directory of the preset YAML files (default: ./configs)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config override for every preset, e.g. --set train.batch_size=256")

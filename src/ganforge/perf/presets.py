@@ -17,21 +17,28 @@ DEFAULT_PRESETS = ("dcgan-28", "mlp-28", "resnet-28", "cresnet-28", "resnet-32",
 
 
 def default_config_dir() -> Path:
-    """``./configs`` when it exists (a checkout), else the ``configs/`` next to the source tree."""
+    """``./configs`` when it exists (a checkout), else the package's built-in presets (also in an installed wheel)."""
+    from ganforge.preset_files import PRESET_DIR
+
     here = Path("configs")
     if here.is_dir():
         return here
-    return Path(__file__).resolve().parents[3] / "configs"
+    return PRESET_DIR
 
 
 def load_preset(path: Path, device: str, overrides: list[str], mode: dict):
     """The preset's config with the run-independent overrides and the mode's train.* settings applied.
 
     EMA is off (``train.ema_decay=0``): its update is not part of the timed iteration.
+    The trainers keep the thread count the harness set (``--threads``, else PyTorch's
+    default), rather than choosing their own.
     """
+    import torch
+
     from ganforge.config import load_config
 
-    cfg = load_config(path, [f"train.device={device}", "train.ema_decay=0", *overrides])
+    cfg = load_config(path, [f"train.device={device}", "train.ema_decay=0",
+                             f"train.threads={torch.get_num_threads()}", *overrides])
     for key, value in mode.items():
         setattr(cfg.train, key, value)  # fields the config does not know yet are read with defaults
     return cfg

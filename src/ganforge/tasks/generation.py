@@ -78,7 +78,7 @@ class GenerationTask(Task):
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
         """Periodic evaluation scores ``train.eval_metrics``: every name must be a registered metric."""
-        if cfg.train.eval_every:
+        if cfg.train.eval_every and cfg.train.eval_metrics != ["auto"]:  # auto picks registered metrics
             from ganforge.metrics.registry import get_metrics
 
             get_metrics(cfg.train.eval_metrics, where="train.eval_metrics")

@@ -19,6 +19,10 @@ Adding an execution switch: a field here with its rule in :func:`resolve_plan`
 for an execution-only key, an entry in :data:`EXECUTION_KEYS`), and its ``train.*``
 key in :mod:`ganforge.config_schema`. Switches that act inside the step are read there
 as ``plan.<field>``.
+
+The CPU thread count (``train.threads``, ``--threads``; :mod:`ganforge.threads`) is
+decided here too and recorded beside the switches with its reason, but it is not a
+switch: it changes how fast, never what is computed, and the reference path uses it alike.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from ganforge.config import RunConfig
 from ganforge.errors import ConfigError
 from ganforge.regularizers import DRegularization
 from ganforge.tasks.base import TaskCapabilities
+from ganforge.threads import ThreadChoice, choose_threads
 from ganforge.train import precision as hardware  # its checks, looked up at call time (tests force them)
 
 SWITCHES = ("precision", "channels_last", "compile_g", "compile_d", "fused_optim", "reuse_fake", "batch_d",
@@ -41,7 +46,7 @@ SWITCHES = ("precision", "channels_last", "compile_g", "compile_d", "fused_optim
 # Config keys that only change how the same arithmetic is executed: a run may resume with
 # other values (``ganforge train --resume``), e.g. on another machine.
 EXECUTION_KEYS = ("train.device", "train.precision", "train.channels_last", "train.compile", "train.fused_optim",
-                  "train.cuda_graphs", "train.cudnn_benchmark", "train.tf32")
+                  "train.cuda_graphs", "train.cudnn_benchmark", "train.tf32", "train.threads")
 
 
 # The reasons of precision: auto on CUDA (a failed capture turns the first into the second).
@@ -65,6 +70,8 @@ class ExecutionPlan:
     cudnn_benchmark: bool  # autotune each convolution once (fixed shapes)
     tf32: bool  # float32 matmuls and convolutions on TF32 tensor cores (Ampere and later)
     reasons: dict[str, str] = field(default_factory=dict, compare=False)
+    threads: int = 0  # PyTorch's CPU threads (0: left at PyTorch's default)
+    threads_reason: str = field(default="PyTorch's default", compare=False)
 
     @property
     def skip_on_device(self) -> bool:
@@ -81,19 +88,22 @@ class ExecutionPlan:
             torch.backends.cudnn.benchmark = True
         if self.tf32:  # matmuls; cuDNN's float32 convolutions use TF32 by default already
             torch.set_float32_matmul_precision("high")
+        if self.threads and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
 
     def as_dict(self) -> dict:
         """``{"device": ..., switch: {"value": ..., "reason": ...}, ...}`` for JSON and the benchmark."""
         out = {"device": self.device}
         for name in SWITCHES:
             out[name] = {"value": getattr(self, name), "reason": self.reasons.get(name, "")}
+        out["threads"] = {"value": self.threads, "reason": self.threads_reason}
         return out
 
     def summary(self) -> str:
         """One line: every switch's value (the reasons are in :meth:`describe` and ``execution.json``)."""
         parts = [f"{n}={v if isinstance(v, str) else ('on' if v else 'off')}"
                  for n in SWITCHES for v in [getattr(self, n)]]
-        return f"execution plan ({self.device}): " + " ".join(parts)
+        return f"execution plan ({self.device}): " + " ".join(parts) + f" threads={self.threads or 'default'}"
 
     def describe(self) -> str:
         """A line per switch, with its value and reason."""
@@ -102,6 +112,7 @@ class ExecutionPlan:
             value = getattr(self, name)
             shown = value if isinstance(value, str) else ("on" if value else "off")
             lines.append(f"  {name:<16} {shown:<5} {self.reasons.get(name, '')}")
+        lines.append(f"  {'threads':<16} {self.threads or 'default':<5} {self.threads_reason}")
         return "\n".join(lines)
 
     def write(self, path: str | Path) -> None:
@@ -135,7 +146,7 @@ def reference_plan(device: torch.device) -> ExecutionPlan:
 
 def resolve_plan(cfg: RunConfig, device: torch.device, caps: TaskCapabilities, regs: DRegularization,
                  distributed: bool = False) -> ExecutionPlan:
-    """Decide every switch for ``cfg`` on ``device`` (see the module docstring)."""
+    """Decide every switch for ``cfg`` on ``device``, and the CPU threads (see the module docstring)."""
     t = cfg.train
     fast = t.fast
     slow = "train.fast=false (reference path)"
@@ -200,13 +211,16 @@ def resolve_plan(cfg: RunConfig, device: torch.device, caps: TaskCapabilities, r
     tf32 = decide("tf32", [(fast, slow), (t.tf32, "train.tf32=false"), (cuda, "CUDA only"),
                            (cuda and hardware.cuda_supports_bf16(device), "this GPU has no TF32 tensor cores")],
                   "float32 matmuls and convolutions on TF32 tensor cores")
+    threads: ThreadChoice = choose_threads(getattr(t, "threads", 0), "train.threads")
     return ExecutionPlan(str(device), precision, channels_last, compile_g, compile_d, fused, reuse, batch_d,
-                         graphs, cudnn, tf32, reasons=r)
+                         graphs, cudnn, tf32, reasons=r, threads=threads.threads, threads_reason=threads.reason)
 
 
 def plan_from_dict(data: dict) -> ExecutionPlan:
     """Inverse of :meth:`ExecutionPlan.as_dict` (for tools reading ``execution.json``)."""
     values = {name: data[name]["value"] for name in SWITCHES}
     reasons = {name: data[name].get("reason", "") for name in SWITCHES}
-    return ExecutionPlan(data["device"], **values, reasons=reasons)
+    threads = data.get("threads", {})  # absent from files written before threads were recorded
+    return ExecutionPlan(data["device"], **values, reasons=reasons, threads=threads.get("value", 0),
+                         threads_reason=threads.get("reason", "PyTorch's default"))
 

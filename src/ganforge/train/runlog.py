@@ -74,29 +74,74 @@ class Stopwatch:
 
 
 class Progress:
-    """tqdm bar with ETA when stderr is a terminal; a plain line every ``every`` steps otherwise."""
+    """tqdm bar with ETA when stderr is a terminal; a plain line every ``every`` steps otherwise.
 
-    def __init__(self, total: int, start: int, every: int, stream=None):
+    ``budget`` (``train.max_seconds``; 0 = none) and ``seconds`` (a callable giving the
+    run's train_seconds) bound the ETA: a run stopped by its time budget ends when
+    the budget is spent, however many steps remain.
+    """
+
+    def __init__(self, total: int, start: int, every: int, stream=None, budget: float = 0.0, seconds=None):
         self.stream = stream or sys.stderr
         self.total, self.every = total, every
+        self.budget, self.seconds = float(budget or 0.0), seconds
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.bar = tqdm(total=total, initial=start, file=self.stream, dynamic_ncols=True) if self.tty else None
         self.t0, self.start = time.perf_counter(), start
 
+    def eta(self, step: int) -> float:
+        """Seconds left: the steps left at the rate so far, capped by what remains of the time budget."""
+        elapsed = time.perf_counter() - self.t0
+        rate = (step - self.start) / max(elapsed, 1e-9)
+        eta = (self.total - step) / max(rate, 1e-9)
+        if self.budget and self.seconds is not None:
+            eta = min(eta, max(0.0, self.budget - self.seconds()))
+        return eta
+
     def update(self, step: int, logs: dict) -> None:
         if self.bar is not None:
             self.bar.update(step - self.bar.n)
-            self.bar.set_postfix({k: f"{logs[k]:.3f}" for k in ("d_loss", "g_loss") if k in logs})
+            post = {k: f"{logs[k]:.3f}" for k in ("d_loss", "g_loss") if k in logs}
+            if self.budget and self.seconds is not None:  # tqdm's own ETA counts steps only
+                post["budget_left"] = f"{max(0.0, self.budget - self.seconds()):.0f}s"
+            self.bar.set_postfix(post)
         elif step % self.every == 0 or step == self.total:
-            elapsed = time.perf_counter() - self.t0
-            rate = (step - self.start) / max(elapsed, 1e-9)
-            eta = (self.total - step) / max(rate, 1e-9)
             parts = " ".join(f"{k}={v:.4g}" for k, v in logs.items() if isinstance(v, float))
-            print(f"step {step}/{self.total} {parts} eta {eta:.0f}s", file=self.stream, flush=True)
+            print(f"step {step}/{self.total} {parts} eta {self.eta(step):.0f}s", file=self.stream, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class ThroughputWatch:
+    """One warning when training throughput falls far below the run's first logging window.
+
+    A CPU run whose threads meet a competing process slows down 20-35x
+    (:mod:`ganforge.threads`); the user sees only a slow run. ``check(images_per_s)``
+    takes each logging window's rate and returns the warning text once, the first
+    time a rate falls under ``ratio`` x the first window's; else None.
+    """
+
+    def __init__(self, threads: int, ratio: float = 1 / 3, cpu: bool = True):
+        self.threads, self.ratio, self.cpu = threads, ratio, cpu
+        self.first: float | None = None
+        self.warned = False
+
+    def check(self, images_per_s: float) -> str | None:
+        if not math.isfinite(images_per_s) or images_per_s <= 0:
+            return None
+        if self.first is None:
+            self.first = images_per_s
+            return None
+        if self.warned or images_per_s >= self.ratio * self.first:
+            return None
+        self.warned = True
+        why = (f"another process may be competing for the CPU; with {self.threads} threads try --threads 1 "
+               "(train.threads=1)" if self.cpu and self.threads != 1 else
+               "another process may be competing for the CPU or the device")
+        return (f"training slowed to {images_per_s:.0f} images/s from {self.first:.0f} in the first logging window: "
+                f"{why}")
 
 
 class NoProgress:

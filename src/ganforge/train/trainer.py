@@ -38,7 +38,7 @@ from ganforge.train.optim import apply_plan, build_adam
 from ganforge.train.plan import resolve_plan
 from ganforge.train.precision import Precision
 from ganforge.train.rundir import start_run_dir, stop_signals, stop_tensorboard
-from ganforge.train.runlog import MetricsLog, NoProgress, Progress
+from ganforge.train.runlog import MetricsLog, NoProgress, Progress, ThroughputWatch
 from ganforge.train.state import Counters, RandomStreams, load_state, save_state
 from ganforge.train.step import TrainStep
 
@@ -277,7 +277,9 @@ class Trainer:
         main = self.dist.is_main
         if main:
             self.tensorboard = start_run_dir(self.run_dir, self.cfg, self.plan, self.metrics, self.step)
-        progress = Progress(t.steps, c.step, t.log_every) if main else NoProgress()
+        progress = Progress(t.steps, c.step, t.log_every, budget=t.max_seconds,
+                            seconds=lambda: c.clock.total) if main else NoProgress()
+        watch = ThroughputWatch(torch.get_num_threads(), cpu=self.device.type == "cpu")
         last_ckpt, last_sample, timed_out = None, None, False
         end = t.steps if stop_after is None else min(t.steps, c.step + stop_after)
         t_start, n_start = time.perf_counter(), c.images_seen
@@ -306,6 +308,8 @@ class Trainer:
                     logs["images_per_s"] = (c.images_seen - n_log) / max(now - t_log, 1e-9)
                     logs.update(self.hyper.values(self.opt_g, self.ema, c.step))
                     t_log, n_log = now, c.images_seen
+                    if main and (slow := watch.check(logs["images_per_s"])):
+                        log.warning(slow)
                     if main:
                         self.metrics.write({"step": c.step, "images_seen": c.images_seen,
                                             "skipped_steps": c.skipped_steps,
