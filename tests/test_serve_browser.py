@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganforge.cli import main
 
 pytestmark = pytest.mark.slow
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -67,20 +66,9 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A tiny conditional DCGAN run and a tiny inpainting run (2 steps each, seconds)."""
-    tmp = tmp_path_factory.mktemp("serve")
-    rng = np.random.default_rng(0)
-    photos = tmp / "photos"
-    for i in range(16):
-        _png(rng.integers(0, 256, (28, 28), dtype=np.uint8), photos / f"{i:03d}.png")
-    npz = tmp / "tiny.npz"
-    np.savez(npz, images=rng.integers(0, 256, (32, 28, 28), dtype=np.uint8), labels=rng.integers(0, 3, 32))
-    common = ["model.g_width=4", "model.d_width=4", "train.batch_size=8", "train.steps=2", "train.log_every=1",
-              "train.sample_every=2", "train.ckpt_every=2"]
-    assert main(["train", "--run-dir", str(tmp / "cgan"), f"data.dataset={npz}", "data.channels=1",
-                 "model.arch=dcgan", "model.num_classes=3", "model.z_dim=8"] + common) == 0
-    assert main(["train", "--run-dir", str(tmp / "inpaint"), f"data.dataset={photos}", "data.channels=1",
-                 "model.arch=inpaint", "loss.name=hinge", "model.res_blocks=1"] + common) == 0
-    return tmp
+    from serve_runs import make_runs
+
+    return make_runs(tmp_path_factory.mktemp("serve"))
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +158,7 @@ def _upload(d, elem_id, path):
 
     for button in d.find_elements(By.CSS_SELECTOR, f"#{elem_id} button"):
         if (button.get_attribute("aria-label") or button.get_attribute("title") or "").lower() in ("clear", "remove"):
-            button.click()
+            d.execute_script("arguments[0].click()", button)  # a refused upload's drop zone may overlay it
             break
     _wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, f"#{elem_id} input[type=file]"))
     d.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=file]").send_keys(str(path))
@@ -224,11 +212,12 @@ def test_the_page_generates_inpaints_and_explains_bad_uploads(server, browser, t
     d.find_element(By.ID, "inp-button").click()
     _wait(d, lambda d: "the mask is 30x20 but the image is 28x28" in _text(d, "inp-status"))
 
-    # A huge image (a few KB of 1-bit PNG, 9 megapixels): refused from its header, with a message.
+    # A huge image (a few KB of 1-bit PNG, 9 megapixels): the upload is refused from its header, with a message.
     huge = tmp_path / "huge.png"
     Image.new("1", (3000, 3000)).save(huge)
     _upload(d, "inp-image-file", huge)
-    _wait(d, lambda d: "3000x3000 pixels; the limit is" in _text(d, "inp-status"))
+    _wait(d, lambda d: "9,000,000 pixels; the limit is" in d.page_source)
+    d.save_screenshot(str(shots / "huge-upload.png"))
 
     # A file that is not an image: a clear message, no traceback, and the server keeps serving.
     bad = tmp_path / "notes.png"

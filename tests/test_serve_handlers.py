@@ -150,3 +150,64 @@ def test_class_choices_list_the_classes_a_run_was_trained_on(tmp_path):
     assert _class_choices(run("model.num_classes=3")) == [RANDOM, PER_CLASS, "class 0", "class 1", "class 2"]
     assert _class_choices(run("model.num_classes=10", "data.classes=[9, 4]")) == [RANDOM, PER_CLASS, "class 4",
                                                                                     "class 9"]
+
+
+@pytest.mark.parametrize("args", [["--max-upload-mb", "nan"], ["--max-upload-mb", "inf"], ["--max-upload-mb", "1e400"],
+                                  ["--max-upload-mb", "0"], ["--max-pixels", "0"], ["--port", "70000"],
+                                  ["--device", "cuda"], ["--device", "nonsense"]])
+def test_serve_options_are_one_line_errors(tmp_path, capsys, args):
+    from ganforge.cli import main
+
+    if args == ["--device", "cuda"] and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    assert main(["serve", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and args[0] in err
+
+
+def test_seeds_are_checked_with_a_message():
+    assert H.check_seed(None) == 0 and H.check_seed(5.0) == 5 and H.check_seed(2**63 - 1) == 2**63 - 1
+    for bad in (2**63, -1, 1.5, float("nan"), float("inf"), 1e30, "x"):
+        with pytest.raises(H.UploadError, match="must be a whole number between 0 and"):
+            H.check_seed(bad, "seed")
+
+
+def test_deep_images_are_refused_rather_than_clipped(tmp_path):
+    import io
+    import struct
+    import zlib
+
+    gray16 = _png((np.arange(784, dtype=np.uint16).reshape(28, 28) * 80), tmp_path / "gray16.png")
+    with pytest.raises(H.UploadError, match="16-bit pixels.*ganforge inpaint"):
+        H.read_upload(gray16)
+    tif = tmp_path / "float.tif"
+    Image.fromarray(np.random.rand(8, 8).astype(np.float32)).save(tif)
+    with pytest.raises(H.UploadError, match="floating-point pixels"):
+        H.read_upload(tif)
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    # A 16-bit RGB PNG: Pillow opens it as 8-bit "RGB"; only the header's raw mode tells.
+    raw = b"".join(b"\0" + bytes(range(24)) for _ in range(4))
+    rgb16 = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 16, 2, 0, 0, 0))
+             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    assert H.header_problem(io.BytesIO(rgb16), "rgb16.png") is not None
+    assert "16-bit" in H.header_problem(io.BytesIO(rgb16), "rgb16.png")
+    ok = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(ok, "PNG")
+    ok.seek(0)
+    assert H.header_problem(ok, "ok.png") is None
+    assert H.header_problem(io.BytesIO(b"not an image"), "notes.txt") is None
+
+
+def test_routes_that_fetch_urls_or_keep_history_are_blocked():
+    from ganforge.serve.guard import blocked
+
+    for path in ("/gradio_api/file=http://localhost:1/x.png", "/file=https://a/b", "/gradio_api/file=//host/x",
+                 "/gradio_api/proxy=http://x", "/gradio_api/runs", "/gradio_api/run-history/records",
+                 "/gradio_api/monitoring", "/gradio_api/vibe-edit/"):
+        assert blocked(path), path
+    for path in ("/", "/config", "/gradio_api/upload", "/gradio_api/queue/join",
+                 "/gradio_api/file=/tmp/ganforge-serve-x/uploads/runs/a.png", "/assets/index.js"):
+        assert not blocked(path), path

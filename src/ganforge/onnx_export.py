@@ -182,14 +182,34 @@ def export_model(G: nn.Module, cfg: RunConfig, path: str | Path, batch: int = 4,
 
 def export_run_onnx(run_dir: str | Path, out_dir: str | Path, ema: bool = True,
                     checkpoint: str | Path | None = None) -> OnnxReport:
-    """Write ``out_dir/generator.onnx`` (+ ``config.yaml``, ``export.json`` with the parity check) for a run."""
+    """Write ``out_dir/generator.onnx`` (+ ``config.yaml``, ``export.json`` with the parity check) for a run.
+
+    The folder is written as :func:`ganforge.models.save_pretrained` writes one: into a
+    temporary sibling, checked, fsynced and renamed into place, so a kill or a full
+    disk leaves the previous export (or none), never a truncated graph, and no
+    file is ever written through a symbolic link planted in ``out_dir``.
+
+    Raises:
+        CheckpointError: ``out_dir`` is a link, a file, or a folder of other files;
+            or the write failed (nothing was written).
+        OnnxParityError: onnxruntime does not reproduce PyTorch.
+    """
     from ganforge.artifacts import load_generator
+    from ganforge.models.pretrained import check_target, write_folder
 
     require_onnx()
+    out = check_target(Path(out_dir))
     G, cfg, step = load_generator(run_dir, checkpoint, ema=ema)
-    out = Path(out_dir)
-    report = export_model(G, cfg, out / ONNX_FILE)
-    (out / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
-    meta = {"step": step, "source": "ema" if ema else "generator", "format": "onnx", **asdict(report)}
-    (out / "export.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    return report
+    reports = []
+
+    def write(tmp: Path) -> None:
+        report = export_model(G, cfg, tmp / ONNX_FILE)
+        report.path = str(out / ONNX_FILE)  # where it will be once renamed into place
+        meta = {"step": step, "source": "ema" if ema else "generator", "format": "onnx", **asdict(report)}
+        for name, text in (("config.yaml", dump_yaml(cfg)), ("export.json", json.dumps(meta, indent=1))):
+            with open(tmp / name, "x", encoding="utf-8") as f:
+                f.write(text)
+        reports.append(report)
+
+    write_folder(out, write, "ONNX export")
+    return reports[0]

@@ -3,7 +3,8 @@
 Every command that writes files calls one of these first:
 
 * :func:`check_output_file` for a file (a PNG grid, a JSON report, ``metrics.jsonl``);
-* :func:`check_output_dir` for a directory (``sample --files``, ``export``, an inpainted folder);
+* :func:`check_output_dir` for a directory (``sample --files``, an inpainted folder, a run directory);
+* :func:`check_folder_target` for a folder written beside its path and renamed into place (``export``);
 * :func:`check_free_space` when the size of the output is known in advance.
 
 Missing parent directories are fine (the writers create them) as long as the
@@ -78,6 +79,20 @@ def check_output_dir(path: str | os.PathLike, option: str) -> Path:
         _check_writable_dir(p, option)
     else:
         _check_parent(p, option)
+    return p
+
+
+def check_folder_target(path: str | os.PathLike, option: str) -> Path:
+    """Check ``path`` for a folder that is written beside it and renamed into place; returns it as a Path.
+
+    As :func:`check_output_dir`, and also: ``path`` is not a symbolic link, and the
+    directory that holds it (where the temporary sibling is made) is writable.
+    """
+    p = Path(path)
+    if p.is_symlink():
+        raise ConfigError(option, f"{p} is a symbolic link; give the path of a real directory")
+    check_output_dir(p, option)
+    _check_parent(p, option)
     return p
 
 

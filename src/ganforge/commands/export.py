@@ -25,10 +25,13 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ganforge.commands._paths import check_folder_target
+
     if args.format == "onnx":
         from ganforge.onnx_export import export_run_onnx, require_onnx
 
         require_onnx()  # before loading anything: the missing extra is the one-line answer
+        check_folder_target(args.out, "--out")
         r = export_run_onnx(args.run_dir, args.out, ema=not args.no_ema)
         inputs = ", ".join(f"{k} {tuple(v)}" for k, v in r.inputs.items())
         print(f"exported {r.kind} to {r.path} (ONNX opset {r.opset}; inputs: {inputs})")
@@ -37,10 +40,9 @@ def run(args: argparse.Namespace) -> int:
               f"{r.max_abs_diff_other_batch:.3g}; tolerance {r.tolerance:g})")
         return 0
     from ganforge.artifacts import export_generator
-    from ganforge.commands._paths import check_output_dir
     from ganforge.models.pretrained import saved_step
 
-    check_output_dir(args.out, "--out")
+    check_folder_target(args.out, "--out")
     out = export_generator(args.run_dir, args.out, ema=not args.no_ema)
     step = saved_step(out)
     print(f"exported the generator{f' of step {step}' if step >= 0 else ''} to {out} (model card: README.md)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(sub) -> None:
@@ -26,21 +27,33 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import math
+
+    from ganforge.devices import resolve_device
     from ganforge.errors import ConfigError
-    from ganforge.serve.app import build_app, import_gradio, serve
+    from ganforge.serve import server
+    from ganforge.serve.app import build_app, import_gradio, theme
     from ganforge.serve.handlers import load_runs
 
     if not 0 <= args.port <= 65535:
         raise ConfigError("--port", f"must be in [0, 65535], got {args.port}")
-    if args.max_pixels <= 0 or args.max_upload_mb <= 0:
-        raise ConfigError("--max-pixels/--max-upload-mb", "must be positive")
-    import_gradio()  # the missing extra is a one-line error before any run is loaded
-    generators, inpainters = load_runs(args.runs, args.device, ema=not args.no_ema)
-    for name, r in generators.items():
-        print(f"generator {name}: {r.cfg.model.arch}, step {r.step}"
-              f"{f', {r.num_classes} classes' if r.num_classes else ''}")
-    for name, pipe in inpainters.items():
-        print(f"inpainting {name}: step {pipe.step}")
-    app = build_app(generators, inpainters, args.max_pixels, args.max_upload_mb)
-    serve(app, args.host, args.port, args.max_upload_mb)
+    if args.max_pixels <= 0:
+        raise ConfigError("--max-pixels", f"must be positive, got {args.max_pixels}")
+    # nan passes a "<= 0" test and inf or 1e400 make no byte limit: both are refused here.
+    if not (math.isfinite(args.max_upload_mb) and 0 < args.max_upload_mb <= 2**20):
+        raise ConfigError("--max-upload-mb", f"must be a number of MB in (0, {2**20}], got {args.max_upload_mb}")
+    device = str(resolve_device(args.device, "--device"))
+    gr = import_gradio()  # the missing extra is a one-line error before any run is loaded
+    try:
+        with server.work_dir() as work:  # removed on every exit: results and uploads stay private
+            generators, inpainters = load_runs(args.runs, device, ema=not args.no_ema)
+            for name, r in generators.items():
+                print(f"generator {name}: {r.cfg.model.arch}, step {r.step}"
+                      f"{f', {r.num_classes} classes' if r.num_classes else ''}")
+            for name, pipe in inpainters.items():
+                print(f"inpainting {name}: step {pipe.step}")
+            app = build_app(generators, inpainters, args.max_pixels, args.max_upload_mb, out_dir=work / "results")
+            server.run(app, args.host, args.port, args.max_pixels, args.max_upload_mb, theme(gr))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the normal way to stop a server
+        print("stopped", file=sys.stderr)
     return 0

@@ -78,6 +78,7 @@ def _dry_run(cfg) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ganforge import checkpoint as ckpt
+    from ganforge.commands._paths import check_output_dir
     from ganforge.config import diff_configs, load_config
     from ganforge.train import distributed
     from ganforge.train.plan import EXECUTION_KEYS
@@ -104,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--resume", f"config differs from the run's: {keys}; pass --allow-config-change")
         if args.dry_run:
             return _dry_run(cfg)
+        check_output_dir(run_dir, "--resume")  # before the data is loaded: a read-only run fails in a second
         latest = ckpt.find_latest(run_dir)  # verified once, then handed to the trainer
         if latest is not None:
             trainer = Trainer.resume(run_dir, cfg, checkpoint=latest)
@@ -116,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             return _dry_run(cfg)
         run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(cfg)
+        check_output_dir(run_dir, "--run-dir" if args.run_dir else "out_dir")  # before the data is loaded
         if not (run_dir / "checkpoints").exists():
             trainer = Trainer(cfg, run_dir)
         elif ckpt.has_valid_checkpoint(run_dir):

@@ -28,6 +28,7 @@ import os
 import secrets
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -132,7 +133,7 @@ def save_pretrained(G: nn.Module, out_dir: str | Path, *, step: int | None = Non
     if not isinstance(cfg, RunConfig):
         raise ValueError("the generator has no .config RunConfig: build it with ganforge.models.build_models")
     family = get_family(cfg.model.arch)
-    out = _check_target(Path(out_dir))
+    out = check_target(Path(out_dir))
     tensors = {}
     for k, v in G.state_dict().items():
         if torch.is_floating_point(v) and not torch.isfinite(v).all():
@@ -149,7 +150,8 @@ def save_pretrained(G: nn.Module, out_dir: str | Path, *, step: int | None = Non
     return out
 
 
-def _check_target(out: Path) -> Path:
+def check_target(out: Path) -> Path:
+    """Refuse a target folder that is a link, not a directory, or a non-empty folder of other files."""
     if out.is_symlink():
         raise CheckpointError(out, "is a symbolic link; give the path of a real directory (the folder is "
                                    "written beside it and renamed into place)")
@@ -164,18 +166,31 @@ def _check_target(out: Path) -> Path:
 
 
 def _write_folder(out: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str], texts: dict[str, str]) -> None:
-    """Write every file into a temporary sibling, fsync, rename into place; clean up on any failure."""
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir()
+    def write(tmp: Path) -> None:
         save_file(tensors, str(tmp / WEIGHTS), metadata=meta)
         check_complete(tmp / WEIGHTS)
         for name, text in texts.items():
             with open(tmp / name, "x", encoding="utf-8") as f:
                 f.write(text)
-        for name in (WEIGHTS, *texts):
-            with open(tmp / name, "rb") as f:
+
+    write_folder(out, write, "generator")
+
+
+def write_folder(out: Path, write: Callable[[Path], None], what: str) -> None:
+    """Call ``write(tmp)`` to fill a fresh temporary sibling of ``out``; fsync; rename it into place.
+
+    A previous folder at ``out`` is swapped out only once the new one is complete,
+    so an interrupted write (a kill, a full disk) leaves the previous folder or
+    none, never a partial file at ``out``. Any failure removes the temporary folder;
+    an OSError becomes one :class:`CheckpointError` naming ``out`` and ``what``.
+    """
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        write(tmp)
+        for path in tmp.iterdir():
+            with open(path, "rb") as f:
                 os.fsync(f.fileno())
         fsync_dir(tmp)
         replace_dir(tmp, out)
@@ -185,6 +200,6 @@ def _write_folder(out: Path, tensors: dict[str, torch.Tensor], meta: dict[str, s
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, (OSError, SafetensorError)):
             text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise CheckpointError(out, f"could not write the generator ({' '.join(text.split())}); "
+            raise CheckpointError(out, f"could not write the {what} ({' '.join(text.split())}); "
                                        "nothing was written") from None
         raise

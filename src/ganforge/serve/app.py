@@ -8,6 +8,7 @@ imported here only, and analytics are switched off before it is imported.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
@@ -40,13 +41,15 @@ def _status(ok: str | None = None, error: str | None = None) -> str:
 
 def _safe(fn, n_out: int):
     """Wrap a callback: errors become ``(None, ..., message)`` with the message last."""
+    @functools.wraps(fn)  # the API keeps the handler's name (on_generate, on_inpaint...)
     def wrapped(*args):
         try:
             return fn(*args)
         except GanforgeError as exc:
             return (*([None] * (n_out - 1)), _status(error=str(exc)))
         except Exception as exc:  # an unforeseen failure must not show a traceback or stop the server
-            log.exception("request failed")
+            log.error("request failed: %s: %s", type(exc).__name__, " ".join(str(exc).split())[:300])
+            log.debug("request failed", exc_info=True)
             return (*([None] * (n_out - 1)), _status(error=f"the request failed ({type(exc).__name__}: {exc})"))
     return wrapped
 
@@ -99,23 +102,27 @@ def _generate_tab(gr, generators: dict[str, H.GeneratorRun]):
     interp_status = gr.Markdown(elem_id="interp-status")
 
     def on_run(name):
+        # The images on show belong to the previous run: clear them with its class list.
         r = generators[name]
-        return gr.update(choices=_class_choices(r), value=RANDOM, interactive=bool(r.num_classes))
+        return (gr.update(choices=_class_choices(r), value=RANDOM, interactive=bool(r.num_classes)),
+                None, "", None, "")
 
     def on_generate(name, seed, n, choice, t):
         r = generators[name]
+        seed = H.check_seed(seed)
         label, per_class = _parse_class(choice)
-        img = H.generate_grid(r, int(seed or 0), int(n), label, per_class, _truncation(t))
+        img = H.generate_grid(r, seed, int(n), label, per_class, _truncation(t))
         what = f"{r.cfg.model.arch} run '{name}', step {r.step}"
-        return img, f"{int(n)} image(s){' per class' if per_class else ''}, seed {int(seed or 0)} ({what})"
+        return img, f"{int(n)} image(s){' per class' if per_class else ''}, seed {seed} ({what})"
 
     def on_interpolate(name, a, b, steps, choice, t):
         r = generators[name]
+        a, b = H.check_seed(a, "seed A"), H.check_seed(b, "seed B")
         label, _ = _parse_class(choice)
-        img = H.interpolation_strip(r, int(a or 0), int(b or 0), int(steps), label, _truncation(t))
-        return img, f"seed {int(a or 0)} -> seed {int(b or 0)} in {int(steps)} steps"
+        img = H.interpolation_strip(r, a, b, int(steps), label, _truncation(t))
+        return img, f"seed {a} -> seed {b} in {int(steps)} steps"
 
-    run.change(on_run, run, cls)
+    run.change(on_run, run, [cls, grid, gen_status, strip, interp_status], api_name="on_run")
     go.click(_safe(on_generate, 2), [run, seed, n, cls, trunc], [grid, gen_status])
     go_i.click(_safe(on_interpolate, 2), [run, seed_a, seed_b, steps, cls, trunc], [strip, interp_status])
 
@@ -177,16 +184,23 @@ def _inpaint_tab(gr, inpainters: dict, max_pixels: int, max_mb: float, out_dir: 
 
 
 def build_app(generators: dict, inpainters: dict, max_pixels: int = H.MAX_PIXELS,
-              max_mb: float = H.MAX_UPLOAD_MB):
-    """The ``gr.Blocks`` page for loaded runs (see :func:`ganforge.serve.handlers.load_runs`)."""
+              max_mb: float = H.MAX_UPLOAD_MB, out_dir: str | Path | None = None):
+    """The ``gr.Blocks`` page for loaded runs (see :func:`ganforge.serve.handlers.load_runs`).
+
+    A tab appears only when a run was given for it. Inpainted results are written
+    into ``out_dir`` (default: a new temporary folder, which the caller removes).
+    """
     gr = import_gradio()
-    out_dir = Path(tempfile.mkdtemp(prefix="ganforge-serve-"))
+    out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="ganforge-serve-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
     with gr.Blocks(title="ganforge", analytics_enabled=False) as app:
         gr.Markdown("# ganforge")
-        with gr.Tab("Generate", elem_id="tab-generate"):
-            _generate_tab(gr, generators)
-        with gr.Tab("Inpaint", elem_id="tab-inpaint"):
-            _inpaint_tab(gr, inpainters, max_pixels, max_mb, out_dir)
+        if generators or not inpainters:
+            with gr.Tab("Generate", elem_id="tab-generate"):
+                _generate_tab(gr, generators)
+        if inpainters:
+            with gr.Tab("Inpaint", elem_id="tab-inpaint"):
+                _inpaint_tab(gr, inpainters, max_pixels, max_mb, out_dir)
     return app
 
 
@@ -194,15 +208,3 @@ def theme(gr):
     """The default theme with system fonts: the page then loads no web fonts from outside."""
     return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                              font_mono=["ui-monospace", "monospace"])
-
-
-def serve(app, host: str = "127.0.0.1", port: int = 7860, max_mb: float = H.MAX_UPLOAD_MB) -> None:
-    """Run the page until interrupted; no share link, no analytics, uploads capped at ``max_mb``."""
-    gr = import_gradio()
-    app.queue(default_concurrency_limit=1)  # one model call at a time: CPU inference does not overlap well
-    try:
-        app.launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=False,
-                   max_file_size=f"{max_mb:g}mb", ssr_mode=False, mcp_server=False, footer_links=[],
-                   theme=theme(gr), quiet=False)
-    except OSError as exc:  # port taken, address not on this machine
-        raise ConfigError("--port", f"cannot serve on {host}:{port}: {str(exc).splitlines()[0]}") from None

@@ -9,6 +9,8 @@ meant for the page.
 from __future__ import annotations
 
 import math
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +26,73 @@ from ganforge.serve import MAX_PIXELS, MAX_UPLOAD_MB
 
 DISPLAY_SIDE = 384            # small images are enlarged (nearest) to about this for display
 MAX_IMAGES = 64
+MAX_SEED = 2**63 - 1          # torch seeds are signed 64-bit integers
+DEEP_IMAGE = ("has {what} pixels; the page works on 8-bit images and would lose that depth: "
+              "use `ganforge inpaint`, which keeps the image's mode and depth")
 
 
 class UploadError(DataError):
     """An uploaded file that cannot be used (not an image, too large, mask of the wrong size)."""
+
+
+def check_seed(value, what: str = "seed") -> int:
+    """A seed typed in the page as an int in ``[0, 2**63 - 1]`` (empty is 0); UploadError otherwise."""
+    if value is None or value == "":
+        return 0
+    try:
+        f = float(value)
+        ok = math.isfinite(f) and f == int(f)
+        n = int(value) if isinstance(value, int) else int(f)
+    except (TypeError, ValueError, OverflowError):
+        ok, n = False, -1
+    if not ok or not 0 <= n <= MAX_SEED:
+        raise UploadError(what, f"must be a whole number between 0 and {MAX_SEED}, got {str(value)[:40]}")
+    return n
+
+
+def pixel_depth(im: Image.Image) -> str | None:
+    """``"16-bit"`` / ``"32-bit integer"`` / ``"floating-point"`` for images deeper than 8 bits, else None.
+
+    Pillow opens 16-bit RGB(A) and gray+alpha PNGs as 8-bit modes and drops the low
+    byte when decoding; only the tile's raw mode (from the header) tells.
+    """
+    if im.mode == "F":
+        return "floating-point"
+    if im.mode.startswith("I;16"):
+        return "16-bit"
+    if im.mode == "I":
+        return "32-bit integer"
+    for tile in getattr(im, "tile", None) or []:
+        raw = tile[3][0] if isinstance(tile[3], tuple) else tile[3]
+        # "RGB;16B", "LA;16B", "RGBA;16L"...: 16 bits per sample ("BGR;16" is a 5-6-5 BMP: 8 bits or less)
+        if isinstance(raw, str) and re.search(r";16[BLN]$", raw):
+            return "16-bit"
+    return None
+
+
+def header_problem(fileobj, name: str, max_pixels: int = MAX_PIXELS) -> str | None:
+    """Why an uploaded file must be refused, from its header alone (no pixel is decoded), or None.
+
+    Refused: images above ``max_pixels`` and images deeper than 8 bits. Files that are
+    not images pass: they cannot be decoded into a bomb, and the page says what is
+    wrong with them when they are used.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(fileobj)
+    except Image.DecompressionBombError as exc:  # Pillow's own limit (lowered by the server) read the header
+        found = re.findall(r"\d+", str(exc))
+        size = f"{int(found[0]):,} pixels" if found else "far more pixels than that"
+        return f"{name}: the image has {size}; the limit is {max_pixels:,} pixels"
+    except Exception:  # not an image Pillow can identify: nothing to decode
+        return None
+    with im:
+        w, h = im.size
+        if w * h > max_pixels:
+            return f"{name}: the image is {w}x{h} pixels; the limit is {max_pixels:,} pixels"
+        depth = pixel_depth(im)
+    return f"{name}: the image {DEEP_IMAGE.format(what=depth)}" if depth else None
 
 
 @dataclass
@@ -136,11 +201,16 @@ def read_upload(path: str | Path | None, what: str = "image", max_pixels: int = 
     if size_mb > max_mb:
         raise UploadError(path.name, f"the {what} file is {size_mb:.1f} MB; the limit is {max_mb:g} MB")
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below is ours
+            im = Image.open(path)
+        with im:
             w, h = im.size
             if w * h > max_pixels:
                 raise UploadError(path.name, f"the {what} is {w}x{h} pixels; the limit is {max_pixels:,} pixels "
                                              f"(about {math.isqrt(max_pixels)}x{math.isqrt(max_pixels)})")
+            if depth := pixel_depth(im):  # converting would clip it: refuse rather than lose depth silently
+                raise UploadError(path.name, f"the {what} {DEEP_IMAGE.format(what=depth)}")
             im.load()
             img = im.copy()
     except UploadError:

@@ -23,22 +23,25 @@ def new_run_dir(cfg: RunConfig) -> Path:
 
 
 def start_run_dir(run_dir: Path, cfg: RunConfig, plan, metrics, step: int):
-    """Rank 0, at the start of training: ``config.yaml``, ``execution.json`` and, when asked for, TensorBoard.
+    """Rank 0, at the start of training: TensorBoard when asked for, then ``config.yaml`` and ``execution.json``.
 
     Returns the :class:`~ganforge.train.tensorboard.TensorBoardLog` (it sees every record of
-    ``metrics`` through the log's sinks) or None.
+    ``metrics`` through the log's sinks) or None, also when the event log cannot be
+    written (one warning: it never stops a run). The writer comes first so that a
+    resume that fails there (the package is missing) has not yet rewritten the run's config.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
+    tensorboard = None
+    if cfg.train.tensorboard:
+        from ganforge.train.tensorboard import TensorBoardLog
+
+        tensorboard = TensorBoardLog.open(run_dir / "tensorboard", start_step=step)
     (run_dir / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
     plan.write(run_dir / "execution.json")
     log.info("%s (reasons: %s)", plan.summary(), run_dir / "execution.json")
     log.debug("%s", plan.describe())
-    if not cfg.train.tensorboard:
-        return None
-    from ganforge.train.tensorboard import TensorBoardLog
-
-    tensorboard = TensorBoardLog(run_dir / "tensorboard", start_step=step)
-    metrics.sinks.append(tensorboard.write)
+    if tensorboard is not None:
+        metrics.sinks.append(tensorboard.write)
     return tensorboard
 
 

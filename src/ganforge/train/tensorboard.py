@@ -18,18 +18,28 @@ every earlier-written event at S+1 or later (``SummaryWriter``'s
 ``purge_step``). Readers apply it in file order, and event files are ordered by
 the creation second in their names, so a resumed writer starts its file in a
 later second than any file already there.
+
+The event log is optional and never stops a run: a writer that cannot be
+created (``RUN/tensorboard`` read-only, immutable, on a full disk) or that
+fails later is reported in one warning line, and training goes on without it
+(:meth:`TensorBoardLog.open`). The writer's background thread would print a
+traceback of its failure; that thread's exceptions are left to the warning.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ganforge.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'ganforge[tensorboard]' (the tensorboard package)"
 
@@ -60,6 +70,30 @@ def _wait_for_a_later_second(log_dir: Path) -> None:
             time.sleep(min(1.0, newest + 1 - time.time() + 0.01))
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(getattr(exc, "strerror", None) or exc).split())
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def _quiet_writer_threads() -> None:
+    """Keep the event writer's background thread from printing a traceback when its write fails.
+
+    The thread keeps the exception and the next call from the training thread
+    raises it, where :class:`TensorBoardLog` turns it into one warning. Installed once.
+    """
+    previous = threading.excepthook
+    if getattr(previous, "ganforge_tensorboard", False):
+        return
+
+    def hook(args):
+        if type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, Exception):
+            return
+        previous(args)
+
+    hook.ganforge_tensorboard = True
+    threading.excepthook = hook
+
+
 class TensorBoardLog:
     """One run's TensorBoard writer.
 
@@ -74,6 +108,7 @@ class TensorBoardLog:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise ConfigError("train.tensorboard", f"needs the tensorboard package: {INSTALL_HINT}") from None
+        _quiet_writer_threads()
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         purge = None
@@ -82,8 +117,38 @@ class TensorBoardLog:
             _wait_for_a_later_second(self.log_dir)
         self.writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=purge, flush_secs=flush_secs)
 
+    @classmethod
+    def open(cls, log_dir: str | Path, start_step: int = 0) -> TensorBoardLog | None:
+        """The writer, or None (with one warning) when it cannot be created; ConfigError if the package is missing."""
+        try:
+            return cls(log_dir, start_step)
+        except ConfigError:
+            raise
+        except Exception as exc:  # OSError from mkdir or the first event file, or what the writer raises
+            log.warning("TensorBoard: cannot write %s (%s); training continues without the event log",
+                        log_dir, _one_line(exc))
+            return None
+
+    def _failed(self, exc: BaseException) -> None:
+        """Warn once and drop the writer: the event log must not stop training."""
+        writer, self.writer = self.writer, None
+        log.warning("TensorBoard: writing %s failed (%s); training continues without the event log",
+                    self.log_dir, _one_line(exc))
+        try:
+            writer.close()
+        except Exception:
+            pass  # the same failure again
+
     def write(self, record: dict) -> None:
         """One ``metrics.jsonl`` record: training scalars, evaluation metrics, or a rollback."""
+        if self.writer is None:
+            return
+        try:
+            self._write(record)
+        except Exception as exc:
+            self._failed(exc)
+
+    def _write(self, record: dict) -> None:
         step = record.get("step")
         if not isinstance(step, int):
             return
@@ -113,12 +178,25 @@ class TensorBoardLog:
         """A saved sample grid PNG as the image ``samples`` at ``step``."""
         from PIL import Image
 
-        with Image.open(path) as im:
-            pixels = np.asarray(im.convert("RGB"))  # (H, W, 3) uint8
-        self.writer.add_image("samples", pixels, step, dataformats="HWC")
+        if self.writer is None:
+            return
+        try:
+            with Image.open(path) as im:
+                pixels = np.asarray(im.convert("RGB"))  # (H, W, 3) uint8
+            self.writer.add_image("samples", pixels, step, dataformats="HWC")
+        except Exception as exc:
+            self._failed(exc)
 
     def flush(self) -> None:
-        self.writer.flush()
+        if self.writer is not None:
+            try:
+                self.writer.flush()
+            except Exception as exc:
+                self._failed(exc)
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            except Exception as exc:
+                self._failed(exc)
