@@ -22,7 +22,6 @@ which :func:`find_latest` answers by falling back to the next older checkpoint.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -38,6 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ganforge.data.checksums import file_digests
 from ganforge.checkpoint_schema import FILES as _FILES
 from ganforge.checkpoint_schema import (
     FORMAT_VERSION,
@@ -72,11 +72,7 @@ class Checkpoint:
 
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digests(path, ["sha256"])["sha256"]
 
 
 def _fsync_file(path: Path) -> None:

@@ -28,7 +28,6 @@ one-line :class:`DataError` names the package and the command that installs it.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -39,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ganforge.data.checksums import file_digests
 from ganforge.errors import ConfigError, DataError
 
 __all__ = ["PHOTO_SOURCES", "Photo", "EvalCrop", "parse_spec", "catalogue", "photo_files", "eval_crops",
@@ -150,14 +150,6 @@ def _missing(photos: list[Photo]) -> list[Photo]:
     return [p for p in photos if (_resolve(p) is None or not _resolve(p).is_file())]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def photo_files(source: str, split: str = "train", install: bool = True) -> list[tuple[Photo, Path]]:
     """The photographs of ``source`` / ``split`` and their files, after checking every file's SHA-256.
 
@@ -185,7 +177,7 @@ def photo_files(source: str, split: str = "train", install: bool = True) -> list
     out = []
     for p in photos:
         path = _resolve(p)
-        if _sha256(path) != p.sha256:
+        if file_digests(path, ["sha256"])["sha256"] != p.sha256:
             raise DataError(path, f"SHA-256 differs from photos.tsv for {p.name} ({p.package}); "
                                   "a different version of the package is installed")
         out.append((p, path))

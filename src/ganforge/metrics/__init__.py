@@ -46,7 +46,7 @@ from ganforge.metrics.naming import count_tag
 from ganforge.metrics.pipeline import Evaluator, clear_evaluators, shared_evaluator
 from ganforge.metrics.prdc import precision_recall
 from ganforge.metrics.registry import metric_names, register_metric, unregister_metric
-from ganforge.metrics import modes as _modes  # noqa: F401  (registers the ``modes`` metric)
+from ganforge.metrics import modes as _modes  # noqa: F401  (registers the modes metric)
 from ganforge.metrics.restoration import l1, mse, psnr, ssim, ssim_map
 from ganforge.metrics.stats import FeatureStats
 

@@ -144,6 +144,12 @@ def _block_scale(n_stages: int, blocks_per_stage: int) -> float:
     return (n_stages * blocks_per_stage) ** (-1.0 / (2 * CONVS_PER_BLOCK - 2))
 
 
+def _layout(cfg: RunConfig, width: int) -> tuple[int, list[int], float]:
+    """``(base, widths from the lowest resolution up, block scale)`` of a network of base ``width``."""
+    base, n = upsampling_plan(cfg.data.image_size, min_base=4)
+    return base, stage_widths(width, n), _block_scale(n + 1, cfg.model.blocks_per_stage)
+
+
 class R3Generator(nn.Module):
     """``(z (N, z_dim), y (N,) | None) -> (N, C, H, W)``, roughly in [-1, 1] (linear output)."""
 
@@ -151,9 +157,7 @@ class R3Generator(nn.Module):
         super().__init__()
         m, d = cfg.model, cfg.data
         self.num_classes = m.num_classes
-        base, n = upsampling_plan(d.image_size, min_base=4)
-        widths = stage_widths(m.g_width, n)
-        scale = _block_scale(n + 1, m.blocks_per_stage)
+        base, widths, scale = _layout(cfg, m.g_width)
         # Classes: a learned embedding (one row per class) concatenated to z before the basis.
         self.embed = nn.Parameter(torch.randn(m.num_classes, m.z_dim)) if m.num_classes else None
         self.project = _he(nn.Linear(m.z_dim * (2 if m.num_classes else 1), widths[0], bias=False), 1.0)
@@ -187,9 +191,8 @@ class R3Discriminator(nn.Module):
         super().__init__()
         m, d = cfg.model, cfg.data
         self.num_classes = m.num_classes
-        base, n = upsampling_plan(d.image_size, min_base=4)
-        widths = stage_widths(m.d_width, n)[::-1]  # highest resolution first
-        scale = _block_scale(n + 1, m.blocks_per_stage)
+        base, widths, scale = _layout(cfg, m.d_width)
+        widths = widths[::-1]  # highest resolution first
         self.from_image = _he(nn.Conv2d(d.channels, widths[0], 1), 1.0)
         self.stages = nn.ModuleList()
         self.transitions = nn.ModuleList()

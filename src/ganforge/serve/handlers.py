@@ -133,7 +133,7 @@ def load_runs(paths: list[str], device: str = "cpu", ema: bool = True):
             name, k = f"{base}-{k}", k + 1
         task = task_class(cfg)
         if issubclass(task, InpaintingTask):
-            pipe = InpaintingPipeline(G, cfg.data.channels)
+            pipe = InpaintingPipeline(G, cfg.data.channels, train_size=cfg.data.image_size)
             pipe.step = step
             inpainters[name] = pipe
         elif task.from_noise:
