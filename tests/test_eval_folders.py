@@ -147,3 +147,30 @@ def test_an_unwritable_json_target_is_refused_before_any_work(tmp_path, monkeypa
     (tmp_path / "file").write_text("x")
     code = main(["eval", "--real", str(real), "--fake", str(fake), "--json", str(tmp_path / "file" / "r.json")])
     assert code == 2 and "--json" in _one_error_line(capsys)
+
+
+def test_a_full_disk_at_the_json_write_is_one_line_after_the_printed_table(tmp_path, stand_in_extractor,
+                                                                          monkeypatch, capsys):
+    import errno
+    import os
+
+    import ganforge.atomic as atomic
+
+    real, fake = _folder(tmp_path / "A", 0), _folder(tmp_path / "B", 1)
+    out = tmp_path / "r.json"
+    out.write_text('{"old": true}')
+
+    real_mkstemp = atomic.tempfile.mkstemp
+
+    def full_at_the_result(*args, prefix="", **kwargs):  # the pre-flight probe of --json still passes
+        if prefix.startswith(".r.json."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_mkstemp(*args, prefix=prefix, **kwargs)
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", full_at_the_result)
+    code = main(["eval", "--real", str(real), "--fake", str(fake), "--metrics", "fid", "--json", str(out)])
+    captured = capsys.readouterr()
+    assert code == 2 and "fid" in captured.out  # the result was printed before the write failed
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "r.json" in err[0] and "Traceback" not in captured.err
+    assert out.read_text() == '{"old": true}' and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

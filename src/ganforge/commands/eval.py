@@ -193,8 +193,10 @@ def run(args: argparse.Namespace) -> int:
         result = _compute(compute_metrics, args.fake, args.real, args.split, metrics.split(","), n,
                           split_name=split_name, **common)
     print_table(result)
-    if args.json:
+    if args.json:  # the table is printed first: a full disk here loses no result
+        from ganforge.atomic import write_text
+
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=1, default=list), encoding="utf-8")
+        write_text(path, json.dumps(result, indent=1, default=list))
     return 0

@@ -12,14 +12,12 @@ that cannot be written and a folder that holds other files than a report's.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
 
+from ganforge.atomic import write_file, write_text
 from ganforge.commands._paths import check_output_dir
-from ganforge.errors import ConfigError, DataError
+from ganforge.errors import ConfigError
 
 MARKER = "ganforge report</title>"  # in the <head> of every page a report writes
 # What a report folder holds: its page, figures (ganforge.report.specs names) and sample strip / animation.
@@ -64,38 +62,4 @@ def check_out_dir(out: Path, option: str, default: bool) -> Path:
     return out
 
 
-def write_file(path: Path, write: Callable[[BinaryIO], None]) -> Path:
-    """Call ``write(f)`` on a new temporary file beside ``path``, then rename it to ``path``.
-
-    The file gets the permissions a plain ``open`` would give it (temporary files are private).
-
-    Raises:
-        DataError: naming ``path``, for any OSError (full disk, read-only folder...).
-    """
-    path = Path(path)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            if hasattr(os, "fchmod"):
-                os.fchmod(f.fileno(), 0o666 & ~_umask())
-            write(f)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise DataError(path, f"cannot write ({exc.strerror or type(exc).__name__})") from None
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_text(path: Path, text: str) -> Path:
-    return write_file(path, lambda f: f.write(text.encode("utf-8")))
+__all__ = ["MARKER", "REPORT_FILES", "check_out_dir", "write_file", "write_text"]

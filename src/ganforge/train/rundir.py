@@ -7,6 +7,7 @@ import logging
 import signal
 from pathlib import Path
 
+from ganforge.atomic import write_text
 from ganforge.config import RunConfig, dump_yaml
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def start_run_dir(run_dir: Path, cfg: RunConfig, plan, metrics, step: int):
         from ganforge.train.tensorboard import TensorBoardLog
 
         tensorboard = TensorBoardLog.open(run_dir / "tensorboard", start_step=step)
-    (run_dir / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
+    write_text(run_dir / "config.yaml", dump_yaml(cfg))  # by rename: a failed write leaves the old one
     plan.write(run_dir / "execution.json")
     log.info("%s (reasons: %s)", plan.summary(), run_dir / "execution.json")
     log.debug("%s", plan.describe())
