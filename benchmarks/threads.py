@@ -17,7 +17,7 @@ choice:
 under each load: ``idle``, and ``busy`` (a pure-Python busy loop pinned to CPU 0
 for the whole run). Runs are paired A/B: each round runs every choice once under
 each load, in an order rotated from round to round, so slow drifts of the machine
-fall on every choice alike. The JSON (default ``benchmarks/results/threads-<host>.json``)
+fall on every choice alike. The JSON (default ``benchmarks/results/threads.json``)
 holds every run's images/s, the median per choice and load, and each median's
 ratio to ``default`` under the same load. ``OMP_NUM_THREADS`` is removed from the
 runs' environment (it would decide ``auto`` and ``default``).
@@ -42,6 +42,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cpu() -> str:
+    """The CPU model and whether it computes bf16 natively (the thread choices' ratios depend on both)."""
+    import torch
+
+    from ganforge.cpu_features import cpu_has_native_bf16
+    from ganforge.perf.machine import device_name
+
+    return f"{device_name(torch.device('cpu'))} ({'native' if cpu_has_native_bf16() else 'no native'} bf16)"
 CHOICES = ("default", "1", "2", "auto", "auto-passive")
 LOADS = ("idle", "busy")
 
@@ -87,7 +97,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--loads", default=",".join(LOADS), help=f"comma list of {','.join(LOADS)}")
     p.add_argument("--busy-cpu", type=int_in(0, 4096), default=0, help="CPU the busy loop is pinned to")
     p.add_argument("--quick", action="store_true", help="60 steps, 1 round (a first look; still minutes)")
-    p.add_argument("--json", help="output file (default benchmarks/results/threads-<host>.json)")
+    p.add_argument("--json", help="output file (default benchmarks/results/threads.json)")
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.rounds = min(args.steps, 60), 1
@@ -152,7 +162,7 @@ def measure(args: argparse.Namespace) -> dict:
         summary[load] = {c: {"images_per_s": round(v, 1),
                              "vs_default": round(v / base, 3) if base else None} for c, v in med.items()}
     return {"what": "demo preset (dcgan-fashion-mnist) training throughput per CPU thread choice",
-            "host": platform.node(), "cpu_count": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
+            "cpu": _cpu(), "cpu_count": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
             "python": platform.python_version(), "torch": _torch_version(), "device": "cpu",
             "batch": args.batch, "steps": args.steps, "rounds": args.rounds, "busy_cpu": args.busy_cpu,
             "dtype": runs[0]["precision"] if runs else None, "summary": summary, "runs": runs}
@@ -166,7 +176,7 @@ def _torch_version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    out = Path(args.json) if args.json else ROOT / "benchmarks" / "results" / f"threads-{platform.node()}.json"
+    out = Path(args.json) if args.json else ROOT / "benchmarks" / "results" / "threads.json"
     result = measure(args)
     print(f"\n{'load':<5} {'choice':<12} {'images/s':>9} {'x default':>9}")
     for load, per in result["summary"].items():

@@ -171,7 +171,7 @@ class InpaintingPipeline:
         G, cfg, step = load_generator(run_dir, checkpoint, ema=ema, device=device)
         task = task_class(cfg)
         if not issubclass(task, InpaintingTask):
-            raise ConfigError("task", f"{run_dir} is a {task.name} run, not an inpainting run")
+            raise ConfigError("task", f"{run_dir} is a run of the {task.name} task, not an inpainting run")
         pipe = cls(G, cfg.data.channels, max_pixels=max_pixels, train_size=cfg.data.image_size)
         pipe.step = step
         return pipe

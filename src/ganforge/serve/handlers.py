@@ -139,7 +139,7 @@ def load_runs(paths: list[str], device: str = "cpu", ema: bool = True):
         elif task.from_noise:
             generators[name] = GeneratorRun(name, G, cfg, step)
         else:
-            raise ConfigError(p, f"a {task.name} run: the web app serves generation and inpainting runs")
+            raise ConfigError(p, f"a run of the {task.name} task: the web app serves generation and inpainting runs")
     return generators, inpainters
 
 

@@ -59,7 +59,7 @@ def noise_task(cfg: RunConfig, option: str = "task") -> type[Task]:
     cls = task_class(cfg)
     if not cls.from_noise:
         hint = f"; {cls.inference_hint}" if cls.inference_hint else ""
-        raise ConfigError(option, f"a {cls.name} run's generator does not draw images from noise{hint}")
+        raise ConfigError(option, f"the {cls.name} task's generator does not draw images from noise{hint}")
     return cls
 
 
