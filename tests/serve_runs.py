@@ -26,3 +26,30 @@ def make_runs(tmp: Path) -> Path:
     assert main(["train", "--run-dir", str(tmp / "inpaint"), f"data.dataset={photos}", "data.channels=1",
                  "model.arch=inpaint", "loss.name=hinge", "model.res_blocks=1"] + common) == 0
     return tmp
+
+
+def wait_until_serving(proc, url: str, log, ready_s: float, fetch=None) -> None:
+    """Wait until ``url`` answers 200, failing the test (with the server's log) if ``proc`` exits or
+    ``ready_s`` seconds pass. ``fetch(url, timeout=...)``: ``urllib.request.urlopen`` by default."""
+    import time
+    import urllib.request
+
+    import pytest
+
+    fetch = fetch or urllib.request.urlopen
+    deadline = time.monotonic() + ready_s
+    while True:
+        if proc.poll() is not None:
+            log.seek(0)
+            pytest.fail(f"ganforge serve exited with {proc.returncode}:\n{log.read()}")
+        try:
+            with fetch(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            log.seek(0)
+            pytest.fail(f"ganforge serve not ready after {ready_s} s:\n{log.read()}")
+        time.sleep(0.3)

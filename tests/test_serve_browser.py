@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from serve_runs import wait_until_serving
 
 
 pytestmark = pytest.mark.slow
@@ -82,21 +83,7 @@ def server(runs):
                              "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + READY_S
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"ganforge serve exited with {proc.returncode}:\n{log.read()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"ganforge serve not ready after {READY_S} s:\n{log.read()}")
-            time.sleep(0.3)
+        wait_until_serving(proc, url, log, READY_S)
         yield url, runs / "server.log"
     finally:
         proc.terminate()

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from serve_runs import wait_until_serving
 
 pytest.importorskip("gradio")
 pytestmark = pytest.mark.slow
@@ -82,21 +83,7 @@ def start_server(runs: list[Path], log_path: Path, tmpdir: Path, env_extra: dict
     proc = subprocess.Popen([sys.executable, "-m", "ganforge", "serve", *map(str, runs), "--port", str(port), *args],
                             stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + READY_S
-    while True:
-        if proc.poll() is not None:
-            log.seek(0)
-            pytest.fail(f"ganforge serve exited with {proc.returncode}:\n{log.read()}")
-        try:
-            with OPENER.open(url + "/", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"ganforge serve not ready after {READY_S} s")
-        time.sleep(0.3)
+    wait_until_serving(proc, url + "/", log, READY_S, fetch=OPENER.open)
     return proc, url, log
 
 
