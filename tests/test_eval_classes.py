@@ -16,7 +16,7 @@ from ganforge.cli import main
 from ganforge.metrics.cache import stats_key
 from ganforge.metrics.classifier import dataset_key
 from ganforge.metrics.compute import compute_metrics
-from ganforge.metrics.pipeline import Evaluator as FIDMonitor
+from ganforge.metrics.pipeline import Evaluator
 from ganforge.sampling import class_labels, generate
 from ganforge.train.periodic_eval import evaluate_during_training
 from ganforge.train.trainer import Trainer
@@ -144,7 +144,7 @@ def test_periodic_evaluation_follows_the_same_rule(tmp_path, labelled, stand_in_
                              ("fid",), 16, image_size=cfg.data.image_size, channels=cfg.data.channels)
     assert record["fid16_all"] == pytest.approx(direct["fid16_all"], rel=1e-9, abs=1e-9)
     # More generated than real images of those classes: all of them, and the name says how many.
-    monitor = FIDMonitor(str(data), "all", count + 4, image_size=28, channels=1, classes=KEPT)
+    monitor = Evaluator(str(data), "all", count + 4, image_size=28, channels=1, classes=KEPT)
     result = monitor(generate(G, cfg, count + 4, seed=0))
     assert monitor.n_real == count and f"fid{count + 4}_all{count}" in result
     assert result["classes"] == [3, 7] and "(classes [3, 7] only)" in result["protocol"]

@@ -7,15 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-import ganforge.metrics.pipeline as evaluate
 import ganforge.metrics.inception as inception
-import ganforge.metrics.pipeline as monitor
+import ganforge.metrics.pipeline as pipeline
 from conftest import PooledFeatures, tiny_config, write_gray_npz
 from ganforge.errors import WeightsError
 from ganforge.metrics.compute import compute_metrics
-from ganforge.metrics.pipeline import Evaluator as FIDMonitor
-from ganforge.metrics.pipeline import clear_evaluators as clear_fid_monitors
-from ganforge.metrics.pipeline import shared_evaluator as shared_fid_monitor
+from ganforge.metrics.pipeline import Evaluator, clear_evaluators, shared_evaluator
 from ganforge.sampling import generate
 from ganforge.train.periodic_eval import evaluate_during_training
 from ganforge.train.trainer import Trainer
@@ -23,11 +20,11 @@ from ganforge.train.trainer import Trainer
 
 @pytest.fixture
 def clean_caches():
-    clear_fid_monitors()
-    evaluate.clear_shared_extractors()
+    clear_evaluators()
+    pipeline.clear_shared_extractors()
     yield
-    clear_fid_monitors()
-    evaluate.clear_shared_extractors()
+    clear_evaluators()
+    pipeline.clear_shared_extractors()
 
 
 @pytest.fixture
@@ -46,7 +43,7 @@ class CountingFeatures(PooledFeatures):
 def test_two_periodic_evaluations_share_one_extractor_and_one_real_setup(tmp_path, data_npz, monkeypatch,
                                                                          clean_caches):
     CountingFeatures.built = 0
-    monkeypatch.setattr(evaluate, "InceptionFeatures", CountingFeatures)
+    monkeypatch.setattr(pipeline, "InceptionFeatures", CountingFeatures)
     monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
     calls = {"real_images": 0, "real_stats": 0}
 
@@ -56,8 +53,8 @@ def test_two_periodic_evaluations_share_one_extractor_and_one_real_setup(tmp_pat
             return fn(*args, **kwargs)
         return wrapper
 
-    monkeypatch.setattr(monitor, "real_images_for", counted("real_images", monitor.real_images_for))
-    monkeypatch.setattr(monitor, "real_inception_stats", counted("real_stats", monitor.real_inception_stats))
+    monkeypatch.setattr(pipeline, "real_images_for", counted("real_images", pipeline.real_images_for))
+    monkeypatch.setattr(pipeline, "real_inception_stats", counted("real_stats", pipeline.real_inception_stats))
     cfg = tiny_config(tmp_path, f"data.dataset={data_npz}", "data.split=all", "train.steps=4",
                       "train.eval_every=2", "train.eval_n=16", "train.ema_decay=0.5")
     trainer = Trainer(cfg, tmp_path / "run")
@@ -80,7 +77,7 @@ def test_two_periodic_evaluations_share_one_extractor_and_one_real_setup(tmp_pat
                              channels=cfg.data.channels, root=cfg.data.root)
     assert again["fid16_all"] == direct["fid16_all"] == evals[-1]["fid16_all"]
     before = calls["real_stats"]  # compute_metrics is the same pipeline: it set up its own real side
-    shared = shared_fid_monitor(str(data_npz), "all", 16, image_size=cfg.data.image_size,
+    shared = shared_evaluator(str(data_npz), "all", 16, image_size=cfg.data.image_size,
                                 channels=cfg.data.channels, root=cfg.data.root, device=torch.device("cpu"),
                                 batch_size=64)
     assert shared(generate(G, cfg, 16, seed=cfg.train.seed))["protocol"] == direct["protocol"]
@@ -112,8 +109,8 @@ def test_real_extractor_class_is_loaded_once_per_weights_device_and_precision(tm
     fakes = torch.from_numpy(rng.integers(0, 256, (12, 1, 28, 28), dtype=np.uint8))
     kwargs = dict(device="cpu", batch_size=5, cache_dir=tmp_path / "stats")
 
-    first = FIDMonitor(str(real), "all", 12, **kwargs)
-    second = FIDMonitor(str(real), "all", 12, **kwargs)
+    first = Evaluator(str(real), "all", 12, **kwargs)
+    second = Evaluator(str(real), "all", 12, **kwargs)
     assert len(loads) == 1 and first.extractor is second.extractor
     r1 = first(iter([fakes[:7], fakes[7:]]))
     r2 = second(iter(fakes.split(5)))  # other batch boundaries, same images
@@ -123,19 +120,19 @@ def test_real_extractor_class_is_loaded_once_per_weights_device_and_precision(tm
     assert r2["fid12_all"] == pytest.approx(direct["fid12_all"], rel=1e-9, abs=1e-9)
     assert r1["protocol"] == direct["protocol"] and r1["n_real"] == direct["n_real"] == 12
     # another precision is another extractor
-    FIDMonitor(str(real), "all", 12, precision="bf16", **kwargs)
+    Evaluator(str(real), "all", 12, precision="bf16", **kwargs)
     assert len(loads) == 3
 
 
 def test_fid_only_evaluation_keeps_no_raw_generated_features(tmp_path, data_npz, monkeypatch, stand_in_extractor):
     kept = []
 
-    class Spy(evaluate.FeatureStats):
+    class Spy(pipeline.FeatureStats):
         def __init__(self, max_items=0, metadata=None):
             kept.append(max_items)
             super().__init__(max_items, metadata)
 
-    monkeypatch.setattr(evaluate, "FeatureStats", Spy)
+    monkeypatch.setattr(pipeline, "FeatureStats", Spy)
     real = torch.from_numpy(np.load(data_npz)["images"])[:, None]
     common = dict(n=16, use_cache=False)
     compute_metrics(lambda b: real[:b], str(data_npz), "all", ("fid",), **common)
@@ -157,17 +154,17 @@ class ShapeRecordingFeatures(PooledFeatures):
 
 def test_warm_up_passes_the_evaluation_batch_shapes_during_set_up_and_changes_no_number(
         tmp_path, data_npz, monkeypatch, clean_caches):
-    monkeypatch.setattr(evaluate, "InceptionFeatures", ShapeRecordingFeatures)
+    monkeypatch.setattr(pipeline, "InceptionFeatures", ShapeRecordingFeatures)
     kwargs = dict(device="cpu", batch_size=5, cache_dir=tmp_path / "stats")
     fakes = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (12, 1, 28, 28), dtype=np.uint8))
-    cold = FIDMonitor(str(data_npz), "all", 12, **kwargs)  # CPU default: no warm-up
+    cold = Evaluator(str(data_npz), "all", 12, **kwargs)  # CPU default: no warm-up
     ShapeRecordingFeatures.shapes = []
-    warm = FIDMonitor(str(data_npz), "all", 12, warmup=True, **kwargs)
+    warm = Evaluator(str(data_npz), "all", 12, warmup=True, **kwargs)
     # real statistics came from the cache: set-up ran the network only to warm it up,
     # twice per batch size an evaluation of 12 images in batches of 5 passes (5, 5, 2)
     assert ShapeRecordingFeatures.shapes == [(5, 1, 28, 28)] * 2 + [(2, 1, 28, 28)] * 2
     ShapeRecordingFeatures.shapes = []
-    FIDMonitor(str(data_npz), "all", 12, **kwargs)
+    Evaluator(str(data_npz), "all", 12, **kwargs)
     assert ShapeRecordingFeatures.shapes == []
     assert warm(iter([fakes]))["fid12_all"] == cold(iter([fakes]))["fid12_all"]
     assert warm.calls == cold.calls == 1  # the warm-up is not an evaluation

@@ -67,8 +67,8 @@ def test_r1_and_r2_stay_usable_alone(tmp_path):
 
 
 def test_gamma_with_separate_r1_weight_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match="loss.gamma"):
-        d_regularization(tiny_config(tmp_path, "loss.gamma=1", "loss.r1_weight=1"))
+    with pytest.raises(ConfigError, match="loss.gamma"):  # when the config is read, before any work
+        tiny_config(tmp_path, "loss.gamma=1", "loss.r1_weight=1")
 
 
 def test_the_plan_keeps_gamma_out_of_graphs_and_compiled_d(tmp_path):

@@ -126,6 +126,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.model.attention and cfg.model.arch != "resnet":
         raise ConfigError("model.attention", f"self-attention is only available with model.arch=resnet "
                           f"(this run is {cfg.model.arch}); set it to 0, got {cfg.model.attention}")
+    if cfg.loss.gamma > 0 and (cfg.loss.r1_weight > 0 or cfg.loss.r2_weight > 0):
+        raise ConfigError("loss.gamma", "weights R1 and R2 together; set loss.r1_weight and loss.r2_weight to 0 "
+                          "(or use those two alone instead of loss.gamma)")
     if cfg.inpaint.random_crop and 0 < cfg.inpaint.load_size < cfg.data.image_size:
         raise ConfigError("inpaint.load_size", f"must be at least data.image_size ({cfg.data.image_size}) "
                           f"to crop from, got {cfg.inpaint.load_size}")

@@ -38,7 +38,7 @@ class DataConfig:
 class ModelConfig:
     """Generator and discriminator architecture."""
 
-    arch: str = "dcgan"  # a registered family: mlp | dcgan | resnet | mlp-res | inpaint (ganforge.models.registry)
+    arch: str = "dcgan"  # a registered model family (ganforge.models.registry; `ganforge train --help` lists them)
     z_dim: int = 100
     g_width: int = 64  # base channel (or unit) count of G
     d_width: int = 64
@@ -64,7 +64,7 @@ class ModelConfig:
 class LossConfig:
     """Adversarial objective and regularisers."""
 
-    name: str = "ns"  # a registered loss (ganforge.losses): ns | minimax | wgan | wgan-gp | hinge | ls | rpgan
+    name: str = "ns"  # a registered loss (ganforge.losses.LOSSES; `ganforge train --help` lists them)
     gp_weight: float = 10.0  # used by wgan-gp
     r1_weight: float = 0.0  # R1 penalty on real data; 0 = off
     r1_every: int = 16  # lazy R1: every k D steps, scaled by k
@@ -190,7 +190,7 @@ class RunConfig:
     """The whole configuration of a run."""
 
     name: str = "run"
-    # What is learned (ganforge.tasks): generation | inpaint | any registered task. Configs
+    # What is learned: a registered task (ganforge.tasks; built in: generation, inpaint). Configs
     # without the key are migrated: model.arch inpaint meant the inpaint task.
     task: str = "generation"
     out_dir: str = "runs"

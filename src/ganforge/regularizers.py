@@ -36,7 +36,6 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.config import RunConfig
-from ganforge.errors import ConfigError
 from ganforge.losses import LOSSES
 from ganforge.tasks.draws import Draws
 
@@ -126,11 +125,8 @@ def _r2(cfg: RunConfig) -> Penalty | None:
 def _r1_r2(cfg: RunConfig) -> Penalty | None:
     # R3GAN (Huang et al. 2024): gamma / 2 * (R1 + R2), one weight for both sides. It is
     # lazy like R1 (every loss.r1_every D steps, times r1_every), and its weight is scheduled.
-    if cfg.loss.gamma <= 0:
+    if cfg.loss.gamma <= 0:  # (with loss.r1_weight or r2_weight as well, the config was refused)
         return None
-    if cfg.loss.r1_weight > 0 or cfg.loss.r2_weight > 0:
-        raise ConfigError("loss.gamma", "weights R1 and R2 together; set loss.r1_weight and loss.r2_weight to 0 "
-                          "(or use those two alone instead of loss.gamma)")
 
     def fn(critic, real, fake, draws):
         return grad_sq_norm(critic, real) + grad_sq_norm(critic, fake)

@@ -11,8 +11,8 @@ A new task is one module with a :class:`Task` subclass decorated with
 from ganforge.tasks.base import Batch, TaskScores, Fake, Task, TaskCapabilities, has_batchnorm
 from ganforge.tasks.generation import GenerationTask
 from ganforge.tasks.inpainting import InpaintingTask
-from ganforge.tasks.registry import (TASKS, build_task, noise_task, register_task, task_class, task_names,
+from ganforge.tasks.registry import (TASKS, noise_task, register_task, task_class, task_names,
                                      unregister_task)
 
 __all__ = ["TASKS", "Batch", "TaskScores", "Fake", "GenerationTask", "InpaintingTask", "Task", "TaskCapabilities",
-           "build_task", "has_batchnorm", "noise_task", "register_task", "task_class", "task_names", "unregister_task"]
+           "has_batchnorm", "noise_task", "register_task", "task_class", "task_names", "unregister_task"]

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-from torch import nn
-
 from ganforge.config import RunConfig
 from ganforge.errors import ConfigError, quote
-from ganforge.tasks.base import Task
 from ganforge.registry import Registry
-from ganforge.tasks.draws import Draws
+from ganforge.tasks.base import Task
 
 TASKS: Registry[type[Task]] = Registry("task", "task")
 task_names = TASKS.names
@@ -61,10 +58,3 @@ def noise_task(cfg: RunConfig, option: str = "task") -> type[Task]:
         hint = f"; {cls.inference_hint}" if cls.inference_hint else ""
         raise ConfigError(option, f"the {cls.name} task's generator does not draw images from noise{hint}")
     return cls
-
-
-def build_task(cfg: RunConfig, G: nn.Module, D: nn.Module, draws: Draws) -> Task:
-    """The task of ``cfg`` over (possibly wrapped) ``G`` and ``D``, drawing from ``draws`` (rules checked)."""
-    cls = task_class(cfg)
-    cls.check_config(cfg)
-    return cls(cfg, G, D, draws)

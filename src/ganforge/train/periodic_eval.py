@@ -108,10 +108,10 @@ def _warm_up_generator(model, cfg, device: torch.device) -> float:
 def auto_eval_metrics(cfg, device: torch.device) -> tuple[list[str], str]:
     """``train.eval_metrics`` as given, or for ``[auto]`` the metric that fits the device, with the reason.
 
-    FID on a CPU costs more than the training it watches (FID-500: 104-148 s plus 158 s of
-    set-up against 59 s per 100 demo steps on 2 cores), so a CPU run of a labelled named
-    data set is watched with the domain classifier's Frechet distance (``cls_fid``:
-    seconds; the classifier is trained once per data set and cached). FID-10k stays
+    FID on a CPU costs more than the training it watches (README, "Evaluation"), so a
+    CPU run of a labelled named data set is watched with the domain classifier's
+    Frechet distance (``cls_fid``: seconds; the classifier is trained once per data
+    set and cached). FID-10k stays
     the reference: ``ganforge eval RUN`` at the end, or ``train.eval_metrics=[fid]``.
     """
     names = list(cfg.train.eval_metrics)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 from pathlib import Path
@@ -47,23 +46,23 @@ def start_run_dir(run_dir: Path, cfg: RunConfig, plan, metrics, step: int):
 
 
 def stop_tensorboard(tensorboard, metrics) -> None:
-    """Detach ``tensorboard`` (or None) from ``metrics`` and close it; returns None for the caller to keep."""
+    """Detach ``tensorboard`` (or None) from ``metrics`` and close it; returns None (the caller's new value)."""
     if tensorboard is not None:
         metrics.sinks.remove(tensorboard.write)
         tensorboard.close()
 
 
-@contextlib.contextmanager
-def stop_signals(handler):
-    """SIGINT and SIGTERM call ``handler(signum, frame)`` inside the block (main thread only); restored after."""
+def catch_stop_signals(handler):
+    """Route SIGINT and SIGTERM to ``handler(signum, frame)`` (main thread only); returns the function that
+    restores the previous handlers."""
     previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             previous[sig] = signal.signal(sig, handler)
         except ValueError:  # not the main thread
             pass
-    try:
-        yield
-    finally:
+
+    def restore() -> None:
         for sig, old in previous.items():
             signal.signal(sig, old)
+    return restore

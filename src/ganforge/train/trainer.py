@@ -10,7 +10,6 @@ this module only wires them and runs the loop.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ from ganforge.train.hyperparams import Hyperparameters
 from ganforge.train.optim import apply_plan, build_adam
 from ganforge.train.plan import resolve_plan
 from ganforge.train.precision import Precision
-from ganforge.train.rundir import start_run_dir, stop_signals, stop_tensorboard
+from ganforge.train.rundir import catch_stop_signals, start_run_dir, stop_tensorboard
 from ganforge.train.runlog import MetricsLog, NoProgress, Progress, ThroughputWatch
 from ganforge.train.state import Counters, RandomStreams, load_state, save_state
 from ganforge.train.step import TrainStep
@@ -59,10 +58,10 @@ class Trainer:
         self.run_dir = Path(self.dist.broadcast_object(str(run_dir)))  # rank 0 names the run
         self.device = dist_device or resolve_device(cfg.train.device, "train.device")
         self.streams = RandomStreams(cfg.train.seed, self.device, self.dist)
-        self.dataset = training_set(cfg, self.task_cls.load_size(cfg), dataset)
+        load_size = self.task_cls.load_size(cfg)
+        self.dataset = training_set(cfg, load_size, dataset)
         self.local_batch = self.dist.local_batch(cfg.train.batch_size)
-        self.batcher = batcher_for(cfg, self.dataset, self.task_cls.load_size(cfg), self.device,
-                                   (self.dist.rank, self.dist.world_size))
+        self.batcher = batcher_for(cfg, self.dataset, load_size, self.device, (self.dist.rank, self.dist.world_size))
         G, D = (m.to(self.device) for m in build_models(cfg))
         self.transfer = transfer.initialise(cfg, G, D, self.run_dir)  # pretrained weights, frozen blocks
         self.streams.after_model_init()
@@ -288,10 +287,9 @@ class Trainer:
             if main and self.transfer is not None:
                 transfer.record(self.run_dir, self.transfer, self.metrics)  # transfer.json + init_from event
             self._save_on_main()  # a start to roll back to, should the first steps diverge
+        restore_signals = catch_stop_signals(self._request_stop)
         c.clock.start()
         try:
-            stack = contextlib.ExitStack()
-            stack.enter_context(stop_signals(self._request_stop))
             while c.step < end and not self._stop_requested:
                 if self.run_clock.out_of_time():
                     timed_out = True
@@ -339,7 +337,7 @@ class Trainer:
         finally:
             c.clock.pause()
             progress.close()
-            stack.close()
+            restore_signals()
             self.tensorboard = stop_tensorboard(self.tensorboard, self.metrics)
         elapsed = time.perf_counter() - t_start
         return {"run_dir": str(self.run_dir), "step": c.step, "checkpoint": str(last_ckpt) if last_ckpt else None,
