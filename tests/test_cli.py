@@ -151,7 +151,7 @@ def test_eval_help_needs_no_torch():
     from ganforge.commands.eval import BUILTIN_METRICS
     from ganforge.metrics.registry import metric_names
 
-    assert set(BUILTIN_METRICS) <= set(metric_names())
+    assert BUILTIN_METRICS == metric_names()  # no plug-in is registered in this test process
     code = ("import sys; from ganforge.cli import main; assert main(['eval', '--help']) == 0; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

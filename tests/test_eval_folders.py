@@ -174,3 +174,9 @@ def test_a_full_disk_at_the_json_write_is_one_line_after_the_printed_table(tmp_p
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and "r.json" in err[0] and "Traceback" not in captured.err
     assert out.read_text() == '{"old": true}' and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_precision_recall_of_three_images_is_one_line(tmp_path, stand_in_extractor, capsys):
+    real, fake = _folder(tmp_path / "A", 0, n=3), _folder(tmp_path / "B", 1, n=3)
+    code = main(["eval", "--real", str(real), "--fake", str(fake), "--metrics", "pr"])
+    assert code == 2 and "more than 3 images" in _one_error_line(capsys)

@@ -180,3 +180,26 @@ def test_serve_and_the_pipeline_take_a_saved_inpainting_folder(inpaint_folder):
     assert InpaintingPipeline.from_run(inpaint_folder).step == 7
     generators, inpainters = H.load_runs([str(inpaint_folder)])
     assert not generators and inpainters["inpainter"].step == 7
+
+
+def test_exports_of_a_saved_folder_keep_its_source_and_survive_a_damaged_card(tmp_path):
+    import json
+
+    import pytest
+
+    from conftest import tiny_config
+    from ganforge.artifacts import export_generator
+    from ganforge.models import build_models, save_pretrained
+
+    G, _ = build_models(tiny_config(tmp_path), training=False)
+    src = save_pretrained(G, tmp_path / "raw", step=7, source="generator")
+    (src / "README.md").write_bytes(b"\xff\xfe not utf-8")
+    copy = export_generator(src, tmp_path / "copy")
+    assert json.loads((copy / "export.json").read_text())["source"] == "generator"
+    assert "step" in (copy / "README.md").read_text(encoding="utf-8")  # a new card replaces the unreadable one
+    pytest.importorskip("onnxruntime")
+    from ganforge.onnx_export import export_run_onnx
+
+    export_run_onnx(src, tmp_path / "onnx")
+    info = json.loads((tmp_path / "onnx" / "export.json").read_text())
+    assert info["source"] == "generator" and info["step"] == 7

@@ -69,3 +69,26 @@ def test_modes_metric_on_a_generator_with_a_known_histogram(monkeypatch):
     assert out["modes3k"] == 4 and out["modes_kl3k"] == pytest.approx(torch.log(torch.tensor(250.0)).item())
     assert out["modes_real_test"] > 900 and out["modes_kl_real_test"] < 0.5
     assert metric.needs == ("images",) and metric.better == "higher"
+
+
+def test_modes_classifies_the_real_images_once_per_evaluator_and_refuses_gray_images(monkeypatch):
+    calls = []
+
+    class Counting(PixelClassifier):
+        def predict(self, x):
+            calls.append(x.shape[0])
+            return super().predict(x)
+
+    monkeypatch.setattr(modes_module, "mode_classifier", lambda: Counting())
+    images, labels = _base()
+    real, _ = stack_images(images, labels, 300, seed=1)
+    fake, _ = stack_images(images, labels, 200, seed=2)
+    (metric,) = get_metrics(["modes"])
+    cache = {}  # what the evaluator keeps across its evaluations
+    first = metric({"images": ImagePair(real=real, fake=fake, cache=cache)}, "200", "test", MetricOptions())
+    second = metric({"images": ImagePair(real=real, fake=fake, cache=cache)}, "200", "test", MetricOptions())
+    assert first == second and calls == [300] * 3 + [200] * 3 + [200] * 3  # the real side once, three channels
+    from ganforge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="3-channel"):
+        metric({"images": ImagePair(real=images, fake=images)}, "50", "test", MetricOptions())

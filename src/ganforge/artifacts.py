@@ -22,7 +22,7 @@ from ganforge.config import RunConfig, load_config
 from ganforge.errors import CheckpointError, ConfigError
 from ganforge.models import build_models, from_pretrained, get_family, save_pretrained
 from ganforge.models.card import model_card, run_evaluations
-from ganforge.models.pretrained import WEIGHTS, is_saved_generator, saved_info
+from ganforge.models.pretrained import WEIGHTS, check_target, is_saved_generator, saved_info
 
 EXPORT_WEIGHTS = WEIGHTS  # "generator.safetensors", the weights file of a saved generator
 
@@ -36,17 +36,21 @@ def load_generator(run_dir: str | Path, checkpoint: str | Path | None = None, em
     A saved generator folder holds one generator, so ``checkpoint`` does not apply
     to it (a ConfigError names it) and neither does ``ema``; its ``step`` is the one it records.
     """
-    G, cfg, step, _ = _load(Path(run_dir), checkpoint, ema, device)
+    G, cfg, step, _ = load_generator_and_source(run_dir, checkpoint, ema, device)
     return G, cfg, step
 
 
-def _load(path: Path, checkpoint, ema: bool, device) -> tuple[nn.Module, RunConfig, int, str]:
-    """:func:`load_generator`, also saying which generator it is: ``"ema"`` or ``"generator"``."""
+def load_generator_and_source(path: str | Path, checkpoint=None, ema: bool = True, device="cpu"
+                               ) -> tuple[nn.Module, RunConfig, int, str]:
+    """:func:`load_generator`, also saying which weights these are: ``"ema"`` or ``"generator"``
+    (for a saved generator folder, what its ``export.json`` records; ``"generator"`` when it records nothing valid)."""
+    path = Path(path)
     if is_saved_generator(path):
         if checkpoint is not None:
             raise ConfigError("--checkpoint", f"{path} is a saved generator (one set of weights), not a run")
         G, cfg, step = from_pretrained(path, device=device)
-        return G, cfg, step, "saved"
+        source = saved_info(path).get("source")
+        return G, cfg, step, source if source in ("ema", "generator") else "generator"
     if not (path / "config.yaml").is_file():
         raise CheckpointError(path, "not a run directory or saved generator (no config.yaml)")
     cfg = load_config(path / "config.yaml")
@@ -69,11 +73,14 @@ def export_generator(run_dir: str | Path, out_dir: str | Path, ema: bool = True)
     folder again copies it with the card it already has.
     """
     src = Path(run_dir)
-    G, cfg, step, source = _load(src, None, ema, "cpu")
-    if source == "saved":
-        card = (src / "README.md").read_text(encoding="utf-8") if (src / "README.md").is_file() else None
-        return save_pretrained(G, out_dir, step=step if step >= 0 else None, card=card,
-                               source=saved_info(src).get("source", "generator"))
+    check_target(Path(out_dir))  # before any loading: a folder of other files is refused at once
+    G, cfg, step, source = load_generator_and_source(src, None, ema, "cpu")
+    if is_saved_generator(src):
+        try:
+            card = (src / "README.md").read_text(encoding="utf-8") if (src / "README.md").is_file() else None
+        except (OSError, UnicodeDecodeError):
+            card = None  # an unreadable card is written anew
+        return save_pretrained(G, out_dir, step=step if step >= 0 else None, card=card, source=source)
     family = get_family(cfg.model.arch)
     used_ema = source == "ema"
     mine, earlier = run_evaluations(src, step, used_ema, run_has_ema=cfg.train.ema_decay > 0)

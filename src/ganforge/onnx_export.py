@@ -194,18 +194,18 @@ def export_run_onnx(run_dir: str | Path, out_dir: str | Path, ema: bool = True,
             or the write failed (nothing was written).
         OnnxParityError: onnxruntime does not reproduce PyTorch.
     """
-    from ganforge.artifacts import load_generator
+    from ganforge.artifacts import load_generator_and_source
     from ganforge.models.pretrained import check_target, write_folder
 
     require_onnx()
     out = check_target(Path(out_dir))
-    G, cfg, step = load_generator(run_dir, checkpoint, ema=ema)
+    G, cfg, step, source = load_generator_and_source(run_dir, checkpoint, ema=ema)
     reports = []
 
     def write(tmp: Path) -> None:
         report = export_model(G, cfg, tmp / ONNX_FILE)
         report.path = str(out / ONNX_FILE)  # where it will be once renamed into place
-        meta = {"step": step, "source": "ema" if ema else "generator", "format": "onnx", **asdict(report)}
+        meta = {"step": step if step >= 0 else None, "source": source, "format": "onnx", **asdict(report)}
         for name, text in (("config.yaml", dump_yaml(cfg)), ("export.json", json.dumps(meta, indent=1))):
             with open(tmp / name, "x", encoding="utf-8") as f:
                 f.write(text)

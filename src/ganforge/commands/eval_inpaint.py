@@ -102,10 +102,12 @@ def run(args: argparse.Namespace) -> int:
             record.update({f"inpaint/{method}/{k}": v for k, v in metrics.items()})
         log.write(record)
     if args.json:
+        from ganforge.atomic import write_text
+
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
         # One evaluation keeps its old layout; several are listed, with a flat table of every row.
         doc = results[0] if len(results) == 1 else {"evaluations": results, "table": summary_rows(results)}
-        path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        write_text(path, json.dumps(doc, indent=2) + "\n")  # by rename: a failed write leaves the old file
         print(f"wrote {path}")
     return 0

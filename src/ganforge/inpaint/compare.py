@@ -53,7 +53,7 @@ def _fid_extractor(device, precision: str, notes: list[str]):
         notes.append(f"FID skipped: the Inception metric is not available ({exc})")
         return None
     try:
-        return inception_extractor(None, device, precision)
+        return inception_extractor(None, device, precision, reuse=True)  # one per process, for every mask family
     except GanforgeError as exc:
         notes.append(f"FID skipped: {exc}")
         return None

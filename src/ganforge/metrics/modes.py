@@ -19,18 +19,22 @@ KL near 0.02 by chance alone, and classifier errors add to both.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
 
+from ganforge.errors import ConfigError
 from ganforge.metrics.registry import ImagePair, MetricOptions, register_metric
 
 CLASSES = 10
 MODES = CLASSES ** 3
 
 
+@functools.cache
 def mode_classifier():
-    """The Fashion-MNIST domain classifier (cached after its first training), on the GPU when there is one."""
+    """The Fashion-MNIST domain classifier (trained once and cached on disk; loaded once per process),
+    on the GPU when there is one."""
     from ganforge.metrics.classifier import get_domain_classifier
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -43,7 +47,8 @@ def stacked_modes(classifier, images: torch.Tensor) -> torch.Tensor:
     ``classifier.predict(x (n, 1, H, W)) -> (features, logits (n, 10))``.
     """
     if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"stacked images must be (N, 3, H, W), got {tuple(images.shape)}")
+        raise ConfigError("metrics", f"modes needs stacked 3-channel images (stacked-fashion-mnist), "
+                                     f"got images of shape {tuple(images.shape[1:])}")
     classes = [classifier.predict(images[:, c:c + 1].contiguous())[1].argmax(1) for c in range(3)]
     return 100 * classes[0] + 10 * classes[1] + classes[2]
 
@@ -60,7 +65,9 @@ def coverage(modes: torch.Tensor, n_modes: int = MODES) -> tuple[int, float]:
 def modes(images: ImagePair, *, tag: str, split: str, options: MetricOptions) -> dict[str, Any]:
     """Modes covered (of 1000) and KL to uniform, for the generated and the real images."""
     clf = mode_classifier()
+    if "modes_real" not in images.cache:  # the real images do not change between evaluations
+        images.cache["modes_real"] = coverage(stacked_modes(clf, images.real))
+    real_covered, real_kl = images.cache["modes_real"]
     fake_covered, fake_kl = coverage(stacked_modes(clf, images.fake))
-    real_covered, real_kl = coverage(stacked_modes(clf, images.real))
     return {f"modes{tag}": fake_covered, f"modes_kl{tag}": fake_kl,
             f"modes_real_{split}": real_covered, f"modes_kl_real_{split}": real_kl}

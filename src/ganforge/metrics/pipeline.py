@@ -260,6 +260,7 @@ class Evaluator:
                 self.frechet_reference()
         self.real_classifier = self.classifier.predict(real_images) if self.classifier is not None else None
         self.real_images = real_images.cpu() if "images" in needs else None  # else dropped: not needed again
+        self._image_cache: dict = {}  # what "images" metrics derive from the real images, once
         if warmup is None:
             warmup = self.device.type == "cuda"
         if warmup and self.extractor is not None:
@@ -326,7 +327,7 @@ class Evaluator:
                                                       fake_features=torch.cat(cls_feats),
                                                       fake_logits=torch.cat(cls_logits), meta=self.classifier_meta)
         if self.real_images is not None:
-            sources["images"] = ImagePair(real=self.real_images, fake=_same_channels(images))
+            sources["images"] = ImagePair(real=self.real_images, fake=_same_channels(images), cache=self._image_cache)
         # Fewer real images than generated ones: the name says so (fid10k_test5k).
         split = result_split(self.split_name, self.n_real, n_fake)
         per_metric = compute_registered(self.metrics, sources, count_tag(n_fake), split, self.options)

@@ -87,6 +87,9 @@ class ImagePair:
 
     real: torch.Tensor
     fake: torch.Tensor
+    # Kept by the evaluator across its evaluations: what a metric derives from the real images
+    # alone (they do not change) is computed once and stored here under the metric's own key.
+    cache: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,9 @@ def kid(inception: FeaturePair, *, tag: str, split: str, options: MetricOptions)
 @register_metric("pr", needs=("inception",), better="higher")
 def pr(inception: FeaturePair, *, tag: str, split: str, options: MetricOptions) -> dict[str, Any]:
     """Improved precision and recall (k-NN manifolds with ``options.pr_k`` neighbours)."""
+    fewest, k = min(len(inception.real.features), len(inception.fake.features)), options.pr_k
+    if fewest <= k:  # each point needs k other points of its own set
+        raise ConfigError("n", f"precision/recall (k={k}) needs more than {k} images in each set, got {fewest}")
     p, r = precision_recall(inception.real.features, inception.fake.features, k=options.pr_k)
     return {f"precision{tag}_{split}": p, f"recall{tag}_{split}": r}
 
@@ -226,8 +232,7 @@ def cls(classifier: ClassifierOutputs, *, tag: str, split: str, options: MetricO
     fake_n, real_n = len(classifier.fake_logits), len(classifier.real_logits)
     return {
         f"cls_score{tag}": classifier_score(classifier.fake_logits, splits=min(10, fake_n)),
-        f"cls_fid{tag}_{split}": fid_from_features(classifier.real_features.numpy(),
-                                                    classifier.fake_features.numpy()),
+        **cls_fid(classifier, tag=tag, split=split, options=options),
         # The same score on real images: the ceiling a generator can be compared with.
         f"cls_score_real_{split}": classifier_score(classifier.real_logits, splits=min(10, real_n)),
         "cls_accuracy": classifier.meta.get("test_accuracy"),

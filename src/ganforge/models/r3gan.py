@@ -228,6 +228,7 @@ class R3Discriminator(nn.Module):
 def build_r3gan(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
     """R3GAN's normalisation-free residual G and D (Huang et al. 2024), 28 to 64+ px."""
     if cfg.model.spectral_norm_d or cfg.model.spectral_norm_g:
-        raise ConfigError("model.spectral_norm_d", "the r3gan family is normalisation-free: its stability comes "
+        key = "model.spectral_norm_d" if cfg.model.spectral_norm_d else "model.spectral_norm_g"
+        raise ConfigError(key, "the r3gan family is normalisation-free: its stability comes "
                           "from R1 + R2 (loss.gamma), not spectral norm")
     return R3Generator(cfg), R3Discriminator(cfg)

@@ -7,7 +7,7 @@ A family is one decorated builder ``cfg -> (G, D)`` in the family's own module::
         ...
 
 :mod:`ganforge.models` imports the built-in families (``mlp``, ``dcgan``,
-``resnet``, ``mlp-res``, ``inpaint``), so they are registered whenever the
+``resnet``, ``mlp-res``, ``inpaint``, ``r3gan``), so they are registered whenever the
 package is imported; a family defined elsewhere (a plug-in, a test) registers
 itself the same way and is then built, trained, saved and loaded like the
 built-ins. Anything other modules need to know about a family is declared here,
@@ -22,8 +22,9 @@ not found by comparing names:
     forward pass of G and D (the memory pre-flight runs them on the ``meta``
     device); the default follows ``inputs``.
 
-This module imports nothing from the rest of the package but the error types,
-so :func:`ganforge.config.validate` can ask it which names exist.
+This module imports nothing from the rest of the package but the generic registry,
+so :func:`ganforge.config.validate` can ask it which names exist (importing it runs
+``ganforge.models``' own import of the built-in families first).
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ def _warm_up_generator(model, cfg, device: torch.device) -> float:
     The generator meets the evaluation's batch shape for the first time here:
     with ``cudnn.benchmark`` (the training plan's default on CUDA) the first
     call times cuDNN's algorithms, a one-off cost that belongs with the
-    monitor's set-up, not with the first evaluation's ``seconds``.
+    evaluator's set-up, not with the first evaluation's ``seconds``.
     """
     from ganforge.sampling import generate
 
@@ -139,10 +139,7 @@ def generator_metrics(model, cfg, device: torch.device, truncation: float | None
     of this process, ``setup`` (building the evaluator, and on CUDA one warm-up
     batch of the generator). ``truncation`` generates with the truncation trick.
 
-    Raises:
-        ConfigError: (naming ``train.eval_metrics``) a metric that is not registered.
     """
-    from ganforge.errors import ConfigError
     from ganforge.metrics.pipeline import shared_evaluator
     from ganforge.sampling import generate
 
@@ -154,15 +151,11 @@ def generator_metrics(model, cfg, device: torch.device, truncation: float | None
     devices = [device.index or 0] if cuda else []
     try:
         with torch.random.fork_rng(devices=devices):
-            try:
-                evaluator = shared_evaluator(cfg.data.dataset, split, cfg.train.eval_n, names,
-                                             image_size=cfg.data.image_size, channels=cfg.data.channels,
-                                             root=cfg.data.root, device=device, classes=cfg.data.classes,
-                                             batch_size=CUDA_INCEPTION_BATCH if cuda else 64)
-            except ConfigError as exc:
-                if exc.where == "metrics":
-                    raise ConfigError("train.eval_metrics", exc.reason) from None
-                raise
+            # (the names were checked against the registry when training started: Task.check_config)
+            evaluator = shared_evaluator(cfg.data.dataset, split, cfg.train.eval_n, names,
+                                         image_size=cfg.data.image_size, channels=cfg.data.channels,
+                                         root=cfg.data.root, device=device, classes=cfg.data.classes,
+                                         batch_size=CUDA_INCEPTION_BATCH if cuda else 64)
             timing = {}
             if evaluator.calls == 0:  # the first evaluation of this process: report the set-up apart
                 log.info("periodic evaluation: %s (%s)", ", ".join(names), why)
