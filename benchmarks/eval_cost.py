@@ -5,7 +5,7 @@ the weights) is evaluated ``--repeats`` times with ``--n`` images on
 ``--device`` along each path:
 
 ``previous``
-    The periodic-evaluation flow before the kept evaluator (:class:`~ganforge.metrics.pipeline.Evaluator`),
+    The periodic-evaluation flow before the kept evaluator (:class:`~ganforge.metrics.evaluator.Evaluator`),
     reproduced here step by step: every call loads the real split, builds a new
     ``InceptionFeatures`` (TorchScript load and executor warm-up), reads the
     cached real statistics, copies each generated batch and its features to the
@@ -110,7 +110,7 @@ def previous_evaluation(G, cfg, real, split, n, device, inception_batch, cache_d
     import numpy as np
 
     from ganforge.perf.machine import sync
-    from ganforge.metrics.pipeline import real_images_for, real_inception_stats
+    from ganforge.metrics.evaluator import real_images_for, real_inception_stats
     from ganforge.metrics.fid import frechet_distance
     from ganforge.metrics.inception import InceptionFeatures, as_uint8_batch
     from ganforge.sampling import generate
@@ -165,7 +165,7 @@ def monitor_evaluation(G, cfg, real, split, n, device, inception_batch, generate
     """One periodic evaluation as now, instrumented; then the same call without synchronisations."""
     from ganforge.perf.machine import sync
     from ganforge.metrics.fakes import iter_fake_batches
-    from ganforge.metrics.pipeline import shared_evaluator
+    from ganforge.metrics.evaluator import shared_evaluator
     from ganforge.metrics.stats import FeatureStats
     from ganforge.sampling import generate
 
@@ -273,7 +273,7 @@ def extraction_grid(images, device, grid: list[tuple[int, int, int]], repeats: i
     import torch
 
     from ganforge.perf.machine import sync
-    from ganforge.metrics.pipeline import inception_extractor
+    from ganforge.metrics.evaluator import inception_extractor
     from ganforge.metrics.fid import frechet_distance_torch
     from ganforge.metrics.stats import FeatureStats
 
@@ -329,8 +329,8 @@ def run(args: argparse.Namespace) -> dict:
     from ganforge.devices import resolve_device
     from ganforge.errors import ConfigError
     from ganforge.metrics.compute import compute_metrics
-    from ganforge.metrics.pipeline import clear_evaluators, clear_shared_extractors, inception_extractor
-    from ganforge.metrics.pipeline import real_images_for, real_inception_stats
+    from ganforge.metrics.evaluator import clear_evaluators, clear_shared_extractors, inception_extractor
+    from ganforge.metrics.evaluator import real_images_for, real_inception_stats
     from ganforge.models import build_models
     from ganforge.sampling import generate
     from ganforge.train.periodic_eval import CUDA_GENERATE_BATCH, CUDA_INCEPTION_BATCH

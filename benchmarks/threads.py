@@ -60,7 +60,7 @@ RUN = r"""
 import json, sys, tempfile, time
 import torch
 from ganforge.config import load_config
-from ganforge.perf.presets import synthetic_dataset
+from ganforge.perf.bench_presets import synthetic_dataset
 from ganforge.preset_files import find_preset
 from ganforge.train.trainer import Trainer
 choice, steps, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

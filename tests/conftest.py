@@ -117,7 +117,7 @@ class PooledFeatures(torch.nn.Module):
 
 @pytest.fixture
 def stand_in_extractor(monkeypatch):
-    import ganforge.metrics.pipeline as evaluate
+    import ganforge.metrics.evaluator as evaluate
 
     monkeypatch.setattr(evaluate, "InceptionFeatures", PooledFeatures)
     yield

@@ -149,7 +149,7 @@ def test_eval_help_needs_no_torch():
     import sys
 
     from ganforge.commands.eval import BUILTIN_METRICS
-    from ganforge.metrics.registry import metric_names
+    from ganforge.metrics.catalog import metric_names
 
     assert BUILTIN_METRICS == metric_names()  # no plug-in is registered in this test process
     code = ("import sys; from ganforge.cli import main; assert main(['eval', '--help']) == 0; "

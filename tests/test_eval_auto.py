@@ -5,7 +5,7 @@ import torch
 
 from conftest import tiny_config
 from ganforge.errors import ConfigError
-from ganforge.metrics.registry import get_metrics
+from ganforge.metrics.catalog import get_metrics
 from ganforge.train.periodic_eval import auto_eval_metrics
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")

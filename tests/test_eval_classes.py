@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-import ganforge.metrics.pipeline as evaluate
+import ganforge.metrics.evaluator as evaluate
 from conftest import tiny_config, write_gray_npz
 from ganforge.cli import main
 from ganforge.metrics.cache import stats_key
 from ganforge.metrics.classifier import dataset_key
 from ganforge.metrics.compute import compute_metrics
-from ganforge.metrics.pipeline import Evaluator
+from ganforge.metrics.evaluator import Evaluator
 from ganforge.sampling import class_labels, generate
 from ganforge.train.periodic_eval import evaluate_during_training
 from ganforge.train.trainer import Trainer

@@ -31,7 +31,7 @@ def test_arguments_are_checked(eval_cost):
 
 
 def test_extraction_grid_times_each_setting_and_restores_the_extractor(eval_cost, stand_in_extractor):
-    from ganforge.metrics.pipeline import inception_extractor
+    from ganforge.metrics.evaluator import inception_extractor
 
     images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8)
     rows = eval_cost.extraction_grid(images, torch.device("cpu"), [(16, 1, 0), (32, 0, 1)], repeats=2)

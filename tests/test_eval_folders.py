@@ -136,7 +136,7 @@ def test_a_folder_nested_1100_levels_deep_is_refused_in_one_line(tmp_path, stand
 
 
 def test_an_unwritable_json_target_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
-    import ganforge.metrics.pipeline as pipeline
+    import ganforge.metrics.evaluator as pipeline
 
     def no_work(*args, **kwargs):
         raise AssertionError("evaluation started before --json was checked")

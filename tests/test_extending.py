@@ -235,8 +235,8 @@ def test_train_help_lists_the_registries_without_importing_torch_to_build_it():
 
 
 def test_one_registry_type_behind_every_concept():
-    from ganforge.metrics.registry import _REGISTRY as METRICS
-    from ganforge.models.registry import _REGISTRY as MODELS
+    from ganforge.metrics.catalog import _REGISTRY as METRICS
+    from ganforge.models.families import _REGISTRY as MODELS
     from ganforge.registry import Registry
     from ganforge.tasks import TASKS
 

@@ -263,3 +263,13 @@ def test_no_module_is_too_long():
     assert not unexpected, f"modules over {MAX_LINES} lines: {unexpected}"
     stale = sorted(set(ALLOWED_LONG) - set(long))
     assert not stale, f"no longer over {MAX_LINES} lines (delete from ALLOWED_LONG): {stale}"
+
+
+def test_no_two_modules_share_a_name():
+    """A name says which module is meant: ``monitor.py`` twice (or ``samples.py`` beside ``sampling.py``) did not."""
+    seen: dict[str, list[str]] = {}
+    for name in _module_files():
+        seen.setdefault(name.rsplit(".", 1)[-1], []).append(name)
+    packages = {p.parent.name for p in PACKAGE_DIR.rglob("__init__.py")}
+    clashes = {k: v for k, v in seen.items() if len(v) > 1 and k not in packages}
+    assert not clashes, f"modules sharing a name: {clashes}"

@@ -117,7 +117,7 @@ class _FakeInception:
 
 
 def test_eval_inpaint_fid_with_cached_reference_statistics(run_dir, tmp_path, monkeypatch):
-    import ganforge.metrics.pipeline as pipeline
+    import ganforge.metrics.evaluator as pipeline
 
     monkeypatch.setattr(pipeline, "InceptionFeatures", _FakeInception)
     monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))

@@ -10,7 +10,7 @@ from PIL import Image
 from conftest import tiny_config, write_gray_npz
 from ganforge.cli import main
 from ganforge.metrics.compute import compute_metrics
-from ganforge.metrics.registry import metric_names, register_metric, unregister_metric
+from ganforge.metrics.catalog import metric_names, register_metric, unregister_metric
 from ganforge.train.trainer import Trainer
 
 
@@ -42,7 +42,7 @@ def _folder(path, value, n=8):
 
 def test_a_metric_defined_in_a_test_is_computed_by_compute_metrics_and_eval(tmp_path, toy_brightness, capsys,
                                                                            monkeypatch):
-    import ganforge.metrics.pipeline as pipeline
+    import ganforge.metrics.evaluator as pipeline
 
     class NoInception:
         def __init__(self, *args, **kwargs):

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-import ganforge.metrics.pipeline as evaluate
+import ganforge.metrics.evaluator as evaluate
 from ganforge.cli import main
 from ganforge.errors import ConfigError
 from ganforge.metrics.compute import compute_metrics
-from ganforge.metrics.registry import metric_names, register_metric, unregister_metric
+from ganforge.metrics.catalog import metric_names, register_metric, unregister_metric
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import ganforge.metrics.inception as inception
-import ganforge.metrics.pipeline as pipeline
+import ganforge.metrics.evaluator as pipeline
 from conftest import PooledFeatures, tiny_config, write_gray_npz
 from ganforge.errors import WeightsError
 from ganforge.metrics.compute import compute_metrics
-from ganforge.metrics.pipeline import Evaluator, clear_evaluators, shared_evaluator
+from ganforge.metrics.evaluator import Evaluator, clear_evaluators, shared_evaluator
 from ganforge.sampling import generate
 from ganforge.train.periodic_eval import evaluate_during_training
 from ganforge.train.trainer import Trainer

@@ -7,7 +7,7 @@ import pytest
 from ganforge.cli import main
 from ganforge.config import load_config
 from ganforge.errors import ConfigError
-from ganforge.perf.presets import default_config_dir
+from ganforge.perf.bench_presets import default_config_dir
 from ganforge.preset_files import PRESET_DIR, all_presets, find_preset, preset_names
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import ganforge.metrics.modes as modes_module
-from ganforge.metrics.registry import ImagePair, MetricOptions, get_metrics
+import ganforge.metrics.mode_coverage as modes_module
+from ganforge.metrics.catalog import ImagePair, MetricOptions, get_metrics
 from ganforge.data.stacked import stack_images
-from ganforge.metrics.modes import coverage
+from ganforge.metrics.mode_coverage import coverage
 
 
 def _base(n=50):

@@ -118,7 +118,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     # Losses and model families are registries (plug-ins add to them): their names are checked
     # against them. Imported here, not at the top: the CLI parser reads this module without torch.
     from ganforge.losses import get_loss
-    from ganforge.models.registry import get_family
+    from ganforge.models.families import get_family
 
     get_loss(cfg.loss.name)
     get_family(cfg.model.arch)  # importing the registry imports ganforge.models, which registers the built-ins

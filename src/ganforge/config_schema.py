@@ -38,7 +38,7 @@ class DataConfig:
 class ModelConfig:
     """Generator and discriminator architecture."""
 
-    arch: str = "dcgan"  # a registered model family (ganforge.models.registry; `ganforge train --help` lists them)
+    arch: str = "dcgan"  # a registered model family (ganforge.models.families; `ganforge train --help` lists them)
     z_dim: int = 100
     g_width: int = 64  # base channel (or unit) count of G
     d_width: int = 64
@@ -138,7 +138,7 @@ class TrainConfig:
     sync_bn: bool = False  # SyncBatchNorm under torchrun (CUDA only)
     eval_every: int = 0  # periodic evaluation (0 = off)
     eval_n: int = 2000
-    # Registered metric names (ganforge.metrics.registry) computed at each evaluation;
+    # Registered metric names (ganforge.metrics.catalog) computed at each evaluation;
     # the first one's first result keeps the best checkpoint. Checked against the registry when used.
     # [auto]: FID on a GPU; on a CPU the domain classifier's Frechet distance (cls_fid, seconds
     # instead of minutes) for a labelled named data set, else FID (ganforge.train.periodic_eval).

@@ -1,7 +1,7 @@
 """The one registration mechanism: a name -> entry table that plug-ins and tests extend.
 
 Losses (:data:`ganforge.losses.LOSSES`), tasks (:data:`ganforge.tasks.TASKS`), model
-families (:mod:`ganforge.models.registry`) and metrics (:mod:`ganforge.metrics.registry`)
+families (:mod:`ganforge.models.families`) and metrics (:mod:`ganforge.metrics.catalog`)
 each keep one :class:`Registry`. Built-in entries are registered by their own modules,
 which their package imports explicitly (no import by name at run time), so a registry
 is complete once its package is imported. Config choices, ``--help`` listings and

@@ -116,7 +116,7 @@ def default_n(cfg, split: str) -> int:
     """
     if cfg.data.classes is None:
         return DEFAULT_N
-    from ganforge.metrics.pipeline import real_images_for
+    from ganforge.metrics.evaluator import real_images_for
 
     # Loads the split once more: its class filter decides how many images there are to compare with.
     _, images = real_images_for(cfg.data.dataset, split, DEFAULT_N, image_size=cfg.data.image_size,
@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
                      {"event": "eval", **{k: v for k, v in result.items() if k != "notes"}})
     else:
         metrics = args.metrics or default_metrics(args.real)
-        from ganforge.metrics.registry import get_metrics
+        from ganforge.metrics.catalog import get_metrics
 
         get_metrics(metrics.split(","))  # a misspelt name is reported before any folder is read
         if args.n is None:  # every image there is (a smaller real split is used whole, and named so)

@@ -6,7 +6,7 @@ uses it too) on Fashion-MNIST: each image is ``(3, 28, 28)`` with channels drawn
 independently and uniformly from the base split, so the data has 10**3 = 1000
 modes of about equal mass, and the label is ``100 a + 10 b + c`` for the classes
 ``a, b, c`` of the red, green and blue channels. Counting which of the 1000 a
-generator reaches (:mod:`ganforge.metrics.modes`) measures mode coverage
+generator reaches (:mod:`ganforge.metrics.mode_coverage`) measures mode coverage
 directly, without Inception features.
 
 The draws are fixed by a seed per split (``SPLIT_SEEDS``), so every run and every

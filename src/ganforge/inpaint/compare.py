@@ -18,7 +18,7 @@ Protocol (it is written into every result under ``"protocol"``):
 * L1 (hole): mean absolute error over hole pixels, in [0, 1] units;
 * FID (``fid<n>_<split>``): restored set vs the ``n`` original images, the
   registry's ``fid`` metric on the features of the evaluation pipeline's
-  extractor (:func:`ganforge.metrics.pipeline.inception_extractor`; its
+  extractor (:func:`ganforge.metrics.evaluator.inception_extractor`; its
   protocol string is recorded), statistics of the originals and the baselines
   from the one statistics cache. With a few hundred images FID is biased
   upwards; compare methods only at the same ``n``.
@@ -48,7 +48,7 @@ RESTORATION_METRICS = ("psnr_hole", "ssim_hole", "psnr", "ssim", "l1_hole")
 
 def _fid_extractor(device, precision: str, notes: list[str]):
     try:
-        from ganforge.metrics.pipeline import inception_extractor
+        from ganforge.metrics.evaluator import inception_extractor
     except ImportError as exc:
         notes.append(f"FID skipped: the Inception metric is not available ({exc})")
         return None
@@ -65,13 +65,13 @@ def _fid_scores(extractor, restored: dict[str, Tensor], original: Tensor, key: d
 
     The statistics of the originals and of the baselines' outputs depend only on
     the data, masks and library versions, so they are kept in the statistics
-    cache (:func:`ganforge.metrics.pipeline.inception_stats`) under ``key`` (the
+    cache (:func:`ganforge.metrics.evaluator.inception_stats`) under ``key`` (the
     fields of :func:`~ganforge.metrics.cache.stats_key`) plus what was restored;
     a second run evaluated with the same protocol only extracts its own images.
     """
     from ganforge.metrics.cache import stats_key
-    from ganforge.metrics.pipeline import inception_stats
-    from ganforge.metrics.registry import FeaturePair, MetricOptions, compute_registered, get_metrics
+    from ganforge.metrics.evaluator import inception_stats
+    from ganforge.metrics.catalog import FeaturePair, MetricOptions, compute_registered, get_metrics
 
     def stats(images: Tensor, **extra):
         cacheable = use_cache and extra.get("restored_by") != "ganforge"

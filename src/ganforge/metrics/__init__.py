@@ -15,7 +15,7 @@ reference reused across calls), :func:`kernel_inception_distance`,
 then any registered metrics of generated images, as often as asked (training's
 periodic evaluation keeps one per process, :func:`shared_evaluator`;
 :func:`compute_metrics` is one evaluation). Metrics are registered by name
-(:func:`register_metric`, :mod:`ganforge.metrics.registry`).
+(:func:`register_metric`, :mod:`ganforge.metrics.catalog`).
 
 Restoration (pairs of images): :func:`psnr`, :func:`ssim`, :func:`l1`, each
 optionally restricted to a mask.
@@ -43,10 +43,10 @@ from ganforge.metrics.inception import (
 )
 from ganforge.metrics.kid import kernel_inception_distance
 from ganforge.metrics.naming import count_tag
-from ganforge.metrics.pipeline import Evaluator, clear_evaluators, shared_evaluator
+from ganforge.metrics.evaluator import Evaluator, clear_evaluators, shared_evaluator
 from ganforge.metrics.prdc import precision_recall
-from ganforge.metrics.registry import metric_names, register_metric, unregister_metric
-from ganforge.metrics import modes as _modes  # noqa: F401  (registers the modes metric)
+from ganforge.metrics.catalog import metric_names, register_metric, unregister_metric
+from ganforge.metrics import mode_coverage as _mode_coverage  # noqa: F401  (registers the modes metric)
 from ganforge.metrics.restoration import l1, mse, psnr, ssim, ssim_map
 from ganforge.metrics.stats import FeatureStats
 

@@ -13,9 +13,9 @@ split, e.g. for ``n=10000`` against ``split="test"``::
     cls_accuracy              the domain classifier's test accuracy
     protocol                  extractor, resize, quantisation, precision, real sample
 
-Each metric is a function in :mod:`ganforge.metrics.registry`; other metrics
+Each metric is a function in :mod:`ganforge.metrics.catalog`; other metrics
 registered there (``@register_metric``) are computed by name like the built-ins.
-The work is done by :class:`ganforge.metrics.pipeline.Evaluator`, the pipeline
+The work is done by :class:`ganforge.metrics.evaluator.Evaluator`, the pipeline
 periodic evaluation keeps for the whole run: one evaluation here is its set-up
 plus one call, so both give the same numbers under the same names.
 
@@ -53,7 +53,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-from ganforge.metrics.pipeline import Evaluator
+from ganforge.metrics.evaluator import Evaluator
 
 # The default set of `ganforge eval`. Not every registered metric: cls_fid is cls's Frechet
 # distance alone (periodic evaluation's CPU proxy; cls reports it too), and modes needs stacked data.
@@ -81,7 +81,7 @@ def compute_metrics(fake, real: str = "fashion-mnist", split: str = "test",
             :func:`~ganforge.metrics.fakes.iter_fake_batches`.
         real: dataset name or path, as accepted by ``ganforge.data.load_dataset``.
         split: real split ("test", "train" or "all").
-        metrics: names of registered metrics (:func:`~ganforge.metrics.registry.metric_names`;
+        metrics: names of registered metrics (:func:`~ganforge.metrics.catalog.metric_names`;
             built in: ``fid``, ``kid``, ``pr``, ``cls``). Only the feature sources they
             need (Inception, domain classifier, pixels) are computed.
         n: number of generated images (and at most this many real ones).

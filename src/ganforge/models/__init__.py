@@ -2,7 +2,7 @@
 
 Every generator of a ``"noise"`` family maps ``(z (N, z_dim), y (N,) | None) -> (N, C, H, W)``
 in [-1, 1]; every discriminator maps ``(x (N, C, H, W), y | None) -> (N,)`` logits, high for
-real. The ``"image+mask"`` family (inpainting) is described in :mod:`ganforge.models.registry`.
+real. The ``"image+mask"`` family (inpainting) is described in :mod:`ganforge.models.families`.
 
 A family is one module whose builder ``cfg -> (G, D)`` is decorated with
 :func:`register_model`; the built-in ones are imported below, so importing this
@@ -17,7 +17,7 @@ from __future__ import annotations
 from ganforge.models import mlp, dcgan, resnet, encoder_decoder, r3gan  # noqa: F401
 from ganforge.models.factory import build_models
 from ganforge.models.pretrained import from_pretrained, save_pretrained
-from ganforge.models.registry import (ModelFamily, get_family, model_names, register_model,
+from ganforge.models.families import (ModelFamily, get_family, model_names, register_model,
                                       unregister_model)
 
 __all__ = ["ModelFamily", "build_models", "from_pretrained", "get_family", "model_names", "register_model",

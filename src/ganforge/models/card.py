@@ -108,7 +108,7 @@ def model_card(cfg, step: int | None, inputs: str = "noise", description: str = 
     """The Markdown model card of a generator built from ``cfg`` (a RunConfig) and trained ``step`` steps.
 
     Args:
-        inputs, description: what the family declares (:class:`~ganforge.models.registry.ModelFamily`).
+        inputs, description: what the family declares (:class:`~ganforge.models.families.ModelFamily`).
         ema_weights: the weights are the EMA of the generator (decay ``train.ema_decay``).
         evaluations: records measuring these weights (see :func:`run_evaluations`).
         earlier: the latest earlier measurement, shown as such when ``evaluations`` is empty.

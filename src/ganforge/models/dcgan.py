@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from ganforge.config import RunConfig
 from ganforge.models.layers import (LabelEmbedding, check_labels, init_dcgan_weights, maybe_sn, split_stages,
                                     upsampling_plan)
-from ganforge.models.registry import register_model
+from ganforge.models.families import register_model
 
 
 class DCGANGenerator(nn.Module):

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from ganforge.config import RunConfig
 from ganforge.errors import ConfigError
 from ganforge.models.layers import maybe_sn, split_stages
-from ganforge.models.registry import register_model
+from ganforge.models.families import register_model
 
 DILATIONS = (1, 2, 4)
 

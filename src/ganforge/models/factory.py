@@ -14,7 +14,7 @@ from torch import nn
 
 from ganforge.config import RunConfig
 from ganforge.models.preflight import check_fits
-from ganforge.models.registry import get_family
+from ganforge.models.families import get_family
 
 
 def build_models(cfg: RunConfig, training: bool = True) -> tuple[nn.Module, nn.Module]:

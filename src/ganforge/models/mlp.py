@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ganforge.config import RunConfig
 from ganforge.models.layers import LabelEmbedding, check_labels, maybe_sn, split_stages
-from ganforge.models.registry import register_model
+from ganforge.models.families import register_model
 
 
 class MLPGenerator(nn.Module):

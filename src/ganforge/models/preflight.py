@@ -39,7 +39,7 @@ from torch.overrides import TorchFunctionMode
 
 from ganforge.config import RANGES, RunConfig
 from ganforge.errors import ConfigError
-from ganforge.models.registry import ModelFamily
+from ganforge.models.families import ModelFamily
 
 # Keys whose size drives memory; the one to blame is the one whose halving saves the most.
 SIZE_KEYS = ("train.batch_size", "data.image_size", "model.g_width", "model.d_width", "model.z_dim",
@@ -240,7 +240,7 @@ def check_fits(cfg: RunConfig, family: ModelFamily, training: bool = True,
 
     Args:
         cfg: a validated config.
-        family: the registered family (:func:`ganforge.models.registry.get_family`).
+        family: the registered family (:func:`ganforge.models.families.get_family`).
         training: check what training needs (optimizer state and activations on
             the training device); False checks that the parameters can be loaded.
         device: where training runs (default: from ``train.device``).

@@ -40,7 +40,7 @@ from ganforge.config import RunConfig, dump_yaml, load_config
 from ganforge.errors import CheckpointError
 from ganforge.models.card import model_card
 from ganforge.models.factory import build_models
-from ganforge.models.registry import get_family
+from ganforge.models.families import get_family
 from ganforge.weights import load_weights
 
 CONFIG, WEIGHTS, CARD, INFO, ONNX = "config.yaml", "generator.safetensors", "README.md", "export.json", "generator.onnx"

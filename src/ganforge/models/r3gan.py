@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from ganforge.config import RunConfig
 from ganforge.errors import ConfigError
 from ganforge.models.layers import check_labels, lookup_rows, upsampling_plan
-from ganforge.models.registry import register_model
+from ganforge.models.families import register_model
 
 SLOPE = 0.2  # leaky ReLU
 LRELU_GAIN = math.sqrt(2.0 / (1.0 + SLOPE ** 2))  # keeps activations' second moment (He et al. 2015)

@@ -69,7 +69,7 @@ from ganforge.models.attention import SelfAttention2d
 from ganforge.models.conditional import ConditionalBatchNorm2d, ProjectionHead
 from ganforge.models.layers import LabelEmbedding, check_labels, maybe_sn, upsampling_plan
 from ganforge.models.mlp import dense_pair
-from ganforge.models.registry import register_model
+from ganforge.models.families import register_model
 
 RELU_GAIN = math.sqrt(2.0)
 MAX_MULT = 16  # widest layer = 16 x width (SNGAN / BigGAN at 128 px)

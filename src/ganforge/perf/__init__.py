@@ -12,8 +12,8 @@ the reference path (plain eager float32). Prints a table and progress lines;
 
 Entry points: ``ganforge bench`` and ``benchmarks/train_throughput.py`` (:func:`main`).
 
-Modules: :mod:`~ganforge.perf.presets` (presets, synthetic data),
-:mod:`~ganforge.perf.modes` (execution modes, defaults per machine,
+Modules: :mod:`~ganforge.perf.bench_presets` (presets, synthetic data),
+:mod:`~ganforge.perf.exec_modes` (execution modes, defaults per machine,
 :func:`describe` of what ran), :mod:`~ganforge.perf.machine` (native
 dtypes, matmul peaks), :mod:`~ganforge.perf.memory`,
 :mod:`~ganforge.perf.training` (build, FLOPs, timed rounds, rows),
@@ -24,8 +24,8 @@ dtypes, matmul peaks), :mod:`~ganforge.perf.memory`,
 
 from ganforge.perf.harness import DESCRIPTION, add_arguments, bench, main, run
 from ganforge.perf.machine import measure_peaks, native_dtypes
-from ganforge.perf.modes import DEFAULT_MODES, DEFAULT_MODES_NO_BF16, MODES, REFERENCE, default_modes, describe
-from ganforge.perf.presets import DEFAULT_PRESETS, PRESETS
+from ganforge.perf.exec_modes import DEFAULT_MODES, DEFAULT_MODES_NO_BF16, MODES, REFERENCE, default_modes, describe
+from ganforge.perf.bench_presets import DEFAULT_PRESETS, PRESETS
 
 __all__ = [
     "DEFAULT_MODES",

@@ -16,8 +16,8 @@ from pathlib import Path
 from ganforge.commands._options import THREADS
 from ganforge.perf import summary as report
 from ganforge.perf.machine import MEASURABLE, PEAK_SECONDS, device_name, keep_best, measure_peaks, native_dtypes
-from ganforge.perf.modes import MODES, default_modes, requested_precision
-from ganforge.perf.presets import DEFAULT_PRESETS, PRESETS, default_config_dir
+from ganforge.perf.exec_modes import MODES, default_modes, requested_precision
+from ganforge.perf.bench_presets import DEFAULT_PRESETS, PRESETS, default_config_dir
 from ganforge.perf.throughput import bench_inception, bench_sampling
 from ganforge.perf.training import build_modes, make_rows, time_rounds
 from ganforge.errors import ConfigError, GanforgeError

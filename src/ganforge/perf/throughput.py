@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from ganforge.perf.machine import sync
-from ganforge.perf.presets import load_preset
+from ganforge.perf.bench_presets import load_preset
 
 
 def _precisions(native: tuple[str, ...], what: str, say: Callable[[str], None]) -> tuple[str, ...]:

@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 from ganforge.perf.machine import sync
 from ganforge.perf.memory import MemoryMeter
-from ganforge.perf.modes import MODES, REFERENCE, describe
-from ganforge.perf.presets import load_preset, synthetic_dataset
+from ganforge.perf.exec_modes import MODES, REFERENCE, describe
+from ganforge.perf.bench_presets import load_preset, synthetic_dataset
 
 
 @dataclass

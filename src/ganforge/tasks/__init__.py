@@ -11,7 +11,7 @@ A new task is one module with a :class:`Task` subclass decorated with
 from ganforge.tasks.base import Batch, TaskScores, Fake, Task, TaskCapabilities, has_batchnorm
 from ganforge.tasks.generation import GenerationTask
 from ganforge.tasks.inpainting import InpaintingTask
-from ganforge.tasks.registry import (TASKS, noise_task, register_task, task_class, task_names,
+from ganforge.tasks.lookup import (TASKS, noise_task, register_task, task_class, task_names,
                                      unregister_task)
 
 __all__ = ["TASKS", "Batch", "TaskScores", "Fake", "GenerationTask", "InpaintingTask", "Task", "TaskCapabilities",

@@ -19,7 +19,7 @@ from ganforge.augment import DiffAugment
 from ganforge.config import RunConfig
 from ganforge.tasks.base import Batch, Fake, Task, TaskCapabilities, has_batchnorm
 from ganforge.tasks.draws import Draws
-from ganforge.tasks.registry import register_task
+from ganforge.tasks.lookup import register_task
 
 GRID_SEED_OFFSET = 7919  # the fixed preview noise comes from train.seed + this
 
@@ -79,7 +79,7 @@ class GenerationTask(Task):
     def check_config(cls, cfg: RunConfig) -> None:
         """Periodic evaluation scores ``train.eval_metrics``: every name must be a registered metric."""
         if cfg.train.eval_every and cfg.train.eval_metrics != ["auto"]:  # auto picks registered metrics
-            from ganforge.metrics.registry import get_metrics
+            from ganforge.metrics.catalog import get_metrics
 
             get_metrics(cfg.train.eval_metrics, where="train.eval_metrics")
 

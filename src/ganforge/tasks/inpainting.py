@@ -42,7 +42,7 @@ from ganforge.inpaint.masks import make_masks
 from ganforge.metrics.restoration import restoration_scores
 from ganforge.tasks.base import Batch, TaskScores, Fake, Task, TaskCapabilities, has_batchnorm
 from ganforge.tasks.draws import Draws
-from ganforge.tasks.registry import register_task
+from ganforge.tasks.lookup import register_task
 
 PREVIEW_SEED_OFFSET = 4243  # preview masks come from train.seed + this, not from the task's generator
 EVAL_SEED_OFFSET = 7309  # so do the masks of periodic evaluation

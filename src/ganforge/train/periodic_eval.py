@@ -10,7 +10,7 @@ Evaluation runs under a forked RNG so that runs with and without it train identi
 
 The protocol is that of ``ganforge eval`` (same extractor, quantisation, real
 subset and statistics cache), through a per-process
-:class:`~ganforge.metrics.pipeline.Evaluator` (:func:`~ganforge.metrics.pipeline.shared_evaluator`):
+:class:`~ganforge.metrics.evaluator.Evaluator` (:func:`~ganforge.metrics.evaluator.shared_evaluator`):
 the Inception network, the real statistics and the square root of their covariance
 are set up at the first evaluation and reused by the next ones, and generated images
 stay on the training device from generator to feature statistics.
@@ -133,14 +133,14 @@ def generator_metrics(model, cfg, device: torch.device, truncation: float | None
     (the caller's random streams are left as they were) and compares them with
     the data set's test split (or ``cfg.data.split`` for folders), of the classes
     ``cfg.data.classes`` only when it is set. ``metrics`` defaults to
-    ``cfg.train.eval_metrics``. Returns the :class:`~ganforge.metrics.pipeline.Evaluation`
+    ``cfg.train.eval_metrics``. Returns the :class:`~ganforge.metrics.evaluator.Evaluation`
     and timings in seconds: ``seconds`` (generation, extraction, statistics and
     metrics, ending with the host reading the values) and, at the first evaluation
     of this process, ``setup`` (building the evaluator, and on CUDA one warm-up
     batch of the generator). ``truncation`` generates with the truncation trick.
 
     """
-    from ganforge.metrics.pipeline import shared_evaluator
+    from ganforge.metrics.evaluator import shared_evaluator
     from ganforge.sampling import generate
 
     split = "test" if canonical_name(cfg.data.dataset) else cfg.data.split

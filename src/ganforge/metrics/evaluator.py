@@ -20,7 +20,7 @@ generator is done once, in :class:`Evaluator`'s set-up:
 Each evaluation then streams the generated images (:mod:`ganforge.metrics.fakes`)
 through the sources the requested metrics need (raw generated features only when
 a metric reads them; images stay on the device they come on) and calls the
-metrics through :func:`~ganforge.metrics.registry.compute_registered`.
+metrics through :func:`~ganforge.metrics.catalog.compute_registered`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from ganforge.metrics.classifier import dataset_key, get_domain_classifier
 from ganforge.metrics.fakes import FakeReport, iter_fake_batches
 from ganforge.metrics.inception import InceptionFeatures, locate_inception_weights, sha1_file
 from ganforge.metrics.naming import class_subset, count_tag, protocol_string, result_split, small_sample_note
-from ganforge.metrics.registry import (
+from ganforge.metrics.catalog import (
     ClassifierOutputs,
     FeaturePair,
     ImagePair,
@@ -190,7 +190,7 @@ class Evaluator:
     Args:
         real, split, n: real data set (name or path) and split, and the number of
             generated images per evaluation (at most ``n`` real ones, seeded subset).
-        metrics: names of registered metrics (:func:`~ganforge.metrics.registry.metric_names`).
+        metrics: names of registered metrics (:func:`~ganforge.metrics.catalog.metric_names`).
         image_size, channels, root: passed to ``load_dataset`` for the real images.
         device, precision, batch_size: Inception settings (``batch_size`` images per
             forward pass; larger generated batches are split).

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from ganforge.errors import ConfigError
-from ganforge.metrics.registry import ImagePair, MetricOptions, register_metric
+from ganforge.metrics.catalog import ImagePair, MetricOptions, register_metric
 
 CLASSES = 10
 MODES = CLASSES ** 3

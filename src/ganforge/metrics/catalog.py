@@ -8,7 +8,7 @@ its result keys::
     def fid(inception: FeaturePair, *, tag: str, split: str, options: MetricOptions) -> dict:
         return {f"fid{tag}_{split}": ...}
 
-The evaluation pipeline (:class:`ganforge.metrics.pipeline.Evaluator`, behind
+The evaluation pipeline (:class:`ganforge.metrics.evaluator.Evaluator`, behind
 ``ganforge eval``, periodic evaluation during training and ``eval-inpaint``)
 computes only the sources the requested metrics need, then calls each metric
 through :func:`compute_registered` (in registration order, so the result keys
