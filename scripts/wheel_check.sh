@@ -16,6 +16,9 @@ PY=${VENV_PYTHON:-.venv/bin/python}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
+# No build isolation (no index needed for the build itself), so the build backend pyproject.toml
+# names must be in the environment: a fresh venv's bundled setuptools can be too old for it.
+"$PY" -m pip install -q --disable-pip-version-check "setuptools>=70.1" wheel
 "$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$TMP/dist" . >/dev/null
 rm -rf build  # setuptools' staging folder
 WHEEL=$(ls "$TMP"/dist/ganforge-*.whl)

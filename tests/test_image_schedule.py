@@ -38,8 +38,9 @@ def test_image_schedule_values(tmp_path):
 
 
 def test_image_and_step_schedules_are_exclusive(tmp_path):
-    with pytest.raises(ConfigError, match="optim.schedule_kimg"):
-        ImageSchedule.from_config(tiny_config(tmp_path, "optim.schedule_kimg=1", "optim.lr_decay=cosine"))
+    for step_based in ("optim.lr_decay=cosine", "optim.lr_warmup=10"):  # refused when the config is read
+        with pytest.raises(ConfigError, match="optim.schedule_kimg"):
+            tiny_config(tmp_path, "optim.schedule_kimg=1", step_based)
 
 
 def test_ema_half_life_in_images_with_ramp():

@@ -83,3 +83,15 @@ def test_generator_takes_dilations():
 
     with pytest.raises(ConfigError, match="dilations"):
         InpaintGenerator(3, 4, 2, dilations=(0,))
+
+
+@pytest.mark.parametrize("spec", ["photos:test", "skimage-photos", "photos:all"])
+def test_held_out_photographs_are_refused_as_training_data(tmp_path, spec):
+    from conftest import tiny_config
+    from ganforge.data.subset import training_set
+    from ganforge.errors import ConfigError
+
+    cfg = tiny_config(tmp_path, f"data.dataset={spec}", "data.channels=3", "data.crops=true", "task=inpaint",
+                      "model.arch=inpaint")
+    with pytest.raises(ConfigError, match="held out"):
+        training_set(cfg, 64)

@@ -129,3 +129,11 @@ def test_crop_training_resumes_bit_identically(tmp_path, photo_dir):
     assert resumed.batcher.state_dict()["index"] == 8
     resumed.train()
     assert_same_weights(full, resumed)
+
+
+@pytest.mark.parametrize("scale", ["[0.5]", "[0.0,1.0]", "[0.8,0.4]", "[0.5,1.5]"])
+def test_a_bad_crop_scale_is_refused_when_the_config_is_read(tmp_path, scale):
+    from conftest import tiny_config
+
+    with pytest.raises(ConfigError, match="data.crop_scale"):
+        tiny_config(tmp_path, f"data.crop_scale={scale}")

@@ -129,6 +129,12 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.loss.gamma > 0 and (cfg.loss.r1_weight > 0 or cfg.loss.r2_weight > 0):
         raise ConfigError("loss.gamma", "weights R1 and R2 together; set loss.r1_weight and loss.r2_weight to 0 "
                           "(or use those two alone instead of loss.gamma)")
+    scale = cfg.data.crop_scale
+    if len(scale) != 2 or not all(math.isfinite(v) for v in scale) or not 0 < scale[0] <= scale[1] <= 1:
+        raise ConfigError("data.crop_scale", f"must be [lo, hi] with 0 < lo <= hi <= 1, got {quote(scale)}")
+    if cfg.optim.schedule_kimg > 0 and (cfg.optim.lr_warmup > 0 or cfg.optim.lr_decay != "none"):
+        raise ConfigError("optim.schedule_kimg", "the image-based schedule replaces optim.lr_warmup and "
+                          "optim.lr_decay; set those to 0 and none")
     if cfg.inpaint.random_crop and 0 < cfg.inpaint.load_size < cfg.data.image_size:
         raise ConfigError("inpaint.load_size", f"must be at least data.image_size ({cfg.data.image_size}) "
                           f"to crop from, got {cfg.inpaint.load_size}")

@@ -95,11 +95,18 @@ def check_labels(ds, num_classes: int) -> None:
 def training_set(cfg, image_size: int, dataset: ImageDataset | None = None) -> ImageDataset:
     """The images a run trains on: ``dataset`` or ``cfg.data`` loaded at ``image_size``, then its subset.
 
-    Checks that a conditional model (``model.num_classes``) gets labels it can hold.
+    Checks that a conditional model (``model.num_classes``) gets labels it can hold, and
+    refuses the held-out photographs (``photos:test``, ``skimage-photos``) as training data.
     """
     from ganforge.data.dataset import load_dataset
 
+    from ganforge.data import photos
+
     d = cfg.data
+    parsed = photos.parse_spec(d.dataset) if dataset is None else None
+    if parsed is not None and (parsed[0] != "photos" or (parsed[1] or d.split) != "train"):
+        raise ConfigError("data.dataset", f"{d.dataset} (split {parsed[1] or d.split}) is held out for evaluation; "
+                          "train on photos with data.split=train")
     if d.crops and dataset is None:
         return crop_source(cfg, image_size)
     ds = dataset if dataset is not None else load_dataset(d.dataset, split=d.split, image_size=image_size,

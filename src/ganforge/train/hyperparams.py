@@ -32,11 +32,6 @@ class Hyperparameters:
         """Nothing is scheduled: the rates change only at a rollback."""
         return self.schedule.constant and self.image_schedule is None
 
-    @property
-    def holds_beta2(self) -> bool:
-        """Adam's beta2 is scheduled (a captured CUDA-graph step would keep it fixed)."""
-        return self.image_schedule is not None and self.cfg.optim.beta2_final > 0
-
     def apply(self, opt_g, opt_d, step: int, images: int, rollbacks: int, seconds: Callable[[], float]) -> None:
         """Set the optimizers' rates (and beta2, and the scheduled penalties' gamma) for the next step.
 

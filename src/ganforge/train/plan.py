@@ -180,6 +180,8 @@ def resolve_plan(cfg: RunConfig, device: torch.device, caps: TaskCapabilities, r
         (caps.graph_capturable, "the task draws random numbers outside the recorded draws (augmentation, masks)"),
         (not regs.double_backward, "a gradient penalty (double backward) is not captured"),
         (not regs.lazy, "a lazy regulariser changes the step's work from step to step"),
+        (not (cfg.optim.schedule_kimg > 0 and cfg.optim.beta2_final > 0),
+         "optim.beta2_final: a captured Adam step holds beta2 fixed"),
     ], "the whole step replayed as one CUDA graph")
     if explicit is not None:
         precision = explicit

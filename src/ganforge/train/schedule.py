@@ -131,17 +131,11 @@ class ImageSchedule:
     def from_config(cls, cfg: RunConfig) -> "ImageSchedule | None":
         """The schedule of ``cfg``, or None when ``optim.schedule_kimg`` is 0 (off).
 
-        Raises:
-            ConfigError: the step-based schedule (``optim.lr_warmup`` / ``lr_decay``) is on too.
+        (A config with the step-based schedule on as well was refused when it was read.)
         """
         o = cfg.optim
         if o.schedule_kimg <= 0:
             return None
-        if o.lr_warmup > 1 or o.lr_decay != "none":
-            from ganforge.errors import ConfigError
-
-            raise ConfigError("optim.schedule_kimg", "the image-based schedule replaces optim.lr_warmup and "
-                              "optim.lr_decay; set those to 0 and none")
         return cls(o.schedule_kimg * 1000, o.warmup_kimg * 1000, o.lr_decay_to, cfg.loss.gamma_decay_to,
                    o.beta2, o.beta2_final, cfg.train.batch_size * o.n_dis)
 

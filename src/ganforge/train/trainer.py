@@ -68,8 +68,6 @@ class Trainer:
         regs = d_regularization(cfg)
         self.plan = resolve_plan(cfg, self.device, self.task_cls.capabilities_for(cfg, D), regs, self.dist.enabled)
         self.hyper = Hyperparameters(cfg, regs)
-        if self.plan.cuda_graphs and self.hyper.holds_beta2:
-            self.plan = self.plan.without_cuda_graphs("optim.beta2_final: a captured Adam step holds beta2 fixed")
         self.plan.apply_backend_flags()
         self.precision = Precision(self.plan.precision, self.device)
         if self.plan.channels_last:
