@@ -9,6 +9,30 @@ import torch
 from ganforge.config import load_config
 from ganforge.data import ImageDataset
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_stats_cache(tmp_path_factory):
+    """Statistics the tests compute go to a temporary cache, never the user's.
+
+    The trained domain classifiers stay shared (a link to the user's folder): training
+    one takes minutes, and it is the same network whichever test asks first.
+    """
+    import os
+
+    from ganforge.metrics.cache import CACHE_ENV, cache_root
+
+    user = cache_root()
+    root = tmp_path_factory.mktemp("ganforge-cache")
+    (user / "classifiers").mkdir(parents=True, exist_ok=True)
+    (root / "classifiers").symlink_to(user / "classifiers", target_is_directory=True)
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(root)
+    yield
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before
+
 # Tiny models are faster on one thread, and results then do not depend on the core count.
 torch.set_num_threads(1)
 

@@ -15,10 +15,10 @@ from ganforge.inpaint.mask_families import COMOD_BUCKETS
 from ganforge.train.trainer import Trainer
 
 
-def _two_photos(path):
+def _two_photos(path, sizes=((40, 60), (50, 36))):
     path.mkdir()
     rng = np.random.default_rng(0)
-    for i, (h, w) in enumerate(((40, 60), (50, 36))):
+    for i, (h, w) in enumerate(sizes):
         y, x = np.mgrid[0:h, 0:w]
         img = np.stack([x * 255 / w, y * 255 / h, np.full((h, w), 90.0)], -1) + rng.normal(0, 10, (h, w, 3))
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path / f"{i}.png")
@@ -51,5 +51,14 @@ def test_eval_table_per_family_and_bucket(tmp_path, stand_in_extractor, capsys):
     assert len(doc["table"]) == len(evals) * 4
     printed = capsys.readouterr().out
     assert "masks=comod (0.8, 1.0)" in printed and "telea" in printed
+    # Ten pairs or more: P-IDS and U-IDS too.
+    twelve = _two_photos(tmp_path / "twelve", sizes=[(36 + i, 40) for i in range(12)])
+    out = tmp_path / "ids.json"
+    assert main(["eval-inpaint", str(tmp_path / "run"), "--dataset", str(twelve), "--masks", "thick",
+                 "--baselines", "telea", "--n", "12", "--json", str(out)]) == 0
+    e = json.loads(out.read_text())  # one family: one evaluation, not a list
+    assert e["n"] == 12 and set(e["results"]) == {"ganforge", "telea"}
+    for metrics in e["results"].values():
+        assert 0.0 <= metrics["pids12_test"] <= 1.0 and 0.0 <= metrics["uids12_test"] <= 1.0
     assert main(["eval-inpaint", str(tmp_path / "run"), "--masks", "thin,nope"]) == 2
     assert "unknown mask kind 'nope'" in capsys.readouterr().err

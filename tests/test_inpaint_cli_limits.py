@@ -270,3 +270,70 @@ def test_a_hole_within_a_raised_limit_is_inpainted_with_progress(gen_dir, tmp_pa
     done, total = map(int, lines[-1].rsplit(" ", 1)[1].split("/"))
     assert done == total >= 8
     assert _run(capsys, gen_dir, "--image", img, "--mask", mask, "--out", out, "--max-hole-pixels", -1)[0] == 2
+
+
+# Like DRIVER, but exact on Linux: the peak resident size (VmHWM) is reset once the imports are
+# done, so their transient peak cannot hide the image's buffers, and read back after the command.
+DRIVER_RESIDENT = """
+import sys
+import torch, ganforge.cli, ganforge.artifacts, ganforge.inpaint.pipeline, ganforge.commands.inpaint
+
+def status_kib(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+
+open("/proc/self/clear_refs", "w").write("5")  # VmHWM := current resident size
+before = status_kib("VmHWM")
+rc = ganforge.cli.main(sys.argv[1:])
+print(f"rc={rc} base={before} peak={status_kib('VmHWM')}")
+"""
+
+# A colour photograph takes the decoded image, its RGB array, the output array and the image
+# written from it (3 bytes per pixel each), the mask (decoded and as an array: 2) and one forward
+# pass over the hole's neighbourhood: measured 13.0-13.6 bytes per pixel at 12 megapixels (BENCHMARKS.md).
+BYTES_PER_RGB_PIXEL = 20
+
+
+@pytest.mark.slow
+def test_a_12_megapixel_colour_photo_keeps_known_pixels_in_bounded_memory(tmp_path):
+    """4000x3000 RGB JPEG, a 300x200 hole, a colour generator with the smooth prefill (as the photo presets)."""
+    pytest.importorskip("resource")
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("needs /proc/self/clear_refs (Linux) to reset the peak resident size")
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    cfg = tiny_config(gen, "model.arch=inpaint", "task=inpaint", "loss.name=hinge", "data.channels=3",
+                      "model.g_width=8", "model.d_width=4", "model.res_blocks=2", "inpaint.prefill=smooth")
+    G, _ = build_models(cfg)
+    save_file({k: v.contiguous() for k, v in G.state_dict().items()}, str(gen / "generator.safetensors"))
+    (gen / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
+    w, h, (y0, y1, x0, x1) = 4000, 3000, (1400, 1600, 2000, 2300)
+    rng = np.random.default_rng(0)
+    ys, xs = np.mgrid[0:h:4, 0:w:4]
+    small = np.stack([xs * 255 / w, ys * 255 / h, (xs + ys) * 127 / (w + h) + 64], -1)
+    small = small + rng.normal(0, 12, small.shape)
+    photo = Image.fromarray(np.clip(small, 0, 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)
+    photo.save(tmp_path / "photo.jpg", quality=90)
+    del photo, small
+    mask = np.zeros((h, w), np.uint8)
+    mask[y0:y1, x0:x1] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    out = tmp_path / "out.png"
+    proc = subprocess.run([sys.executable, "-c", DRIVER_RESIDENT, "inpaint", str(gen), "--image", str(tmp_path / "photo.jpg"),
+                           "--mask", str(tmp_path / "mask.png"), "--out", str(out)],
+                          capture_output=True, text=True, env=ENV, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stats = dict(kv.split("=") for kv in proc.stdout.split()[-3:])
+    extra = int(stats["peak"]) - int(stats["base"])
+    assert stats["rc"] == "0" and extra < BYTES_PER_RGB_PIXEL * w * h, extra / 2**20
+    original = np.asarray(Image.open(tmp_path / "photo.jpg").convert("RGB"))
+    result = np.asarray(Image.open(out))
+    known = mask == 0
+    assert result.shape == (h, w, 3) and np.array_equal(result[known], original[known])  # bit-identical
+    hole = result[y0:y1, x0:x1].astype(int)
+    assert not np.array_equal(hole, original[y0:y1, x0:x1])
+    # The untrained generator returns the smooth fill: the hole continues its surroundings' colour.
+    ring = np.concatenate([original[y0 - 8:y0, x0:x1].reshape(-1, 3), original[y1:y1 + 8, x0:x1].reshape(-1, 3)])
+    assert np.abs(hole.reshape(-1, 3).mean(0) - ring.mean(0)).max() < 12
+    print(f"peak extra {extra / 2**20:.0f} MiB = {extra / (w * h):.1f} bytes/pixel")

@@ -183,6 +183,9 @@ class InpaintConfig:
     # Dilations cycled over G's residual blocks (ganforge.models.encoder_decoder); larger ones
     # widen the receptive field for large holes, as LaMa's does (empty: the default 1, 2, 4).
     dilations: list[int] = field(default_factory=list)
+    # G's starting point for the hole (ganforge.models.prefill): none (mid-gray, as before) or
+    # smooth (a harmonic-like interpolation of the known pixels; G learns the residual).
+    prefill: str = "none"
 
 
 @dataclass
@@ -311,6 +314,7 @@ CHOICES = {
     "optim.lr_decay": ("none", "linear", "cosine"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "data.split": ("train", "test", "all"),
+    "inpaint.prefill": ("none", "smooth"),
     "inpaint.masks": ("center", "boxes", "strokes", "mixed", "thin", "medium", "thick", "lama", "comod"),
     "data.channels": (1, 3),
 }

@@ -22,7 +22,7 @@ MAX_DEFAULT_N = 50_000  # two-set mode without --n: every image of the folders, 
 
 # The built-in metric names, for --help: the registry imports torch (seconds), and `eval --help`
 # must come at once. tests/test_cli.py checks that this list is exactly the package's registry.
-BUILTIN_METRICS = ("fid", "kid", "pr", "cls", "cls_fid", "modes")
+BUILTIN_METRICS = ("fid", "kid", "pr", "cls", "cls_fid", "modes", "ids")
 
 
 def register(sub) -> None:

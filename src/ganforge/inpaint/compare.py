@@ -22,6 +22,9 @@ Protocol (it is written into every result under ``"protocol"``):
   protocol string is recorded), statistics of the originals and the baselines
   from the one statistics cache. With a few hundred images FID is biased
   upwards; compare methods only at the same ``n``.
+* P-IDS / U-IDS (``pids<n>_<split>``, ``uids<n>_<split>``): the registry's ``ids``
+  metric on the same features, each restored image paired with its original
+  (a cross-fitted linear SVM: :mod:`ganforge.metrics.ids`); higher is better.
 
 PSNR, SSIM and L1 come from :mod:`ganforge.metrics.restoration`.
 """
@@ -60,8 +63,11 @@ def _fid_extractor(device, precision: str, notes: list[str]):
 
 
 def _fid_scores(extractor, restored: dict[str, Tensor], original: Tensor, key: dict, use_cache: bool,
-                split: str) -> dict:
-    """``{method: {"fid<n>_<split>": value}}``: the registry's ``fid`` of each restored set against ``original``.
+                split: str, notes: list[str]) -> dict:
+    """``{method: {"fid<n>_<split>": value, "uids...", "pids..."}}``: the registry's ``fid`` and ``ids``.
+
+    Each restored set is scored against ``original``; the raw features are kept
+    (``max_items`` = n) because the SVM of ``ids`` reads them.
 
     The statistics of the originals and of the baselines' outputs depend only on
     the data, masks and library versions, so they are kept in the statistics
@@ -73,11 +79,20 @@ def _fid_scores(extractor, restored: dict[str, Tensor], original: Tensor, key: d
     from ganforge.metrics.evaluator import inception_stats
     from ganforge.metrics.catalog import FeaturePair, MetricOptions, compute_registered, get_metrics
 
+    keep = int(original.shape[0])
+
     def stats(images: Tensor, **extra):
         cacheable = use_cache and extra.get("restored_by") != "ganforge"
-        return inception_stats(extractor, images, stats_key(**key, **extra), use_cache=cacheable)
+        return inception_stats(extractor, images, stats_key(**key, **extra), keep=keep, use_cache=cacheable)
 
-    fid = get_metrics(["fid"])
+    from ganforge.metrics.ids import MIN_PAIRS
+
+    names = ["fid", "ids"]
+    if keep < MIN_PAIRS:
+        names = ["fid"]
+        notes.append(f"P-IDS/U-IDS skipped: need at least {MIN_PAIRS} images, got {keep}")
+    metrics = get_metrics(names)
+    options = MetricOptions(paired=True)
     ref = stats(original, restored_by="none")
     references: dict = {}  # the originals' square root, computed once for every method
     tag = str(original.shape[0])  # fid<n>: the exact count, as these results have always been named
@@ -85,7 +100,8 @@ def _fid_scores(extractor, restored: dict[str, Tensor], original: Tensor, key: d
     for name, images in restored.items():
         extra = {} if name == "ganforge" else {"library": bl.library_version(name)}
         pair = FeaturePair(ref, stats(images, restored_by=name, **extra), references)
-        out[name] = compute_registered(fid, {"inception": pair}, tag, split, MetricOptions())["fid"]
+        values = compute_registered(metrics, {"inception": pair}, tag, split, options)
+        out[name] = {k: v for m in values.values() for k, v in m.items()}
     return out
 
 
@@ -176,12 +192,12 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
             if extractor is not None:
                 protocol["fid"] = extractor.protocol
                 key = {"dataset": ds.name, "split": split, "count": n, "image_size": size,
-                       "channels": cfg.data.channels, "extractor": extractor.protocol, "max_items": 0,
+                       "channels": cfg.data.channels, "extractor": extractor.protocol, "max_items": n,
                        "subset": "first", "masks": masks, "hole_ratio": hole_ratio, "mask_seed": seed}
                 if masks == "comod":
                     key["hole_range"] = list(hole_range)
                 use_cache = fid_cache and (dataset is None or isinstance(dataset, (str, Path)))
-                for name, values in _fid_scores(extractor, restored, original, key, use_cache, split).items():
+                for name, values in _fid_scores(extractor, restored, original, key, use_cache, split, notes).items():
                     results[name].update(values)
                 note = small_sample_note(n)
                 if note:
@@ -206,7 +222,7 @@ def format_table(result: dict) -> str:
     """Method rows x metric columns, as plain text."""
     results = result["results"]
     cols = [c for c in RESTORATION_METRICS if any(c in r for r in results.values())]
-    cols += sorted({k for r in results.values() for k in r if k.startswith("fid")})
+    cols += sorted({k for r in results.values() for k in r if k.startswith(("fid", "pids", "uids"))})
     header = ["method"] + cols
     rows = [[name] + [_fmt(r.get(c)) for c in cols] for name, r in results.items()]
     widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]

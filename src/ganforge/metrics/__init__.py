@@ -47,6 +47,7 @@ from ganforge.metrics.evaluator import Evaluator, clear_evaluators, shared_evalu
 from ganforge.metrics.prdc import precision_recall
 from ganforge.metrics.catalog import metric_names, register_metric, unregister_metric
 from ganforge.metrics import mode_coverage as _mode_coverage  # noqa: F401  (registers the modes metric)
+from ganforge.metrics import ids as _ids  # noqa: F401  (registers the ids metric: P-IDS / U-IDS)
 from ganforge.metrics.restoration import l1, mse, psnr, ssim, ssim_map
 from ganforge.metrics.stats import FeatureStats
 

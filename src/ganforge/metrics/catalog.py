@@ -111,6 +111,8 @@ class MetricOptions:
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     pr_k: int = 3
+    # Generated image i restores real image i (inpainting): enables paired metrics (P-IDS).
+    paired: bool = False
 
 
 MetricFn = Callable[..., dict[str, Any]]

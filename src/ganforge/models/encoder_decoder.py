@@ -29,6 +29,7 @@ from ganforge.config import RunConfig
 from ganforge.errors import ConfigError
 from ganforge.models.layers import maybe_sn, split_stages
 from ganforge.models.families import register_model
+from ganforge.models.prefill import PREFILLS, smooth_fill
 
 DILATIONS = (1, 2, 4)
 
@@ -73,7 +74,12 @@ class InpaintGenerator(nn.Module):
     """``(image (N, C, H, W) in [-1, 1], mask (N, 1, H, W)) -> (N, C, H, W)`` completed image.
 
     The input to the network is ``concat(image * (1 - mask), mask)``: missing pixels
-    are zero (mid-gray) and flagged by the mask channel. The output is composited,
+    are zero (mid-gray) and flagged by the mask channel. With ``prefill="smooth"`` the
+    missing pixels are instead a smooth interpolation of the known ones
+    (:func:`~ganforge.models.prefill.smooth_fill`) and the network predicts a
+    correction to it: ``raw = tanh(atanh(fill) + head)``, the head's last convolution
+    initialised to zero, so an untrained generator returns the smooth fill and
+    training only has to learn what the fill misses. The output is composited,
     ``mask * prediction + (1 - mask) * image``, so known pixels come back exactly.
     Any ``H, W`` works: sizes that are not multiples of 4 are padded and cropped back.
 
@@ -84,11 +90,16 @@ class InpaintGenerator(nn.Module):
         dilations: cycled over the residual blocks (default 1, 2, 4). Larger ones
             (e.g. 1, 2, 4, 8) widen the receptive field for large holes at the same cost
             per block; LaMa gets its image-wide field from Fourier convolutions instead.
+        prefill: ``"none"`` (holes start mid-gray) or ``"smooth"`` (see above).
     """
 
-    def __init__(self, channels: int, width: int = 32, res_blocks: int = 6, dilations: tuple[int, ...] = DILATIONS):
+    def __init__(self, channels: int, width: int = 32, res_blocks: int = 6, dilations: tuple[int, ...] = DILATIONS,
+                 prefill: str = "none"):
         super().__init__()
+        if prefill not in PREFILLS:
+            raise ConfigError("inpaint.prefill", f"must be one of {', '.join(PREFILLS)}, got {prefill!r}")
         self.channels = channels
+        self.prefill = prefill
         w = width
         self.encoder = nn.Sequential(
             *_conv_in_relu(channels + 1, w, 7),
@@ -105,12 +116,14 @@ class InpaintGenerator(nn.Module):
             nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), nn.InstanceNorm2d(2 * w, affine=True), nn.ReLU(inplace=True),
             nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.InstanceNorm2d(w, affine=True), nn.ReLU(inplace=True),
             nn.Conv2d(w, channels, 7, padding=3),
-            nn.Tanh(),
+            *([] if prefill == "smooth" else [nn.Tanh()]),
         )
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.normal_(m.weight, 0.0, 0.02)
                 nn.init.zeros_(m.bias)
+        if prefill == "smooth":
+            nn.init.zeros_(self.decoder[-1].weight)  # start exactly at the smooth fill
 
     def transfer_blocks(self) -> list[list[nn.Module]]:
         """Blocks from the input on (for ``train.freeze_g``): the three encoder convolutions
@@ -124,8 +137,12 @@ class InpaintGenerator(nn.Module):
             raise ValueError(f"expected image (N, {self.channels}, H, W) and mask (N, 1, H, W), "
                              f"got {tuple(image.shape)} and {tuple(mask.shape)}")
         mask = mask.to(image.dtype)
-        x, (h, w) = pad_to_multiple(torch.cat([image * (1 - mask), mask], dim=1))
+        start = smooth_fill(image, mask) if self.prefill == "smooth" else image * (1 - mask)
+        x, (h, w) = pad_to_multiple(torch.cat([start, mask], dim=1))
         raw = self.decoder(self.blocks(self.encoder(x)))[..., :h, :w]
+        if self.prefill == "smooth":
+            # A correction in tanh's pre-image keeps raw in (-1, 1) and is exactly the fill at zero.
+            raw = torch.tanh(torch.atanh(start.clamp(-0.999, 0.999)) + raw)
         out = mask * raw + (1 - mask) * image
         return (out, raw) if return_raw else out
 
@@ -188,6 +205,7 @@ def build_inpaint(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
     consulted: without it the PatchGAN is unstable at these loss weights).
     """
     m, ch = cfg.model, cfg.data.channels
-    g = InpaintGenerator(ch, m.g_width, m.res_blocks, tuple(cfg.inpaint.dilations) or DILATIONS)
+    g = InpaintGenerator(ch, m.g_width, m.res_blocks, tuple(cfg.inpaint.dilations) or DILATIONS,
+                         cfg.inpaint.prefill)
     d = PatchDiscriminator(ch, m.d_width, discriminator_depth(cfg.data.image_size))
     return g, d
