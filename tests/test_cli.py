@@ -126,8 +126,21 @@ def test_sample_rejects_bad_class_and_count(tmp_path, npz_data, capsys, monkeypa
 def test_datasets_lists_named_datasets(capsys):
     assert main(["datasets"]) == 0
     out = capsys.readouterr().out
-    for name in ("fashion-mnist", "mnist", "cifar10"):
+    for name in ("fashion-mnist", "mnist", "cifar10", "stacked-fashion-mnist", "photos", "skimage-photos"):
         assert name in out
+
+
+def test_datasets_names_the_missing_photo_packages(capsys, monkeypatch):
+    from ganforge.data import photos
+
+    monkeypatch.setattr(photos, "_missing", lambda ps: [p for p in ps if p.package == "mate-backgrounds"])
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("photos "))
+    total = len(photos._select("photos", "all"))
+    kept = sum(p.package != "mate-backgrounds" for p in photos._select("photos", "all"))
+    assert line.split()[1:4] == [str(kept), "of", str(total)]
+    assert "scripts/setup.sh photos (apt: mate-backgrounds)" in out
 
 
 def test_parser_is_built_without_torch():

@@ -92,6 +92,33 @@ def test_inpaint_keeps_known_pixels_and_telea_runs(tmp_path):
     assert t.shape == image.shape and np.array_equal(t[~mask], image[~mask])
 
 
+def test_a_colour_photo_model_is_served_and_fills_a_colour_upload(tmp_path):
+    """A run like the photo presets (RGB, smooth prefill) loads as an inpainter; an RGBA editor image is filled."""
+    from ganforge.train.trainer import Trainer
+
+    cfg = tiny_config(tmp_path, "task=inpaint", "model.arch=inpaint", "loss.name=hinge", "data.channels=3",
+                      "model.res_blocks=1", "model.g_width=4", "model.d_width=4", "inpaint.prefill=smooth",
+                      "train.steps=1", "train.ckpt_every=1")
+    Trainer(cfg, tmp_path / "run").train()
+    generators, inpainters = H.load_runs([str(tmp_path / "run")])
+    assert not generators and list(inpainters) == ["run"]
+    pipe = inpainters["run"]
+    rgba = np.zeros((40, 52, 4), np.uint8)
+    rgba[..., 0] = np.linspace(0, 255, 52, dtype=np.uint8)[None, :]
+    rgba[..., 1], rgba[..., 2], rgba[..., 3] = 90, 200, 255
+    image = H.as_model_input(rgba)
+    assert image.shape == (40, 52, 3)
+    mask = np.zeros((40, 52), bool)
+    mask[10:30, 20:36] = True
+    out = H.inpaint(pipe, image, mask)
+    assert out.shape == image.shape and out.dtype == np.uint8 and np.array_equal(out[~mask], image[~mask])
+    # The hole continues the horizontal red ramp and the constant green and blue around it.
+    # (one training step has moved G a little off the fill)
+    assert np.abs(out[mask][:, 1].astype(int) - 90).max() <= 8 and np.abs(out[mask][:, 2].astype(int) - 200).max() <= 8
+    red = out[20, 20:36, 0].astype(int)
+    assert (np.diff(red) >= -2).all() and red[-1] - red[0] > 40
+
+
 def test_generated_grid_is_the_sampling_grid_enlarged(tmp_path):
     cfg = tiny_config(tmp_path, "model.num_classes=3")
     torch.manual_seed(0)

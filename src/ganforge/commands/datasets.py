@@ -12,10 +12,22 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ganforge.data import list_datasets
+    from ganforge.data.photos import SETUP_HINT, corpus_status
+    from ganforge.data.stacked import STACKED
 
-    for entry in list_datasets():
+    entries = list_datasets()
+    for entry in entries:
         where = entry.get("path") or "not found"
-        print(f"{entry['name']:<14} {where}")
+        print(f"{entry['name']:<22} {where}")
         if not entry.get("path"):
-            print(f"{'':<14} to get it: {entry['how']}")
+            print(f"{'':<22} to get it: {entry['how']}")
+    found = {e["name"]: e.get("path") for e in entries}
+    for name, (base, _) in STACKED.items():
+        print(f"{name:<22} {'made from ' + base if found.get(base) else 'needs ' + base}")
+    for source in ("photos", "skimage-photos"):
+        have, total, packages = corpus_status(source)
+        print(f"{source:<22} {have} of {total} photographs installed")
+        if packages:
+            how = "pip install scikit-image" if packages == ["scikit-image"] else f"{SETUP_HINT} (apt: {' '.join(packages)})"
+            print(f"{'':<22} to get them: {how}")
     return 0

@@ -18,7 +18,7 @@ def register(sub) -> None:
     p = sub.add_parser("eval-inpaint", help="evaluate inpainting against classical baselines",
                        description="Mask test images, fill them with the run's generator and with OpenCV "
                                    "Telea / Navier-Stokes and scikit-image biharmonic inpainting, and report "
-                                   "PSNR, SSIM (hole and whole image), hole L1 and FID. Prints a table, "
+                                   "PSNR, SSIM (hole and whole image), hole L1, FID and P-IDS / U-IDS. Prints a table, "
                                    "appends a record to RUN_DIR/metrics.jsonl, optionally writes JSON.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     kinds = CHOICES["inpaint.masks"]
@@ -35,7 +35,7 @@ def register(sub) -> None:
     p.add_argument("--split", default="test", choices=("train", "test", "all"))
     p.add_argument("--baselines", help="comma-separated subset of telea,navier-stokes,biharmonic "
                                        "(default: all installed); 'none' for none")
-    p.add_argument("--no-fid", action="store_true", help="skip FID")
+    p.add_argument("--no-fid", action="store_true", help="skip FID and P-IDS / U-IDS (no Inception features)")
     p.add_argument("--fid-precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--no-cache", action="store_true",
                    help="recompute the feature statistics of the originals and baselines")

@@ -150,6 +150,13 @@ def _missing(photos: list[Photo]) -> list[Photo]:
     return [p for p in photos if (_resolve(p) is None or not _resolve(p).is_file())]
 
 
+def corpus_status(source: str) -> tuple[int, int, list[str]]:
+    """``(found, total, missing packages)`` of ``source``'s photographs, without installing or hashing."""
+    photos = _select(source, "all")
+    missing = _missing(photos)
+    return len(photos) - len(missing), len(photos), sorted({p.package for p in missing})
+
+
 def photo_files(source: str, split: str = "train", install: bool = True) -> list[tuple[Photo, Path]]:
     """The photographs of ``source`` / ``split`` and their files, after checking every file's SHA-256.
 

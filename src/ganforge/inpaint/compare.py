@@ -93,7 +93,10 @@ def _fid_scores(extractor, restored: dict[str, Tensor], original: Tensor, key: d
         notes.append(f"P-IDS/U-IDS skipped: need at least {MIN_PAIRS} images, got {keep}")
     metrics = get_metrics(names)
     options = MetricOptions(paired=True)
-    ref = stats(original, restored_by="none")
+    # The originals do not depend on the masks: one entry serves every mask family and bucket.
+    masks_only = ("masks", "hole_ratio", "mask_seed", "hole_range")
+    ref = inception_stats(extractor, original, stats_key(**{k: v for k, v in key.items() if k not in masks_only},
+                                                         restored_by="none"), keep=keep, use_cache=use_cache)
     references: dict = {}  # the originals' square root, computed once for every method
     tag = str(original.shape[0])  # fid<n>: the exact count, as these results have always been named
     out = {}
