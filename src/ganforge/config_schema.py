@@ -171,7 +171,7 @@ class TrainConfig:
 class InpaintConfig:
     """Inpainting (``task: inpaint``): masks, crops and the generator's loss weights."""
 
-    masks: str = "mixed"  # center | boxes | strokes | mixed
+    masks: str = "mixed"  # center | boxes | strokes | mixed | thin | medium | thick | lama | comod | lama-comod
     hole_ratio: float = 0.25  # target fraction of missing pixels
     random_crop: bool = False  # train on random crops of images loaded at load_size
     load_size: int = 0  # 0: same as data.image_size
@@ -315,7 +315,8 @@ CHOICES = {
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "data.split": ("train", "test", "all"),
     "inpaint.prefill": ("none", "smooth"),
-    "inpaint.masks": ("center", "boxes", "strokes", "mixed", "thin", "medium", "thick", "lama", "comod"),
+    "inpaint.masks": ("center", "boxes", "strokes", "mixed", "thin", "medium", "thick", "lama", "comod",
+                      "lama-comod"),
     "data.channels": (1, 3),
 }
 

@@ -26,6 +26,8 @@ Kinds (``inpaint.masks`` in the config):
   ``comod``: the families of LaMa and CoModGAN
   (:mod:`ganforge.inpaint.mask_families`). Their hole size follows from their
   geometry (``ratio`` is not used); ``comod`` takes a ``hole_range`` bucket.
+  ``lama-comod`` (for training) draws one of thin, medium, thick and comod per
+  mask, so a model also sees CoModGAN's large holes (half the image and more).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from ganforge.errors import ConfigError, DataError
 from ganforge.inpaint.mask_families import LAMA_FAMILIES, comod_mask, lama_mask
 
 MASK_KINDS = CHOICES["inpaint.masks"]  # one list for the config, the CLI and the generator
-FAMILY_KINDS = ("thin", "medium", "thick", "lama", "comod")  # geometry-defined hole sizes
+FAMILY_KINDS = ("thin", "medium", "thick", "lama", "comod", "lama-comod")  # geometry-defined hole sizes
 DEFAULT_TOL = 0.02  # allowed |missing fraction - ratio| for the random kinds
 
 
@@ -207,10 +209,13 @@ def make_masks(kind: str, n: int, size: int | tuple[int, int], ratio: float = 0.
     out = np.zeros((n, 1, h, w), dtype=bool)
     if kind in FAMILY_KINDS:
         for i in range(n):
-            if kind == "comod":
+            family = kind
+            if kind in ("lama", "lama-comod"):
+                choices = LAMA_FAMILIES + (("comod",) if kind == "lama-comod" else ())
+                family = choices[int(rng.integers(0, len(choices)))]
+            if family == "comod":
                 out[i, 0] = comod_mask(h, w, rng, hole_range)
             else:
-                family = kind if kind != "lama" else LAMA_FAMILIES[int(rng.integers(0, 3))]
                 out[i, 0] = lama_mask(family, h, w, rng)
         return torch.from_numpy(out).to(device=device, dtype=torch.float32)
     for i in range(n):
