@@ -5,6 +5,7 @@ hole SSIM, FID, U-IDS and P-IDS, and a last column saying whether ganforge wins
 the row's goal metrics against every classical method:
 
     python benchmarks/inpaint_table.py photos-test.json skimage-photos.json
+    python benchmarks/inpaint_table.py --compact photos-test.json   # ganforge / best classical per metric (bold: ganforge wins)
 """
 
 from __future__ import annotations
@@ -64,12 +65,43 @@ def wins(doc: dict) -> list[str]:
     return out
 
 
+def compact(doc: dict) -> str:
+    """One row per mask family / bucket: ganforge and the best classical method on each metric."""
+    evals = doc["evaluations"] if "evaluations" in doc else [doc]
+    names = {"l1_hole": "L1 hole", "fid": "FID", "uids": "U-IDS", "pids": "P-IDS"}
+    head = "| masks (mean hole) | " + " | ".join(f"{v}: ganforge / best classical" for v in names.values()) + " |"
+    lines = [head, "|" + "---|" * (len(names) + 1)]
+    short = {"navier-stokes": "NS", "biharmonic": "bih", "telea": "Telea"}
+    for e in evals:
+        ours = e["results"]["ganforge"]
+        cells = []
+        for metric in names:
+            v = _value(ours, metric)
+            rivals = {k: _value(m, metric) for k, m in e["results"].items() if k != "ganforge"}
+            if v is None or None in rivals.values():
+                cells.append("-")
+                continue
+            pick = min if metric in LOWER else max
+            best = pick(rivals, key=rivals.get)
+            ok = v < rivals[best] if metric in LOWER else v > rivals[best]
+            fmt = (lambda x: f"{x:.4f}") if metric == "l1_hole" else (lambda x: f"{x:.1f}") if metric == "fid" \
+                else (lambda x: f"{x:.3f}")
+            mine = f"**{fmt(v)}**" if ok else fmt(v)
+            cells.append(f"{mine} / {fmt(rivals[best])} {short.get(best, best)}")
+        lines.append(f"| {_label(e)} ({e['mean_hole_fraction']:.2f}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(paths: list[str]) -> int:
-    for path in paths:
+    brief = "--compact" in paths
+    for path in [p for p in paths if p != "--compact"]:
         doc = json.loads(open(path).read())
-        print(table(doc))
-        print()
-        print("\n".join(wins(doc)))
+        if brief:
+            print(compact(doc))
+        else:
+            print(table(doc))
+            print()
+            print("\n".join(wins(doc)))
         print()
     return 0
 

@@ -8,7 +8,8 @@ own (partially) known values and takes the rest from the bilinearly upsampled
 level above. A few Jacobi steps of Laplace's equation at each level smooth the
 blocky seams of the upsampling, so the result approaches the harmonic
 interpolation of the hole that Navier-Stokes inpainting also approximates (on held-out
-photographs at 64 px its hole L1 is within about 5% of biharmonic's; BENCHMARKS.md).
+photographs at 64 px its hole L1 is within about 10% of biharmonic's on thick holes and
+about a third worse on thin strokes; BENCHMARKS.md).
 
 The generator (``inpaint.prefill: smooth``) starts from this guess and learns only
 what it misses: texture, edges, structure. Everything is tensor operations on
