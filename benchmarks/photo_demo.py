@@ -5,8 +5,7 @@ held-out 6028x3391 ``Kleiber`` of the ``photos`` corpus) with a rectangular
 hole, and records:
 
 * the peak resident memory of the command above the resident size once its
-  imports are done (Linux: ``/proc/self/clear_refs`` resets the peak, then
-  ``VmHWM`` is read), and its time;
+  imports are done (:func:`ganforge.perf.memory.cli_peak_memory`), and its time;
 * that every known pixel of the output equals the input's (bit-identical);
 * hole PSNR / L1 of ganforge and of Telea against the original pixels.
 
@@ -22,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,21 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-DRIVER = """
-import sys
-import ganforge.cli, ganforge.commands.inpaint, ganforge.inpaint.pipeline
-
-def kib(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-
-open("/proc/self/clear_refs", "w").write("5")
-base = kib("VmHWM")
-rc = ganforge.cli.main(sys.argv[1:])
-print(f"rc={rc} base={base} peak={kib('VmHWM')}")
-"""
-
+from ganforge.perf.memory import cli_peak_memory
 
 def photo_path(name: str) -> Path:
     """A photograph of the ``photos`` corpus by name, or a file path."""
@@ -67,10 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--context", type=int, default=96, help="pixels shown around the hole in the strip")
     ap.add_argument("--out", default="photo-demo", help="output prefix (.png and .json are added)")
     args = ap.parse_args(argv)
-    y0, y1, x0, x1 = (int(v) for v in args.box.split(","))
+    try:
+        y0, y1, x0, x1 = (int(v) for v in args.box.split(","))
+    except ValueError:
+        ap.error(f"--box: expected four integers top,bottom,left,right, got {args.box!r}")
     src = photo_path(args.photo)
     original = np.asarray(Image.open(src).convert("RGB"))
     h, w = original.shape[:2]
+    if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
+        ap.error(f"--box: {args.box} is not a non-empty box inside the {w}x{h} photograph")
     mask = np.zeros((h, w), np.uint8)
     mask[y0:y1, x0:x1] = 255
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,14 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         Image.fromarray(original).save(tmp / "photo.png", compress_level=1)
         Image.fromarray(mask).save(tmp / "mask.png")
         t = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", DRIVER, "inpaint", args.run, "--image", str(tmp / "photo.png"),
-                               "--mask", str(tmp / "mask.png"), "--out", str(tmp / "out.png")],
-                              capture_output=True, text=True)
+        proc, rc, extra = cli_peak_memory(["inpaint", args.run, "--image", tmp / "photo.png",
+                                           "--mask", tmp / "mask.png", "--out", tmp / "out.png"])
         seconds = time.perf_counter() - t
-        if proc.returncode != 0:
+        if rc != 0:
             sys.stderr.write(proc.stderr[-2000:])
             return 1
-        stats = dict(kv.split("=") for kv in proc.stdout.split()[-3:])
         result = np.asarray(Image.open(tmp / "out.png").convert("RGB"))
     from ganforge.inpaint import baselines
     from ganforge.metrics.restoration import restoration_scores
@@ -110,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     Image.fromarray(strip).save(f"{args.out}.png", optimize=True)
     record = {"photo": str(src.name), "size": [w, h], "megapixels": w * h / 1e6, "hole": [y0, y1, x0, x1],
               "hole_pixels": int(hole.sum()), "known_pixels_identical": bool(np.array_equal(result[~hole], original[~hole])),
-              "peak_extra_bytes": int(stats["peak"]) - int(stats["base"]),
-              "peak_extra_bytes_per_pixel": (int(stats["peak"]) - int(stats["base"])) / (w * h),
+              "peak_extra_bytes": extra, "peak_extra_bytes_per_pixel": extra / (w * h),
               "seconds": seconds, "scores": scores, "run": args.run,
               "strip": "photo with the hole (magenta) | ganforge | OpenCV Telea | original, each at 100%"}
     Path(f"{args.out}.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -18,6 +18,7 @@ from conftest import tiny_config
 from ganforge.cli import main
 from ganforge.config import dump_yaml
 from ganforge.models import build_models
+from ganforge.perf.memory import cli_peak_memory
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1",
        "PYTHONPATH": os.pathsep.join([str(Path(ganforge.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
@@ -272,26 +273,9 @@ def test_a_hole_within_a_raised_limit_is_inpainted_with_progress(gen_dir, tmp_pa
     assert _run(capsys, gen_dir, "--image", img, "--mask", mask, "--out", out, "--max-hole-pixels", -1)[0] == 2
 
 
-# Like DRIVER, but exact on Linux: the peak resident size (VmHWM) is reset once the imports are
-# done, so their transient peak cannot hide the image's buffers, and read back after the command.
-DRIVER_RESIDENT = """
-import sys
-import torch, ganforge.cli, ganforge.artifacts, ganforge.inpaint.pipeline, ganforge.commands.inpaint
-
-def status_kib(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-
-open("/proc/self/clear_refs", "w").write("5")  # VmHWM := current resident size
-before = status_kib("VmHWM")
-rc = ganforge.cli.main(sys.argv[1:])
-print(f"rc={rc} base={before} peak={status_kib('VmHWM')}")
-"""
-
 # A colour photograph takes the decoded image, its RGB array, the output array and the image
 # written from it (3 bytes per pixel each), the mask (decoded and as an array: 2) and one forward
-# pass over the hole's neighbourhood: measured 13.0-13.6 bytes per pixel at 12 megapixels (BENCHMARKS.md).
+# pass over the hole's neighbourhood: measured 13.0-13.8 bytes per pixel at 12 megapixels (BENCHMARKS.md).
 BYTES_PER_RGB_PIXEL = 20
 
 
@@ -320,13 +304,10 @@ def test_a_12_megapixel_colour_photo_keeps_known_pixels_in_bounded_memory(tmp_pa
     mask[y0:y1, x0:x1] = 255
     Image.fromarray(mask).save(tmp_path / "mask.png")
     out = tmp_path / "out.png"
-    proc = subprocess.run([sys.executable, "-c", DRIVER_RESIDENT, "inpaint", str(gen), "--image", str(tmp_path / "photo.jpg"),
-                           "--mask", str(tmp_path / "mask.png"), "--out", str(out)],
-                          capture_output=True, text=True, env=ENV, timeout=600)
+    proc, rc, extra = cli_peak_memory(["inpaint", gen, "--image", tmp_path / "photo.jpg", "--mask",
+                                       tmp_path / "mask.png", "--out", out], env=ENV)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    stats = dict(kv.split("=") for kv in proc.stdout.split()[-3:])
-    extra = int(stats["peak"]) - int(stats["base"])
-    assert stats["rc"] == "0" and extra < BYTES_PER_RGB_PIXEL * w * h, extra / 2**20
+    assert rc == 0 and extra < BYTES_PER_RGB_PIXEL * w * h, extra / 2**20
     original = np.asarray(Image.open(tmp_path / "photo.jpg").convert("RGB"))
     result = np.asarray(Image.open(out))
     known = mask == 0

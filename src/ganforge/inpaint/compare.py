@@ -62,8 +62,8 @@ def _fid_extractor(device, precision: str, notes: list[str]):
         return None
 
 
-def _fid_scores(extractor, restored: dict[str, Tensor], original: Tensor, key: dict, use_cache: bool,
-                split: str, notes: list[str]) -> dict:
+def _fid_scores(extractor, restored: dict[str, Tensor], original: Tensor, data_key: dict, mask_key: dict,
+                use_cache: bool, split: str, notes: list[str]) -> dict:
     """``{method: {"fid<n>_<split>": value, "uids...", "pids..."}}``: the registry's ``fid`` and ``ids``.
 
     Each restored set is scored against ``original``; the raw features are kept
@@ -71,21 +71,21 @@ def _fid_scores(extractor, restored: dict[str, Tensor], original: Tensor, key: d
 
     The statistics of the originals and of the baselines' outputs depend only on
     the data, masks and library versions, so they are kept in the statistics
-    cache (:func:`ganforge.metrics.evaluator.inception_stats`) under ``key`` (the
-    fields of :func:`~ganforge.metrics.cache.stats_key`) plus what was restored;
-    a second run evaluated with the same protocol only extracts its own images.
+    cache (:func:`ganforge.metrics.evaluator.inception_stats`) under ``data_key``
+    (the fields of :func:`~ganforge.metrics.cache.stats_key`), plus ``mask_key``
+    for restored sets, plus what restored them; a second run evaluated with the
+    same protocol only extracts its own images, and the originals are extracted
+    once for every mask family and bucket.
     """
     from ganforge.metrics.cache import stats_key
-    from ganforge.metrics.evaluator import inception_stats
     from ganforge.metrics.catalog import FeaturePair, MetricOptions, compute_registered, get_metrics
+    from ganforge.metrics.evaluator import inception_stats
+    from ganforge.metrics.ids import MIN_PAIRS
 
     keep = int(original.shape[0])
 
-    def stats(images: Tensor, **extra):
-        cacheable = use_cache and extra.get("restored_by") != "ganforge"
-        return inception_stats(extractor, images, stats_key(**key, **extra), keep=keep, use_cache=cacheable)
-
-    from ganforge.metrics.ids import MIN_PAIRS
+    def stats(images: Tensor, cacheable: bool, **fields):
+        return inception_stats(extractor, images, stats_key(**data_key, **fields), keep=keep, use_cache=cacheable)
 
     names = ["fid", "ids"]
     if keep < MIN_PAIRS:
@@ -93,17 +93,14 @@ def _fid_scores(extractor, restored: dict[str, Tensor], original: Tensor, key: d
         notes.append(f"P-IDS/U-IDS skipped: need at least {MIN_PAIRS} images, got {keep}")
     metrics = get_metrics(names)
     options = MetricOptions(paired=True)
-    # The originals do not depend on the masks: one entry serves every mask family and bucket.
-    masks_only = ("masks", "hole_ratio", "mask_seed", "hole_range")
-    ref = inception_stats(extractor, original, stats_key(**{k: v for k, v in key.items() if k not in masks_only},
-                                                         restored_by="none"), keep=keep, use_cache=use_cache)
+    ref = stats(original, use_cache, restored_by="none")
     references: dict = {}  # the originals' square root, computed once for every method
-    tag = str(original.shape[0])  # fid<n>: the exact count, as these results have always been named
+    tag = str(keep)  # fid<n>: the exact count, as these results have always been named
     out = {}
     for name, images in restored.items():
         extra = {} if name == "ganforge" else {"library": bl.library_version(name)}
-        pair = FeaturePair(ref, stats(images, restored_by=name, **extra), references)
-        values = compute_registered(metrics, {"inception": pair}, tag, split, options)
+        fake = stats(images, use_cache and name != "ganforge", **mask_key, restored_by=name, **extra)
+        values = compute_registered(metrics, {"inception": FeaturePair(ref, fake, references)}, tag, split, options)
         out[name] = {k: v for m in values.values() for k, v in m.items()}
     return out
 
@@ -194,13 +191,15 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
             extractor = _fid_extractor(device, fid_precision, notes)
             if extractor is not None:
                 protocol["fid"] = extractor.protocol
-                key = {"dataset": ds.name, "split": split, "count": n, "image_size": size,
-                       "channels": cfg.data.channels, "extractor": extractor.protocol, "max_items": n,
-                       "subset": "first", "masks": masks, "hole_ratio": hole_ratio, "mask_seed": seed}
+                data_key = {"dataset": ds.name, "split": split, "count": n, "image_size": size,
+                            "channels": cfg.data.channels, "extractor": extractor.protocol, "max_items": n,
+                            "subset": "first"}
+                mask_key = {"masks": masks, "hole_ratio": hole_ratio, "mask_seed": seed}
                 if masks == "comod":
-                    key["hole_range"] = list(hole_range)
+                    mask_key["hole_range"] = list(hole_range)
                 use_cache = fid_cache and (dataset is None or isinstance(dataset, (str, Path)))
-                for name, values in _fid_scores(extractor, restored, original, key, use_cache, split, notes).items():
+                for name, values in _fid_scores(extractor, restored, original, data_key, mask_key, use_cache, split,
+                                                notes).items():
                     results[name].update(values)
                 note = small_sample_note(n)
                 if note:

@@ -96,8 +96,8 @@ def discriminative_scores(real: np.ndarray | torch.Tensor, fake: np.ndarray | to
 def ids(inception: FeaturePair, *, tag: str, split: str, options: MetricOptions) -> dict[str, Any]:
     """U-IDS always; P-IDS too when ``options.paired`` (generated image i restores real image i)."""
     real, fake = inception.real.features, inception.fake.features
-    if real is None or fake is None or len(real) != len(fake):
-        raise ConfigError("metrics", "ids needs the raw features of as many real as generated images")
+    if real is None or fake is None:
+        raise ConfigError("metrics", "ids needs the raw Inception features of both image sets")
     p_ids, u_ids = discriminative_scores(real, fake, seed=options.seed)
     out: dict[str, Any] = {f"uids{tag}_{split}": u_ids}
     if options.paired:

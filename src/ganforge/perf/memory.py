@@ -55,3 +55,36 @@ def rss_kib(field: str) -> int:
     except OSError:
         pass
     return 0
+
+
+# Runs `ganforge ARGS` in this interpreter with the meter started after the imports, and prints the
+# exit code and the peak resident size above that point (bytes) on its last line.
+_CLI_DRIVER = """
+import sys
+import torch
+import ganforge.cli, ganforge.commands.inpaint, ganforge.inpaint.pipeline
+from ganforge.perf.memory import MemoryMeter
+
+meter = MemoryMeter(torch.device("cpu"))
+meter.start()
+rc = ganforge.cli.main(sys.argv[1:])
+print(f"rc={rc} extra_bytes={int(meter.peak_mib()['delta'] * 2**20)}")
+"""
+
+
+def cli_peak_memory(args: list[str], env: dict | None = None, timeout: float = 600):
+    """``ganforge ARGS`` in a fresh process: ``(completed process, exit code, peak bytes above the imports)``.
+
+    Exact on Linux (the high-water mark is reset once the imports are done, so their
+    transient peak cannot hide the command's buffers); the exit code and bytes are
+    None when the command did not get as far as reporting them.
+    """
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _CLI_DRIVER, *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+    fields = dict(kv.split("=", 1) for kv in (proc.stdout.strip().splitlines() or [""])[-1].split() if "=" in kv)
+    rc = int(fields["rc"]) if "rc" in fields else None
+    extra = int(fields["extra_bytes"]) if "extra_bytes" in fields else None
+    return proc, rc, extra
