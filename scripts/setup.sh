@@ -27,7 +27,7 @@ apt_install() {
 }
 
 # The photo corpus (data.dataset: photos): photographs from Debian wallpaper packages.
-PHOTO_PACKAGES=(mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers-20.04)
+PHOTO_PACKAGES=(mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers-20.04 lomiri-wallpapers-16.04)
 if [ "$MODE" = photos ]; then
     if apt_install "${PHOTO_PACKAGES[@]}"; then
         echo "setup: installed ${PHOTO_PACKAGES[*]}"

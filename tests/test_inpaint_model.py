@@ -9,6 +9,7 @@ from PIL import Image
 
 from conftest import assert_same_weights, full_and_interrupted, tiny_config
 from ganforge.data import ImageDataset
+from ganforge.errors import ConfigError
 from ganforge.models import build_models
 from ganforge.models.encoder_decoder import InpaintGenerator, PatchDiscriminator
 from ganforge.inpaint.masks import make_masks
@@ -34,8 +35,9 @@ def smooth_dataset(n=64, size=28, channels=1, seed=0):
 # ------------------------------------------------------------------- models
 
 @pytest.mark.parametrize("h, w", [(28, 28), (32, 20), (27, 30), (9, 13)])
-def test_generator_shapes_range_and_composite(h, w):
-    G = InpaintGenerator(3, width=4, res_blocks=2)
+@pytest.mark.parametrize("upsample", ["transposed", "resize"])
+def test_generator_shapes_range_and_composite(h, w, upsample):
+    G = InpaintGenerator(3, width=4, res_blocks=2, upsample=upsample)
     x = torch.rand(2, 3, h, w) * 2 - 1
     m = make_masks("boxes", 2, (h, w), 0.3, torch.Generator().manual_seed(0))
     out, raw = G(x, m, return_raw=True)
@@ -43,6 +45,24 @@ def test_generator_shapes_range_and_composite(h, w):
     assert raw.abs().max() <= 1.0
     assert torch.equal(out[m.expand_as(out) == 0], x[m.expand_as(x) == 0])
     assert torch.equal(out[m.expand_as(out) == 1], raw[m.expand_as(raw) == 1])
+
+
+def test_resize_upsampling_has_no_checkerboard_on_a_flat_input():
+    """A constant feature map stays constant (away from the border) through resize + 3x3 conv,
+    while a 4x4 stride-2 transposed convolution stamps a 2-pixel period on it."""
+    torch.manual_seed(0)
+    flat = torch.ones(1, 16, 8, 8)
+    for upsample, periodic in (("transposed", True), ("resize", False)):
+        G = InpaintGenerator(3, width=4, upsample=upsample)
+        for m in G.decoder.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                torch.nn.init.normal_(m.weight)
+        first_up = G.decoder[:1] if upsample == "transposed" else G.decoder[:2]
+        inner = first_up(flat)[0, :, 2:-2, 2:-2]
+        spread = (inner - inner.mean((1, 2), keepdim=True)).abs().max().item()
+        assert (spread > 1e-2) if periodic else (spread < 1e-5), (upsample, spread)
+    with pytest.raises(ConfigError, match="inpaint.upsample"):
+        InpaintGenerator(3, upsample="bilinear")
 
 
 def test_discriminator_gives_patch_logits_and_features():
@@ -215,6 +235,30 @@ def test_periodic_evaluation_of_an_inpainting_run_records_restoration_metrics(tm
     best = json.loads((tmp_path / "run" / "checkpoints" / "best" / "best.json").read_text())
     assert best["metric"] == "l1_hole8_train"
     assert best["step"] == min(evals, key=lambda r: r["l1_hole8_train"])["step"]
+
+
+def test_evaluation_masks_stay_fixed_when_the_training_masks_change(tmp_path):
+    from conftest import write_gray_npz
+    from ganforge.config import validate
+
+    data = write_gray_npz(tmp_path / "held.npz", n=12)
+
+    def held_out_masks(*overrides):
+        cfg = tiny_config(tmp_path, *INPAINT, f"data.dataset={data}", "train.eval_n=12", *overrides)
+        G, D = build_models(cfg)
+        task = InpaintingTask(cfg, G, D, Draws(torch.Generator().manual_seed(0)))
+        return task._held_out()[1], task.preview_batch(smooth_dataset(n=12))[1]
+
+    thick_eval, thick_preview = held_out_masks("inpaint.masks=thick")
+    thin_eval, thin_preview = held_out_masks("inpaint.masks=thin")
+    assert not torch.equal(thick_eval, thin_eval)  # by default the training masks are evaluated
+    fixed = [held_out_masks(f"inpaint.masks={kind}", "inpaint.eval_masks=thick") for kind in ("thin", "comod")]
+    for eval_masks, preview_masks in fixed:
+        assert torch.equal(eval_masks, thick_eval) and torch.equal(preview_masks, thick_preview)
+    cfg = tiny_config(tmp_path, *INPAINT)
+    cfg.inpaint.eval_masks = "thickest"
+    with pytest.raises(ConfigError, match="inpaint.eval_masks"):
+        validate(cfg)
 
 
 def test_sampling_an_inpainting_run_is_a_one_line_error(trained_run, tmp_path):

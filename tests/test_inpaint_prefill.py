@@ -43,9 +43,10 @@ def test_fully_masked_image_gets_zero_and_no_nan():
     assert torch.equal(out, torch.zeros_like(out))
 
 
-def test_untrained_generator_returns_the_smooth_fill_and_learns():
+@pytest.mark.parametrize("upsample", ["transposed", "resize"])
+def test_untrained_generator_returns_the_smooth_fill_and_learns(upsample):
     torch.manual_seed(0)
-    g = InpaintGenerator(3, width=8, res_blocks=2, prefill="smooth")
+    g = InpaintGenerator(3, width=8, res_blocks=2, prefill="smooth", upsample=upsample)
     x = torch.rand(2, 3, 30, 34) * 2 - 1
     mask = make_masks("boxes", 2, (30, 34), 0.3, torch.Generator().manual_seed(1))
     out, raw = g(x, mask, return_raw=True)

@@ -17,7 +17,7 @@ def test_list_names_each_photograph_once_with_licence_and_split():
     names = [p.name for p in rows]
     assert len(names) == len(set(names))
     counts = {s: sum(p.split == s for p in rows) for s in ("train", "test", "foreign")}
-    assert counts == {"train": 19, "test": 5, "foreign": 5}
+    assert counts == {"train": 32, "test": 5, "foreign": 5}
     for p in rows:
         assert re.fullmatch(r"[0-9a-f]{64}", p.sha256) and p.licence and p.copyright
         assert (p.package == "scikit-image") == (p.split == "foreign")
@@ -72,7 +72,7 @@ def test_installed_corpus_loads_by_name():
     test = load_dataset("photos:test", image_size=16, channels=3)
     assert tuple(test.images.shape) == (200, 3, 16, 16)
     train = load_dataset("photos", split="train", image_size=16, channels=3)
-    assert tuple(train.images.shape) == (19, 3, 16, 16)
+    assert tuple(train.images.shape) == (32, 3, 16, 16)
     assert photos.mask_seeds("photos:test", "train") == list(range(1, 201))
 
 

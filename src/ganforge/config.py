@@ -115,6 +115,10 @@ def validate(cfg: RunConfig) -> RunConfig:
     for key, choices in CHOICES.items():
         if flat[key] not in choices:
             raise ConfigError(key, f"must be one of {', '.join(map(str, choices))}, got {quote(flat[key])}")
+    kinds, eval_masks = CHOICES["inpaint.masks"], flat["inpaint.eval_masks"]
+    if eval_masks not in ("", *kinds):
+        raise ConfigError("inpaint.eval_masks", f"must be empty (the training masks) or one of {', '.join(kinds)}, "
+                                                f"got {quote(eval_masks)}")
     # Losses and model families are registries (plug-ins add to them): their names are checked
     # against them. Imported here, not at the top: the CLI parser reads this module without torch.
     from ganforge.losses import get_loss

@@ -172,6 +172,9 @@ class InpaintConfig:
     """Inpainting (``task: inpaint``): masks, crops and the generator's loss weights."""
 
     masks: str = "mixed"  # center | boxes | strokes | mixed | thin | medium | thick | lama | comod | lama-comod
+    # Masks of the periodic evaluation (train.eval_every) and the preview grids; "" = the training
+    # masks. Fixed, it keeps a run's curve on one evaluation set when the training masks change.
+    eval_masks: str = ""
     hole_ratio: float = 0.25  # target fraction of missing pixels
     random_crop: bool = False  # train on random crops of images loaded at load_size
     load_size: int = 0  # 0: same as data.image_size
@@ -186,6 +189,9 @@ class InpaintConfig:
     # G's starting point for the hole (ganforge.models.prefill): none (mid-gray, as before) or
     # smooth (a harmonic-like interpolation of the known pixels; G learns the residual).
     prefill: str = "none"
+    # G's decoder upsampling: transposed (4x4 stride-2 transposed convolutions, as before) or
+    # resize (nearest 2x, then a 3x3 convolution: no checkerboard pattern, Odena et al. 2016).
+    upsample: str = "transposed"
 
 
 @dataclass
@@ -315,6 +321,7 @@ CHOICES = {
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "data.split": ("train", "test", "all"),
     "inpaint.prefill": ("none", "smooth"),
+    "inpaint.upsample": ("transposed", "resize"),
     "inpaint.masks": ("center", "boxes", "strokes", "mixed", "thin", "medium", "thick", "lama", "comod",
                       "lama-comod"),
     "data.channels": (1, 3),

@@ -3,7 +3,7 @@
 Sources (``data.dataset`` / ``eval-inpaint --dataset``):
 
 * ``photos``: colour photographs from Debian's ``mate-backgrounds``,
-  ``plasma-workspace-wallpapers`` and ``lomiri-wallpapers-20.04`` packages,
+  ``plasma-workspace-wallpapers``, ``lomiri-wallpapers-20.04`` and ``lomiri-wallpapers-16.04`` packages,
   split **by photograph** into ``train`` and ``test`` (``photos:test`` names
   the held-out split directly). The list, with each file's path, SHA-256,
   licence and split, is ``photos.tsv`` next to this module; it was chosen by

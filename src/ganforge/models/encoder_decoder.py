@@ -3,7 +3,8 @@
 The generator follows the layout of Johnson et al. 2016's image transformation
 network as used for inpainting by EdgeConnect (Nazeri et al. 2019): a 7x7 stem,
 two stride-2 convolutions, residual blocks at 1/4 resolution, two transposed
-convolutions back up, a 7x7 output convolution and tanh. The residual blocks use
+convolutions back up (or, with ``inpaint.upsample: resize``, nearest 2x upsampling
+each followed by a 3x3 convolution), a 7x7 output convolution and tanh. The residual blocks use
 dilated 3x3 convolutions (dilation cycling 1, 2, 4) so that the bottleneck sees
 the whole hole and its surroundings: with six blocks the receptive field at 1/4
 resolution grows by 2 * (1 + 2 + 4) * 2 = 28 cells, i.e. more than 100 input
@@ -32,6 +33,7 @@ from ganforge.models.families import register_model
 from ganforge.models.prefill import PREFILLS, smooth_fill
 
 DILATIONS = (1, 2, 4)
+UPSAMPLES = ("transposed", "resize")
 
 
 def pad_to_multiple(x: Tensor, multiple: int = 4) -> tuple[Tensor, tuple[int, int]]:
@@ -70,6 +72,21 @@ def _conv_in_relu(cin: int, cout: int, k: int, stride: int = 1) -> list[nn.Modul
             nn.InstanceNorm2d(cout, affine=True), nn.ReLU(inplace=True)]
 
 
+def _up_in_relu(cin: int, cout: int, upsample: str) -> list[nn.Module]:
+    """2x upsampling to ``cout`` channels, instance norm, ReLU.
+
+    ``transposed``: a 4x4 stride-2 transposed convolution, whose kernel overlaps unevenly
+    and leaves a 2-pixel checkerboard in smooth regions (Odena et al. 2016, "Deconvolution
+    and checkerboard artifacts"); ``resize``: nearest-neighbour 2x, then a 3x3 convolution,
+    which cannot make that pattern (about 2.25x the decoder's multiply-adds).
+    """
+    if upsample == "resize":
+        up = [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, padding=1)]
+    else:
+        up = [nn.ConvTranspose2d(cin, cout, 4, 2, 1)]
+    return [*up, nn.InstanceNorm2d(cout, affine=True), nn.ReLU(inplace=True)]
+
+
 class InpaintGenerator(nn.Module):
     """``(image (N, C, H, W) in [-1, 1], mask (N, 1, H, W)) -> (N, C, H, W)`` completed image.
 
@@ -91,10 +108,12 @@ class InpaintGenerator(nn.Module):
             (e.g. 1, 2, 4, 8) widen the receptive field for large holes at the same cost
             per block; LaMa gets its image-wide field from Fourier convolutions instead.
         prefill: ``"none"`` (holes start mid-gray) or ``"smooth"`` (see above).
+        upsample: the decoder's 2x steps, ``"transposed"`` (transposed convolutions) or
+            ``"resize"`` (nearest 2x then a 3x3 convolution, free of checkerboard patterns).
     """
 
     def __init__(self, channels: int, width: int = 32, res_blocks: int = 6, dilations: tuple[int, ...] = DILATIONS,
-                 prefill: str = "none"):
+                 prefill: str = "none", upsample: str = "transposed"):
         super().__init__()
         if prefill not in PREFILLS:
             raise ConfigError("inpaint.prefill", f"must be one of {', '.join(PREFILLS)}, got {prefill!r}")
@@ -112,9 +131,12 @@ class InpaintGenerator(nn.Module):
         self.dilations = dilations
         self.blocks = nn.Sequential(*[DilatedResBlock(4 * w, dilations[i % len(dilations)])
                                       for i in range(res_blocks)])
+        if upsample not in UPSAMPLES:
+            raise ConfigError("inpaint.upsample", f"must be one of {', '.join(UPSAMPLES)}, got {upsample!r}")
+        self.upsample = upsample
         self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), nn.InstanceNorm2d(2 * w, affine=True), nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.InstanceNorm2d(w, affine=True), nn.ReLU(inplace=True),
+            *_up_in_relu(4 * w, 2 * w, upsample),
+            *_up_in_relu(2 * w, w, upsample),
             nn.Conv2d(w, channels, 7, padding=3),
             *([] if prefill == "smooth" else [nn.Tanh()]),
         )
@@ -206,6 +228,6 @@ def build_inpaint(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
     """
     m, ch = cfg.model, cfg.data.channels
     g = InpaintGenerator(ch, m.g_width, m.res_blocks, tuple(cfg.inpaint.dilations) or DILATIONS,
-                         cfg.inpaint.prefill)
+                         cfg.inpaint.prefill, cfg.inpaint.upsample)
     d = PatchDiscriminator(ch, m.d_width, discriminator_depth(cfg.data.image_size))
     return g, d

@@ -190,7 +190,7 @@ class InpaintingTask(Task):
             raise RuntimeError("preview needs a dataset or a preceding d_batch call")
         gen = torch.Generator().manual_seed(self.cfg.train.seed + PREVIEW_SEED_OFFSET)
         i = self.cfg.inpaint
-        masks = make_masks(i.masks, images.shape[0], self.size, i.hole_ratio, gen)
+        masks = make_masks(i.eval_masks or i.masks, images.shape[0], self.size, i.hole_ratio, gen)
         return images, masks
 
     @torch.no_grad()
@@ -233,7 +233,8 @@ class InpaintingTask(Task):
             images = ds.images[:self.cfg.train.eval_n].float().div(127.5).sub(1.0)
             gen = torch.Generator().manual_seed(self.cfg.train.seed + EVAL_SEED_OFFSET)
             i = self.cfg.inpaint
-            self._eval_batch = images, make_masks(i.masks, images.shape[0], self.size, i.hole_ratio, gen), split
+            masks = make_masks(i.eval_masks or i.masks, images.shape[0], self.size, i.hole_ratio, gen)
+            self._eval_batch = images, masks, split
         return self._eval_batch
 
 
