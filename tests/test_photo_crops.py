@@ -58,6 +58,21 @@ def test_cache_decodes_every_encoding_and_bounds_the_side(photo_dir):
         PhotoCache.from_folder(photo_dir, max_side=100, max_bytes=1000)
 
 
+def test_a_bad_file_among_photographs_is_skipped_and_named(photo_dir, caplog):
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        Image.fromarray(_photo(rng, 40, 50)).save(photo_dir / f"h_extra{i}.png")
+    (photo_dir / "f_truncated.jpg").write_bytes((photo_dir / "b_rotated.jpg").read_bytes()[:200])
+    with caplog.at_level("WARNING"):
+        cache = PhotoCache.from_folder(photo_dir, max_side=100)
+    assert len(cache) == 11 and "f_truncated.jpg" not in {f.name for f in cache.files}
+    assert [Path(p).name for p, _ in cache.skipped] == ["f_truncated.jpg"]
+    assert "skipped 1 of 12" in caplog.text and "f_truncated.jpg" in caplog.text
+    (photo_dir / "g_not_an_image.png").write_text("not a picture")  # 2 of 13: more than 10% is an error
+    with pytest.raises(DataError, match="2 of 13 image files could not be decoded"):
+        PhotoCache.from_folder(photo_dir)
+
+
 def _batches(cache, seed, k, **kw):
     b = CropBatcher(cache, 4, 32, seed, **kw)
     return [next(b)[0] for _ in range(k)]

@@ -5,7 +5,8 @@
 uint8, downscaled so that its longer side is at most ``max_side`` pixels. Memory is
 ``sum(H * W * C)`` bytes after the downscale: at most ``max_side**2 * 3`` bytes per
 photograph (3 MiB at 1024, 0.75 MiB at 512); :attr:`PhotoCache.nbytes` reports it and a
-cache over ``max_bytes`` is refused.
+cache over ``max_bytes`` is refused. A file that does not decode is skipped with a warning
+(:attr:`PhotoCache.skipped`), as in image folders; more than a few of them is an error.
 
 :class:`CropBatcher` draws each batch from its own NumPy generator seeded by
 ``(seed, batch number)``: a photograph (uniformly), a crop side as a fraction of the
@@ -48,24 +49,27 @@ class PhotoCache:
 
     def __init__(self, files: list[Path], channels: int = 3, max_side: int = DEFAULT_MAX_SIDE,
                  max_bytes: int = DEFAULT_MAX_BYTES, name: str = "photos"):
-        from ganforge.data.folder import read_image
+        from ganforge.data.folder import decode_images
 
         if channels not in (1, 3):
             raise ConfigError("data.channels", f"must be 1 or 3, got {channels!r}")
         if not files:
             raise DataError(name, "no photographs to crop from")
         self.name, self.channels, self.max_side = name, channels, max_side
-        self.arrays: list[np.ndarray] = []
-        self.files = [Path(f) for f in files]
         total = 0
-        for f in self.files:
-            a = _fit(read_image(f), max_side)
-            a = _channels(a, channels)
+
+        def fit(a: np.ndarray) -> np.ndarray:
+            nonlocal total
+            a = _channels(_fit(a, max_side), channels)
             total += a.nbytes
             if total > max_bytes:
                 raise DataError(name, f"decoded photographs exceed {max_bytes / 2**20:.0f} MiB at max_side "
                                       f"{max_side}; lower data.max_side or use fewer photographs")
-            self.arrays.append(a)
+            return a
+
+        # A bad file (truncated, not an image, ...) is skipped with a warning, as in image folders.
+        self.arrays, kept, self.skipped = decode_images([Path(f) for f in files], name, transform=fit)
+        self.files = [Path(files[i]) for i in kept]
         log.info("%s: %d photographs cached, %.1f MiB (longer side <= %d px)", name, len(self.arrays),
                  total / 2**20, max_side)
 

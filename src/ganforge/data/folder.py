@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +199,52 @@ def read_image(path: str | os.PathLike, image_size: int | None = None) -> np.nda
         raise DataError(path, f"cannot read ({exc})") from None
 
 
+def decode_images(
+    files: list[Path],
+    root: str | os.PathLike,
+    image_size: int | None = None,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
+) -> tuple[list[np.ndarray], list[int], list[tuple[str, str]]]:
+    """Decode ``files`` by the rules of the module doc, skipping bad files.
+
+    Args:
+        files: image files, decoded in order.
+        root: the folder they came from, for messages.
+        image_size: as in :func:`read_image`.
+        transform: applied to each decoded array (e.g. a downscale); a :class:`DataError`
+            it raises is not a bad file and propagates.
+        max_bad_fraction: largest tolerated fraction of undecodable files.
+
+    Returns:
+        ``(arrays, kept, bad)``: the decoded arrays, the indices into ``files`` they came
+        from, and ``(path, reason)`` of each skipped file (also summarised in a warning).
+
+    Raises:
+        DataError: no file decodes, or more than ``max_bad_fraction`` of them do not.
+    """
+    arrays, kept, bad = [], [], []
+    for i, f in enumerate(files):
+        try:
+            a = _decode(Path(f), image_size)
+        except (_BadImage, OSError) as exc:
+            bad.append((str(f), str(exc) if isinstance(exc, _BadImage) else f"cannot read ({exc})"))
+            continue
+        arrays.append(a if transform is None else transform(a))
+        kept.append(i)
+    if bad:
+        first = "; ".join(f"{os.path.relpath(p, root)} ({why})" for p, why in bad[:5])
+        log.warning("%s: skipped %d of %d image files: %s%s", root, len(bad), len(files), first,
+                    " ..." if len(bad) > 5 else "")
+    if not arrays:
+        raise DataError(root, f"no usable images: all {len(files)} image files failed to decode (first: {bad[0][1]})")
+    if len(bad) > max_bad_fraction * len(files):
+        names = ", ".join(os.path.relpath(p, root) for p, _ in bad[:5])
+        raise DataError(root, f"{len(bad)} of {len(files)} image files could not be decoded, more than the "
+                              f"allowed {max_bad_fraction:.0%} (e.g. {names}; first reason: {bad[0][1]})")
+    return arrays, kept, bad
+
+
 def load_image_folder(
     path: str | os.PathLike,
     image_size: int | None = None,
@@ -242,26 +289,9 @@ def load_image_folder(
     else:
         class_names, class_id = [], None
 
-    arrays, labels, bad = [], [], []
-    for f in files:
-        try:
-            arrays.append(_decode(f, image_size))
-        except (_BadImage, OSError) as exc:
-            bad.append((str(f), str(exc) if isinstance(exc, _BadImage) else f"cannot read ({exc})"))
-            continue
-        if class_id is not None:
-            labels.append(class_id[class_of[f]])
+    arrays, kept, bad = decode_images(files, root, image_size, max_bad_fraction=max_bad_fraction)
+    labels = [class_id[class_of[files[i]]] for i in kept] if class_id is not None else []
     skipped += bad
-    if bad:
-        first = "; ".join(f"{os.path.relpath(p, root)} ({why})" for p, why in bad[:5])
-        log.warning("%s: skipped %d of %d image files: %s%s", root, len(bad), len(files), first,
-                    " ..." if len(bad) > 5 else "")
-    if not arrays:
-        raise DataError(root, f"no usable images: all {len(files)} image files failed to decode (first: {bad[0][1]})")
-    if len(bad) > max_bad_fraction * len(files):
-        names = ", ".join(os.path.relpath(p, root) for p, _ in bad[:5])
-        raise DataError(root, f"{len(bad)} of {len(files)} image files could not be decoded, more than the "
-                              f"allowed {max_bad_fraction:.0%} (e.g. {names}; first reason: {bad[0][1]})")
 
     shapes = {a.shape[:2] for a in arrays}
     if len(shapes) > 1:
