@@ -52,6 +52,16 @@ def test_search_order(places, monkeypatch, caplog):
     assert [d["path"] for d in list_datasets() if d["name"] == "mnist"] == [str(places["env"] / "mnist")]
 
 
+def test_a_folder_named_like_a_data_set_is_named_in_a_warning(places, tmp_path, monkeypatch, caplog):
+    _mnist_like(places["cache_ds"] / "mnist", 1)
+    _mnist_like(tmp_path / "work" / "mnist", 6)  # a local folder of the same name
+    monkeypatch.chdir(tmp_path / "work")
+    assert len(load_dataset("mnist", download=False)) == 1  # the name wins ...
+    assert "names the built-in data set" in caplog.text and "./mnist" in caplog.text  # ... and says so
+    caplog.clear()
+    assert len(load_dataset("./mnist")) == 6 and "built-in" not in caplog.text
+
+
 def test_not_found_without_download_says_how(places):
     with pytest.raises(DataError, match=r"mnist: not found .*downloading is disabled.*ossci-datasets.*GANFORGE_DATA"):
         load_dataset("mnist", download=False)

@@ -5,6 +5,7 @@ The dataset type itself and the shared transforms live in :mod:`ganforge.data.im
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import torch
 from ganforge.data import arrays, cifar, folder, idx, photos, sources, stacked
 from ganforge.data.images import ImageDataset, convert_channels, resize_center_crop
 from ganforge.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["load_dataset"]
 
@@ -158,6 +161,10 @@ def load_dataset(
     """
     _check_args(split, image_size, channels)
     name = sources.canonical_name(spec)
+    is_named = name is not None or photos.parse_spec(spec) is not None or str(spec).strip().lower() in stacked.STACKED
+    if is_named and Path(os.path.expanduser(str(spec))).is_dir():
+        log.warning("data.dataset %r names the built-in data set; the folder of that name is not used "
+                    "(write ./%s for the folder)", spec, str(spec).strip())
     if photos.parse_spec(spec) is not None:
         return photos.load_photo_dataset(spec, split, image_size, channels, download)
     if str(spec).strip().lower() in stacked.STACKED:  # derived from a named dataset (data/stacked.py)
