@@ -51,6 +51,7 @@ def test_eval_table_per_family_and_bucket(tmp_path, stand_in_extractor, capsys):
     assert len(doc["table"]) == len(evals) * 4
     printed = capsys.readouterr().out
     assert "masks=comod (0.8, 1.0)" in printed and "telea" in printed
+    assert "IPD skipped: needs the Inception network" in printed  # the stand-in has no layers to compare
     # Ten pairs or more: P-IDS and U-IDS too.
     twelve = _two_photos(tmp_path / "twelve", sizes=[(36 + i, 40) for i in range(12)])
     out = tmp_path / "ids.json"

@@ -18,7 +18,8 @@ def register(sub) -> None:
     p = sub.add_parser("eval-inpaint", help="evaluate inpainting against classical baselines",
                        description="Mask test images, fill them with the run's generator and with OpenCV "
                                    "Telea / Navier-Stokes and scikit-image biharmonic inpainting, and report "
-                                   "PSNR, SSIM (hole and whole image), hole L1, FID and P-IDS / U-IDS. Prints a table, "
+                                   "PSNR, SSIM (hole and whole image), hole L1, FID, P-IDS / U-IDS and a perceptual "
+                                   "distance (IPD, on the FID network). Prints a table, "
                                    "appends a record to RUN_DIR/metrics.jsonl, optionally writes JSON.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     kinds = CHOICES["inpaint.masks"]
@@ -35,7 +36,10 @@ def register(sub) -> None:
     p.add_argument("--split", default="test", choices=("train", "test", "all"))
     p.add_argument("--baselines", help="comma-separated subset of telea,navier-stokes,biharmonic "
                                        "(default: all installed); 'none' for none")
-    p.add_argument("--no-fid", action="store_true", help="skip FID and P-IDS / U-IDS (no Inception features)")
+    p.add_argument("--no-fid", action="store_true",
+                   help="skip FID, P-IDS / U-IDS and IPD (no Inception features)")
+    p.add_argument("--no-perceptual", action="store_true",
+                   help="skip the perceptual distance IPD (at 64 px it costs about as much as FID again)")
     p.add_argument("--fid-precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--no-cache", action="store_true",
                    help="recompute the feature statistics of the originals and baselines")
@@ -89,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate_families(args.run_dir, masks, n=args.n, hole_ratio=args.ratio, seed=args.seed,
                                 split=args.split, methods=methods, fid=not args.no_fid,
                                 fid_precision=args.fid_precision, ema=not args.no_ema, checkpoint=args.checkpoint,
-                                device=device, fid_cache=not args.no_cache, dataset=args.dataset)
+                                device=device, fid_cache=not args.no_cache, dataset=args.dataset,
+                                perceptual=not args.no_perceptual)
     log = MetricsLog(Path(args.run_dir) / "metrics.jsonl")
     for result in results:
         print(format_table(result))

@@ -25,6 +25,10 @@ Protocol (it is written into every result under ``"protocol"``):
 * P-IDS / U-IDS (``pids<n>_<split>``, ``uids<n>_<split>``): the registry's ``ids``
   metric on the same features, each restored image paired with its original
   (a cross-fitted linear SVM: :mod:`ganforge.metrics.ids`); higher is better.
+* IPD (``ipd``): a perceptual distance of each restored image to its original,
+  LPIPS's recipe on the same Inception network with equal channel weights
+  (:mod:`ganforge.metrics.perceptual`, which states its protocol), averaged over
+  images; lower is better. Not LPIPS values: compare them with each other only.
 
 PSNR, SSIM and L1 come from :mod:`ganforge.metrics.restoration`.
 """
@@ -105,11 +109,26 @@ def _fid_scores(extractor, restored: dict[str, Tensor], original: Tensor, data_k
     return out
 
 
+def _perceptual_scores(extractor, original: Tensor, restored: dict[str, Tensor], results: dict, protocol: dict,
+                       notes: list[str]) -> None:
+    """Each method's mean perceptual distance to the originals, as ``results[method]["ipd"]``."""
+    from ganforge.metrics.perceptual import PerceptualDistance
+
+    try:
+        distance = PerceptualDistance(extractor)
+    except (TypeError, ValueError) as exc:
+        notes.append(f"IPD skipped: {exc}")
+        return
+    protocol["ipd"] = distance.protocol
+    for name, values in distance.distances(original, restored).items():
+        results[name]["ipd"] = values.mean().item()
+
+
 def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 1000, hole_ratio: float = 0.25,
                         seed: int = 0, split: str = "test", methods: list[str] | None = None, fid: bool = True,
                         fid_precision: str = "fp32", ema: bool = True, checkpoint: str | Path | None = None,
                         device: str = "cpu", batch_size: int = 100, dataset=None, fid_cache: bool = True,
-                        hole_range: tuple[float, float] = (0.0, 1.0)) -> dict:
+                        hole_range: tuple[float, float] = (0.0, 1.0), perceptual: bool = True) -> dict:
     """Score the run's generator and the classical baselines on the same images and masks.
 
     Args:
@@ -126,6 +145,8 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
         fid_cache: reuse cached feature statistics of the originals and the
             baselines (never for an in-memory ``dataset``, whose name is not a key).
         hole_range: the ``comod`` bucket ``(lo, hi]``.
+        perceptual: with ``fid``, also the perceptual distance ``ipd`` (about as many
+            Inception passes as FID again at 64 px; more for larger images).
 
     A photo corpus (``photos:test``, ``skimage-photos``; :mod:`ganforge.data.photos`)
     gives each image its own mask generator, seeded by the crop's ``mask_seed`` plus
@@ -204,6 +225,8 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
                 note = small_sample_note(n)
                 if note:
                     notes.append(note)
+                if perceptual:
+                    _perceptual_scores(extractor, original, restored, results, protocol, notes)
     return {"run_dir": str(run_dir), "step": pipe.step, "dataset": ds.name, "split": split, "n": n,
             "masks": masks, "hole_range": list(hole_range) if masks == "comod" else None, "hole_ratio": hole_ratio, "mean_hole_fraction": hole.mean().item(), "seed": seed,
             "protocol": protocol, "notes": notes, "seconds": time.perf_counter() - t0, "results": results}
@@ -225,6 +248,7 @@ def format_table(result: dict) -> str:
     results = result["results"]
     cols = [c for c in RESTORATION_METRICS if any(c in r for r in results.values())]
     cols += sorted({k for r in results.values() for k in r if k.startswith(("fid", "pids", "uids"))})
+    cols += [c for c in ("ipd",) if any(c in r for r in results.values())]
     header = ["method"] + cols
     rows = [[name] + [_fmt(r.get(c)) for c in cols] for name, r in results.items()]
     widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
