@@ -93,6 +93,28 @@ def test_max_items_keeps_first_rows_and_roundtrip(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_all_kept_features_replace_the_outer_products_in_the_file(tmp_path):
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((20, 64)) * 3 + 5).astype(np.float32)  # fewer rows than dimensions
+    st = FeatureStats(max_items=20)
+    for part in np.split(x, [7, 13]):
+        st.append(part)
+    path = st.save(tmp_path / "small.npz")
+    with np.load(path, allow_pickle=False) as z:
+        assert "outer" not in z.files and z["features"].shape == (20, 64)
+    back = FeatureStats.load(path)
+    for a, b in zip(back.mean_cov(), st.mean_cov()):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(back.mean_cov()[1], np.cov(x.astype(np.float64), rowvar=False), rtol=1e-10, atol=1e-10)
+    back.append(x[:3])  # a loaded file keeps accumulating like the original
+    st.append(x[:3])
+    np.testing.assert_allclose(back.mean_cov()[1], st.mean_cov()[1], rtol=1e-12, atol=1e-12)
+    partial = FeatureStats(max_items=5)
+    partial.append(x)
+    with np.load(partial.save(tmp_path / "partial.npz"), allow_pickle=False) as z:
+        assert "outer" in z.files  # not every feature kept: the sums stay in the file
+
+
 def test_stats_errors(tmp_path):
     st = FeatureStats()
     with pytest.raises(ValueError):

@@ -13,7 +13,11 @@ covariance is shift invariant, and the shifted values are centred, so the two
 terms no longer nearly cancel.
 
 Statistics are saved to ``.npz`` (``allow_pickle=False``) with a JSON
-metadata string, so a cache can check what a file was computed from.
+metadata string, so a cache can check what a file was computed from. When every
+feature is kept and there are fewer of them than dimensions, the file holds the
+features instead of the ``D x D`` sum of outer products, which is recomputed on
+loading (in float64 from the float32 features, which are exact copies of what was
+summed): 1.6 MB instead of 34 MB for 200 Inception features.
 """
 
 from __future__ import annotations
@@ -152,11 +156,12 @@ class FeatureStats:
             "count": np.array(self.count, dtype=np.int64),
             "max_items": np.array(self.max_items, dtype=np.int64),
             "shift": self._shift.cpu().numpy(), "sum": self._sum.cpu().numpy(),
-            "outer": self._outer.cpu().numpy(),
             "metadata": np.array(json.dumps(self.metadata, sort_keys=True)),
         }
         if self.features is not None:
             arrays["features"] = self.features
+        if not (self._n_kept == self.count and self.count < self.dim):  # else rebuilt from the features
+            arrays["outer"] = self._outer.cpu().numpy()
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
@@ -177,12 +182,18 @@ class FeatureStats:
                     raise DataError(path, f"unsupported stats format {int(z['format_version'])}")
                 st = cls(int(z["max_items"]), json.loads(str(z["metadata"])))
                 st.count = int(z["count"])
-                st._shift, st._sum, st._outer = (torch.from_numpy(np.asarray(z[k], np.float64))
-                                                 for k in ("shift", "sum", "outer"))
+                st._shift, st._sum = (torch.from_numpy(np.asarray(z[k], np.float64)) for k in ("shift", "sum"))
                 st.dim = st._shift.shape[0]
                 if "features" in z.files:
                     st._kept = [z["features"].astype(np.float32)]
                     st._n_kept = st._kept[0].shape[0]
+                if "outer" in z.files:
+                    st._outer = torch.from_numpy(np.asarray(z["outer"], np.float64))
+                elif st._n_kept == st.count:
+                    xc = torch.from_numpy(st._kept[0]).double() - st._shift
+                    st._outer = xc.T @ xc
+                else:
+                    raise KeyError("outer")
         except DataError:
             raise
         except (OSError, KeyError, ValueError) as exc:
