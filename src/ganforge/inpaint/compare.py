@@ -128,7 +128,8 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
                         seed: int = 0, split: str = "test", methods: list[str] | None = None, fid: bool = True,
                         fid_precision: str = "fp32", ema: bool = True, checkpoint: str | Path | None = None,
                         device: str = "cpu", batch_size: int = 100, dataset=None, fid_cache: bool = True,
-                        hole_range: tuple[float, float] = (0.0, 1.0), perceptual: bool = True) -> dict:
+                        hole_range: tuple[float, float] = (0.0, 1.0), perceptual: bool = True,
+                        pipeline=None) -> dict:
     """Score the run's generator and the classical baselines on the same images and masks.
 
     Args:
@@ -147,6 +148,8 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
         hole_range: the ``comod`` bucket ``(lo, hi]``.
         perceptual: with ``fid``, also the perceptual distance ``ipd`` (about as many
             Inception passes as FID again at 64 px; more for larger images).
+        pipeline: the run's :class:`~ganforge.inpaint.pipeline.InpaintingPipeline`, when
+            the caller has loaded it already (as :func:`evaluate_families` does).
 
     A photo corpus (``photos:test``, ``skimage-photos``; :mod:`ganforge.data.photos`)
     gives each image its own mask generator, seeded by the crop's ``mask_seed`` plus
@@ -169,7 +172,7 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
     if not 0.0 < hole_ratio < 1.0:
         raise ConfigError("--ratio", f"must be in (0, 1), got {hole_ratio}")
     t0 = time.perf_counter()
-    pipe = InpaintingPipeline.from_run(run_dir, ema=ema, device=device, checkpoint=checkpoint)
+    pipe = pipeline or InpaintingPipeline.from_run(run_dir, ema=ema, device=device, checkpoint=checkpoint)
     from ganforge.config import load_config
 
     cfg = load_config(Path(run_dir) / "config.yaml")
@@ -276,12 +279,15 @@ def evaluate_families(run_dir: str | Path, families: list[str], **kwargs) -> lis
     ``comod`` buckets of :data:`~ganforge.inpaint.mask_families.COMOD_BUCKETS` in place of ``comod``.
     """
     from ganforge.inpaint.mask_families import COMOD_BUCKETS
+    from ganforge.inpaint.pipeline import InpaintingPipeline
 
+    load = {k: kwargs[k] for k in ("ema", "device", "checkpoint") if k in kwargs}
+    pipe = InpaintingPipeline.from_run(run_dir, **load)  # once for every family and bucket
     out = []
     for family in families:
         ranges = COMOD_BUCKETS if family == "comod" else [(0.0, 1.0)]
         for hole_range in ranges:
-            out.append(evaluate_inpainting(run_dir, masks=family, hole_range=hole_range, **kwargs))
+            out.append(evaluate_inpainting(run_dir, masks=family, hole_range=hole_range, pipeline=pipe, **kwargs))
     return out
 
 
