@@ -104,7 +104,7 @@ def test_all_kept_features_replace_the_outer_products_in_the_file(tmp_path):
         assert "outer" not in z.files and z["features"].shape == (20, 64)
     back = FeatureStats.load(path)
     for a, b in zip(back.mean_cov(), st.mean_cov()):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(a, b)  # a cached statistic gives the same numbers to the bit
     np.testing.assert_allclose(back.mean_cov()[1], np.cov(x.astype(np.float64), rowvar=False), rtol=1e-10, atol=1e-10)
     back.append(x[:3])  # a loaded file keeps accumulating like the original
     st.append(x[:3])
