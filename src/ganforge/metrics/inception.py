@@ -243,14 +243,16 @@ class InceptionFeatures(nn.Module):
             stack.enter_context(torch.autocast(self.device.type, dtype=torch.bfloat16))
         return stack
 
-    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 ``(N, C, H, W)`` -> network input float32 ``(N, 3, 299, 299)`` in [-1, 0.9921875]."""
+    def preprocess(self, images: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
+        """uint8 ``(N, C, H, W)`` -> network input float32 ``(N, 3, size, size)`` in [-1, 0.9921875].
+
+        ``size`` other than 299 is for :mod:`ganforge.metrics.perceptual`; FID features use 299.
+        """
         x = as_uint8_batch(images).to(self.device, non_blocking=True).float()
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear",
-                              align_corners=False, antialias=True)
+        if x.shape[-2:] != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         x = x / 128.0 - 1.0
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

@@ -31,10 +31,9 @@ Protocol (``PerceptualDistance.protocol``):
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from ganforge.metrics.inception import INPUT_SIZE, InceptionFeatures, as_uint8_batch
+from ganforge.metrics.inception import INPUT_SIZE, InceptionFeatures
 
 LAYERS = ("conv_2", "conv_4", "mixed_2", "mixed_7", "mixed_10")
 MIN_SIDE = 128  # the smallest input whose 8x-reduced blocks still have 2x2 positions
@@ -75,11 +74,7 @@ class PerceptualDistance:
                 f"bilinear(antialias) to min(299,max(128,2*side)); scale=x/128-1; {self.extractor.precision}")
 
     def _features(self, images: Tensor) -> list[Tensor]:
-        x = as_uint8_batch(images).to(self.extractor.device).float()
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        side = network_side(*x.shape[-2:])
-        x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False, antialias=True) / 128.0 - 1.0
+        x = self.extractor.preprocess(images, size=network_side(*images.shape[-2:]))  # FID's resize and scale
         out = []
         for i, (name, layer) in enumerate(self.layers.named_children()):
             x = layer(x)

@@ -27,13 +27,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganforge.config import RunConfig
+from ganforge.config_schema import CHOICES
 from ganforge.errors import ConfigError
 from ganforge.models.layers import maybe_sn, split_stages
 from ganforge.models.families import register_model
 from ganforge.models.prefill import PREFILLS, smooth_fill
 
 DILATIONS = (1, 2, 4)
-UPSAMPLES = ("transposed", "resize")
+UPSAMPLES = CHOICES["inpaint.upsample"]  # one list for the config and the model
 
 
 def pad_to_multiple(x: Tensor, multiple: int = 4) -> tuple[Tensor, tuple[int, int]]:
