@@ -33,7 +33,7 @@ def test_auto_rule_counts_the_free_cores(busy, cores, affinity, want):
 
 
 def _stat(busy, idle):
-    return f"cpu  {busy} 0 0 {idle} 0 0 0 0 0 0\ncpu0 1 2 3 4\n"
+    return f"cpu  {busy} 0 0 {idle} 0 0 0 0 0 0\nintr 1 2 3\n"  # no per-CPU lines: the all-CPU line counts
 
 
 def _self(user, system):
@@ -45,6 +45,25 @@ def test_busy_cores_subtract_this_process():
     reads = iter([_stat(1000, 1000), _self(10, 0), _stat(1150, 1050), _self(60, 0)])
     busy = threads.busy_cores_of_others(read=lambda path: next(reads), sleep=lambda s: None)
     assert busy == pytest.approx(1.0 * (torch.multiprocessing.cpu_count() / 2))
+
+
+def _stat_per_cpu(*cpus):
+    """``/proc/stat`` with an all-CPU line and one line per ``(busy, idle)``."""
+    lines = [f"cpu  {sum(b for b, _ in cpus)} 0 0 {sum(i for _, i in cpus)} 0 0 0 0 0 0"]
+    lines += [f"cpu{k} {b} 0 0 {i} 0 0 0 0 0 0" for k, (b, i) in enumerate(cpus)]
+    return "\n".join(lines) + "\nintr 1 2 3\n"
+
+
+def test_busy_cores_count_only_the_affinity_mask():
+    # CPU 1 is fully busy with another process over the 100-jiffy window; CPU 0 is idle.
+    before = _stat_per_cpu((500, 500), (500, 500))
+    after = _stat_per_cpu((500, 600), (600, 500))
+    def busy(cpus):
+        reads = iter([before, _self(10, 0), after, _self(10, 0)])
+        return threads.busy_cores_of_others(read=lambda path: next(reads), sleep=lambda s: None, cpus=cpus)
+    assert busy({0}) == pytest.approx(0.0)  # pinned to the idle CPU: nothing taken from us
+    assert busy({1}) == pytest.approx(1.0)
+    assert busy({0, 1}) == pytest.approx(1.0)
 
 
 def test_unreadable_proc_is_none():

@@ -10,7 +10,8 @@ trained the demo preset at 60-130 images/s against about 2,200 with one thread
     threads = max(1, min(physical cores, cores in the affinity mask) - cores kept busy by other processes)
 
 where the busy cores are measured from ``/proc/stat`` over a short window
-(:data:`WINDOW_S`) minus this process's own CPU time, rounded to the nearest core
+(:data:`WINDOW_S`) on the CPUs of the affinity mask (a process pinned to other
+CPUs takes nothing from this one) minus this process's own CPU time, rounded to the nearest core
 (so a background process at 30% of a core does not cost a thread). Where
 ``/proc`` cannot be read, the 1-minute load average stands in.
 
@@ -61,12 +62,28 @@ def physical_cores(sysfs: Path = Path("/sys/devices/system/cpu")) -> int:
     return max(1, len(cores))
 
 
-def _cpu_jiffies(stat: str) -> tuple[int, int]:
-    """``(busy, total)`` jiffies of all CPUs from the first line of ``/proc/stat``."""
-    fields = [int(v) for v in stat.split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    total = sum(fields[:8])  # guest time is already counted in user time
-    return total - idle, total
+def _cpu_jiffies(stat: str, cpus: set[int] | None = None) -> tuple[int, int, int]:
+    """``(busy, total, CPUs counted)`` jiffies from ``/proc/stat``.
+
+    With ``cpus`` (the affinity mask) only those CPUs' ``cpuN`` lines count: a process
+    busy on a CPU this one may not use takes no core from it. Without them, or where
+    the per-CPU lines are missing, the first (all-CPU) line counts, for every CPU.
+    """
+    lines = stat.splitlines()
+    rows = []
+    if cpus is not None:
+        rows = [ln for ln in lines[1:] if ln.startswith("cpu") and ln[3:4].isdigit()
+                and int(ln.split()[0][3:]) in cpus]
+    count = len(rows)
+    if not rows:
+        rows, count = lines[:1], os.cpu_count() or 1
+    busy = total = 0
+    for row in rows:
+        fields = [int(v) for v in row.split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        t = sum(fields[:8])  # guest time is already counted in user time
+        busy, total = busy + t - idle, total + t
+    return busy, total, count
 
 
 def _own_jiffies(stat: str) -> int:
@@ -75,25 +92,34 @@ def _own_jiffies(stat: str) -> int:
     return int(after[11]) + int(after[12])
 
 
-def busy_cores_of_others(window: float = WINDOW_S, read=None, sleep=time.sleep) -> float | None:
-    """Cores kept busy by other processes over ``window`` seconds; None where ``/proc`` is unreadable.
+def _affinity_set() -> set[int] | None:
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
 
-    ``read(path) -> str`` is the file reader (tests pass canned ``/proc`` contents).
+
+def busy_cores_of_others(window: float = WINDOW_S, read=None, sleep=time.sleep, cpus=None) -> float | None:
+    """Cores of the affinity mask kept busy by other processes over ``window`` seconds.
+
+    None where ``/proc`` is unreadable. ``read(path) -> str`` is the file reader and
+    ``cpus`` the CPU ids to count (default: this process's affinity mask); tests pass
+    canned ``/proc`` contents and masks.
     """
     read = read or (lambda p: Path(p).read_text())
+    cpus = _affinity_set() if cpus is None else set(cpus)
     try:
-        ncpu = os.cpu_count() or 1
-        b0, t0 = _cpu_jiffies(read("/proc/stat"))
+        b0, t0, n = _cpu_jiffies(read("/proc/stat"), cpus)
         o0 = _own_jiffies(read("/proc/self/stat"))
         sleep(window)
-        b1, t1 = _cpu_jiffies(read("/proc/stat"))
+        b1, t1, _ = _cpu_jiffies(read("/proc/stat"), cpus)
         o1 = _own_jiffies(read("/proc/self/stat"))
     except (OSError, ValueError, IndexError):
         return None
     if t1 <= t0:
         return None
-    # total jiffies count every CPU: (t1 - t0) / ncpu is the window in jiffies of one CPU.
-    return max(0.0, ((b1 - b0) - (o1 - o0)) * ncpu / (t1 - t0))
+    # total jiffies count every CPU counted: (t1 - t0) / n is the window in jiffies of one CPU.
+    return max(0.0, ((b1 - b0) - (o1 - o0)) * n / (t1 - t0))
 
 
 def auto_threads(busy: float | None = None, cores: int | None = None, affinity: int | None = None
