@@ -103,3 +103,39 @@ def test_eval_inpaint_reports_the_distance_for_every_method(tmp_path):
     assert "layers conv_2" in result["protocol"]["ipd"] and "ipd" in format_table(result)
     quiet = evaluate_inpainting(tmp_path / "run", masks="thick", n=6, methods=["telea"], dataset=ds, perceptual=False)
     assert all("ipd" not in m for m in quiet["results"].values()) and "ipd" not in quiet["protocol"]
+
+
+@needs_weights
+def test_the_baselines_distances_are_cached_and_the_runs_are_not(tmp_path, monkeypatch):
+    from ganforge.config import load_config
+    from ganforge.data import ImageDataset
+    from ganforge.inpaint.compare import evaluate_inpainting
+    from ganforge.train.trainer import Trainer
+
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    images = _photos(6, 32, seed=3)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for k, im in enumerate(images):
+        Image.fromarray(im.permute(1, 2, 0).numpy()).save(folder / f"{k}.png")
+    cfg = load_config(None, [f"out_dir={tmp_path}", "task=inpaint", "model.arch=inpaint", "data.image_size=32",
+                             "data.channels=3", "model.g_width=4", "model.d_width=4", "model.res_blocks=1",
+                             "train.batch_size=2", "train.steps=1", "train.sample_every=1", "train.ckpt_every=1",
+                             "train.sample_grid=3", "train.device=cpu", "train.precision=fp32",
+                             "inpaint.masks=thick"])
+    Trainer(cfg, tmp_path / "run", dataset=ImageDataset(images, None, 0, "fields")).train()
+    computed = []
+    real = PerceptualDistance.distances
+    monkeypatch.setattr(PerceptualDistance, "distances",
+                        lambda self, ref, others: computed.append(sorted(others)) or real(self, ref, others))
+
+    def run(**kw):
+        return evaluate_inpainting(tmp_path / "run", masks="thick", n=6, methods=["telea", "navier-stokes"],
+                                   dataset=str(folder), **kw)["results"]
+    first, second = run(), run()
+    assert computed == [["ganforge", "navier-stokes", "telea"], ["ganforge"]]  # the second run reads the baselines' values
+    assert {m: r["ipd"] for m, r in first.items()} == {m: r["ipd"] for m, r in second.items()}
+    other = run(seed=1)  # other masks: another key, computed afresh
+    assert computed[-1] == ["ganforge", "navier-stokes", "telea"] and other["telea"]["ipd"] != first["telea"]["ipd"]
+    run(fid_cache=False)
+    assert computed[-1] == ["ganforge", "navier-stokes", "telea"]

@@ -110,8 +110,14 @@ def _fid_scores(extractor, restored: dict[str, Tensor], original: Tensor, data_k
 
 
 def _perceptual_scores(extractor, original: Tensor, restored: dict[str, Tensor], results: dict, protocol: dict,
-                       notes: list[str]) -> None:
-    """Each method's mean perceptual distance to the originals, as ``results[method]["ipd"]``."""
+                       notes: list[str], cache_key: dict | None) -> None:
+    """Each method's mean perceptual distance to the originals, as ``results[method]["ipd"]``.
+
+    The baselines' values depend only on the data, masks, library and protocol, so
+    with a ``cache_key`` (the FID cache's data and mask fields) they are kept in the
+    value cache and a second evaluation computes only the run's own.
+    """
+    from ganforge.metrics.cache import load_cached_value, store_cached_value
     from ganforge.metrics.perceptual import PerceptualDistance
 
     try:
@@ -120,8 +126,19 @@ def _perceptual_scores(extractor, original: Tensor, restored: dict[str, Tensor],
         notes.append(f"IPD skipped: {exc}")
         return
     protocol["ipd"] = distance.protocol
-    for name, values in distance.distances(original, restored).items():
+    keys = {} if cache_key is None else {
+        name: {**cache_key, "restored_by": name, "library": bl.library_version(name), "ipd": distance.protocol}
+        for name in restored if name != "ganforge"}
+    todo = dict(restored)
+    for name, key in keys.items():
+        value = load_cached_value("ipd", key)
+        if value is not None:
+            results[name]["ipd"] = value
+            del todo[name]
+    for name, values in distance.distances(original, todo).items():
         results[name]["ipd"] = values.mean().item()
+        if name in keys:
+            store_cached_value("ipd", keys[name], results[name]["ipd"])
 
 
 def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 1000, hole_ratio: float = 0.25,
@@ -229,7 +246,8 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
                 if note:
                     notes.append(note)
                 if perceptual:
-                    _perceptual_scores(extractor, original, restored, results, protocol, notes)
+                    _perceptual_scores(extractor, original, restored, results, protocol, notes,
+                                       {**data_key, **mask_key} if use_cache else None)
     return {"run_dir": str(run_dir), "step": pipe.step, "dataset": ds.name, "split": split, "n": n,
             "masks": masks, "hole_range": list(hole_range) if masks == "comod" else None, "hole_ratio": hole_ratio, "mean_hole_fraction": hole.mean().item(), "seed": seed,
             "protocol": protocol, "notes": notes, "seconds": time.perf_counter() - t0, "results": results}

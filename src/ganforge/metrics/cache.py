@@ -15,7 +15,8 @@ silently used.
 
 Cache root: ``$GANFORGE_CACHE``, else ``$XDG_CACHE_HOME/ganforge``, else
 ``~/.cache/ganforge``. Statistics live under ``<root>/stats``, domain
-classifiers under ``<root>/classifiers``.
+classifiers under ``<root>/classifiers``, single values under ``<root>/values/<kind>``
+(:func:`load_cached_value`: e.g. the classical baselines' perceptual distances).
 """
 
 from __future__ import annotations
@@ -128,3 +129,33 @@ def cached_stats(key: dict[str, Any], compute: Callable[[], FeatureStats],
         except OSError as exc:  # a read-only cache must not fail the evaluation
             log.warning("could not write statistics cache: %s", exc)
     return st
+
+
+def value_path(kind: str, key: dict[str, Any]) -> Path:
+    """Where the single value of ``kind`` (e.g. ``ipd``) for ``key`` is stored."""
+    return cache_root() / "values" / safe_name(kind) / f"{safe_name(key.get('dataset', kind))}-{key_hash(key)}.json"
+
+
+def load_cached_value(kind: str, key: dict[str, Any]) -> float | None:
+    """The cached number for ``key``, or None if absent, unreadable or stored for another key."""
+    path = value_path(kind, key)
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(stored, dict) or stored.get("key") != json.loads(json.dumps(key)):
+        return None
+    value = stored.get("value")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def store_cached_value(kind: str, key: dict[str, Any], value: float) -> None:
+    """Keep ``value`` for ``key`` (atomically; a read-only cache only logs a warning)."""
+    path = value_path(kind, key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps({"key": key, "value": float(value)}, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("could not write value cache %s: %s", path, exc)
