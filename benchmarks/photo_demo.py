@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         Image.fromarray(original).save(tmp / "photo.png", compress_level=1)
         Image.fromarray(mask).save(tmp / "mask.png")
         t = time.perf_counter()
-        proc, rc, extra = cli_peak_memory(["inpaint", args.run, "--image", tmp / "photo.png",
-                                           "--mask", tmp / "mask.png", "--out", tmp / "out.png"])
+        proc, rc, extra, _ = cli_peak_memory(["inpaint", args.run, "--image", tmp / "photo.png",
+                                              "--mask", tmp / "mask.png", "--out", tmp / "out.png"])
         seconds = time.perf_counter() - t
         if rc != 0:
             sys.stderr.write(proc.stderr[-2000:])

@@ -5,7 +5,6 @@ import os
 import struct
 import subprocess
 import sys
-import time
 import zlib
 from pathlib import Path
 
@@ -214,7 +213,7 @@ def test_a_10000x10000_image_is_inpainted_in_bounded_memory(gen_dir, tmp_path):
     img = _stream_png(tmp_path / "big.png", side, side, lambda y: base)
     mask = _stream_png(tmp_path / "mask.png", side, side, lambda y: bytes(hole_row) if y0 <= y < y1 else bytes(side))
     out = tmp_path / "out.png"
-    proc, rc, extra = cli_peak_memory(["inpaint", gen_dir, "--image", img, "--mask", mask, "--out", out], env=ENV)
+    proc, rc, extra, _ = cli_peak_memory(["inpaint", gen_dir, "--image", img, "--mask", mask, "--out", out], env=ENV)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Warning" not in proc.stderr  # 10^8 px is above Pillow's warning size, below its limit: accepted
     assert rc == 0 and extra < BYTES_PER_GRAY_PIXEL * side * side, extra / 2**20
@@ -238,10 +237,9 @@ def test_a_white_mask_over_a_10000x10000_image_is_refused_fast(gen_dir, tmp_path
     img = _stream_png(tmp_path / "big.png", side, side, lambda y: bytes(side))
     mask = _stream_png(tmp_path / "white.png", side, side, lambda y: b"\xff" * side)
     out = tmp_path / "out" / "o.png"
-    t0 = time.perf_counter()  # the interpreter's start and imports included
-    proc, rc, extra = cli_peak_memory(["inpaint", gen_dir, "--image", img, "--mask", mask, "--out", out],
-                                      env=ENV, timeout=120)
-    assert rc == 2 and time.perf_counter() - t0 < 30, (rc, proc.stderr[-2000:])
+    proc, rc, extra, seconds = cli_peak_memory(["inpaint", gen_dir, "--image", img, "--mask", mask, "--out", out],
+                                               env=ENV, timeout=120)
+    assert rc == 2 and seconds < 20, (rc, seconds, proc.stderr[-2000:])
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "white.png: the hole has 100,000,000 missing pixels, above --max-hole-pixels 4,194,304" in err[0]
@@ -295,8 +293,8 @@ def test_a_12_megapixel_colour_photo_keeps_known_pixels_in_bounded_memory(tmp_pa
     mask[y0:y1, x0:x1] = 255
     Image.fromarray(mask).save(tmp_path / "mask.png")
     out = tmp_path / "out.png"
-    proc, rc, extra = cli_peak_memory(["inpaint", gen, "--image", tmp_path / "photo.jpg", "--mask",
-                                       tmp_path / "mask.png", "--out", out], env=ENV)
+    proc, rc, extra, _ = cli_peak_memory(["inpaint", gen, "--image", tmp_path / "photo.jpg", "--mask",
+                                          tmp_path / "mask.png", "--out", out], env=ENV)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert rc == 0 and extra < BYTES_PER_RGB_PIXEL * w * h, extra / 2**20
     original = np.asarray(Image.open(tmp_path / "photo.jpg").convert("RGB"))

@@ -39,22 +39,27 @@ class ThreadChoice:
     reason: str
 
 
+def _affinity_set() -> set[int] | None:
+    """The CPU ids of this process's affinity mask; None where it cannot be read (not Linux)."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
 def affinity_cpus() -> int:
     """CPUs this process may run on (its affinity mask; a container's cpuset shows here)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not Linux
-        return max(1, os.cpu_count() or 1)
+    cpus = _affinity_set()
+    return max(1, len(cpus)) if cpus is not None else max(1, os.cpu_count() or 1)
 
 
 def physical_cores(sysfs: Path = Path("/sys/devices/system/cpu")) -> int:
     """Physical cores among the CPUs of the affinity mask (hyper-threads of one core count once)."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
+    cpus = _affinity_set()
+    if cpus is None:
         return affinity_cpus()
     cores = set()
-    for cpu in cpus:
+    for cpu in sorted(cpus):
         try:
             cores.add((sysfs / f"cpu{cpu}" / "topology" / "thread_siblings_list").read_text().strip())
         except OSError:
@@ -90,13 +95,6 @@ def _own_jiffies(stat: str) -> int:
     """This process's user + system jiffies from ``/proc/self/stat`` (all its threads)."""
     after = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces and ')'
     return int(after[11]) + int(after[12])
-
-
-def _affinity_set() -> set[int] | None:
-    try:
-        return set(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return None
 
 
 def busy_cores_of_others(window: float = WINDOW_S, read=None, sleep=time.sleep, cpus=None) -> float | None:

@@ -58,26 +58,29 @@ def rss_kib(field: str) -> int:
 
 
 # Runs `ganforge ARGS` in this interpreter with the meter started after the imports, and prints the
-# exit code and the peak resident size above that point (bytes) on its last line.
+# exit code, the peak resident size above that point (bytes) and the command's seconds on its last line.
 _CLI_DRIVER = """
-import sys
+import sys, time
 import torch
 import ganforge.cli, ganforge.commands.inpaint, ganforge.inpaint.pipeline
 from ganforge.perf.memory import MemoryMeter
 
 meter = MemoryMeter(torch.device("cpu"))
 meter.start()
+t0 = time.perf_counter()
 rc = ganforge.cli.main(sys.argv[1:])
-print(f"rc={rc} extra_bytes={int(meter.peak_mib()['delta'] * 2**20)}")
+seconds = time.perf_counter() - t0
+print(f"rc={rc} extra_bytes={int(meter.peak_mib()['delta'] * 2**20)} seconds={seconds:.3f}")
 """
 
 
 def cli_peak_memory(args: list[str], env: dict | None = None, timeout: float = 600):
-    """``ganforge ARGS`` in a fresh process: ``(completed process, exit code, peak bytes above the imports)``.
+    """``ganforge ARGS`` in a fresh process: ``(completed process, exit code, peak bytes above the imports,
+    seconds of the command after the imports)``.
 
     Exact on Linux (the high-water mark is reset once the imports are done, so their
-    transient peak cannot hide the command's buffers); the exit code and bytes are
-    None when the command did not get as far as reporting them.
+    transient peak cannot hide the command's buffers); the exit code, bytes and
+    seconds are None when the command did not get as far as reporting them.
     """
     import subprocess
     import sys
@@ -87,4 +90,5 @@ def cli_peak_memory(args: list[str], env: dict | None = None, timeout: float = 6
     fields = dict(kv.split("=", 1) for kv in (proc.stdout.strip().splitlines() or [""])[-1].split() if "=" in kv)
     rc = int(fields["rc"]) if "rc" in fields else None
     extra = int(fields["extra_bytes"]) if "extra_bytes" in fields else None
-    return proc, rc, extra
+    seconds = float(fields["seconds"]) if "seconds" in fields else None
+    return proc, rc, extra, seconds
