@@ -12,6 +12,7 @@ from ganforge.cli import main
 from ganforge.config import load_config
 from ganforge.inpaint import baselines
 from ganforge.inpaint.mask_families import COMOD_BUCKETS
+from ganforge.inpaint.preview import BAND, LABEL_W
 from ganforge.train.trainer import Trainer
 
 
@@ -55,9 +56,13 @@ def test_eval_table_per_family_and_bucket(tmp_path, stand_in_extractor, capsys):
     # Ten pairs or more: P-IDS and U-IDS too.
     twelve = _two_photos(tmp_path / "twelve", sizes=[(36 + i, 40) for i in range(12)])
     out = tmp_path / "ids.json"
+    grid = tmp_path / "pictures" / "grid.png"
     assert main(["eval-inpaint", str(tmp_path / "run"), "--dataset", str(twelve), "--masks", "thick",
-                 "--baselines", "telea", "--n", "12", "--json", str(out)]) == 0
+                 "--baselines", "telea", "--n", "12", "--json", str(out), "--grid", str(grid), "--grid-n", "3"]) == 0
     e = json.loads(out.read_text())  # one family: one evaluation, not a list
+    assert "preview" not in e
+    with Image.open(grid) as im:  # a title band, then original / masked / ganforge / telea rows of 3 crops
+        assert im.size == (LABEL_W + 3 * 32 * 2, BAND + 4 * 32 * 2)
     assert e["n"] == 12 and set(e["results"]) == {"ganforge", "telea"}
     for metrics in e["results"].values():
         assert 0.0 <= metrics["pids12_test"] <= 1.0 and 0.0 <= metrics["uids12_test"] <= 1.0

@@ -146,7 +146,7 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
                         fid_precision: str = "fp32", ema: bool = True, checkpoint: str | Path | None = None,
                         device: str = "cpu", batch_size: int = 100, dataset=None, fid_cache: bool = True,
                         hole_range: tuple[float, float] = (0.0, 1.0), perceptual: bool = True,
-                        pipeline=None) -> dict:
+                        pipeline=None, preview: int = 0) -> dict:
     """Score the run's generator and the classical baselines on the same images and masks.
 
     Args:
@@ -167,6 +167,9 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
             Inception passes as FID again at 64 px; more for larger images).
         pipeline: the run's :class:`~ganforge.inpaint.pipeline.InpaintingPipeline`, when
             the caller has loaded it already (as :func:`evaluate_families` does).
+        preview: keep the first ``preview`` crops of every method under ``"preview"``
+            (:func:`ganforge.inpaint.preview.preview_rows`; uint8 tensors, not JSON), for
+            :func:`ganforge.inpaint.preview.write_comparison`.
 
     A photo corpus (``photos:test``, ``skimage-photos``; :mod:`ganforge.data.photos`)
     gives each image its own mask generator, seeded by the crop's ``mask_seed`` plus
@@ -248,9 +251,15 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
                 if perceptual:
                     _perceptual_scores(extractor, original, restored, results, protocol, notes,
                                        {**data_key, **mask_key} if use_cache else None)
-    return {"run_dir": str(run_dir), "step": pipe.step, "dataset": ds.name, "split": split, "n": n,
-            "masks": masks, "hole_range": list(hole_range) if masks == "comod" else None, "hole_ratio": hole_ratio, "mean_hole_fraction": hole.mean().item(), "seed": seed,
-            "protocol": protocol, "notes": notes, "seconds": time.perf_counter() - t0, "results": results}
+    out = {"run_dir": str(run_dir), "step": pipe.step, "dataset": ds.name, "split": split, "n": n, "masks": masks,
+           "hole_range": list(hole_range) if masks == "comod" else None, "hole_ratio": hole_ratio,
+           "mean_hole_fraction": hole.mean().item(), "seed": seed,
+           "protocol": protocol, "notes": notes, "seconds": time.perf_counter() - t0, "results": results}
+    if preview > 0:
+        from ganforge.inpaint.preview import preview_rows
+
+        out["preview"] = preview_rows(original, hole, restored, preview)
+    return out
 
 
 def _masks(kind: str, n: int, size: int, ratio: float, seed: int, hole_range, spec, split: str) -> Tensor:

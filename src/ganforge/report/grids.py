@@ -20,7 +20,8 @@ _GRID = re.compile(r"step_(\d+)\.png$")
 BAND = 18  # pixels of label band above each grid
 
 
-def _font():
+def label_font():
+    """Pillow's built-in font at 13 px where FreeType is there, else its bitmap font."""
     try:
         return ImageFont.load_default(size=13)  # Pillow >= 10.1 with FreeType
     except (TypeError, OSError, ImportError):
@@ -56,7 +57,7 @@ def _labelled(step: int, path: Path, side: int, root: Path | None = None,
     im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.NEAREST)
     out = Image.new(im.mode, (im.width, im.height + BAND), "white")
     out.paste(im, (0, BAND))
-    ImageDraw.Draw(out).text((3, 1), f"step {step}", fill="black", font=_font())
+    ImageDraw.Draw(out).text((3, 1), f"step {step}", fill="black", font=label_font())
     return out
 
 
