@@ -14,7 +14,7 @@ from ganforge.models import build_models
 from ganforge.models.encoder_decoder import InpaintGenerator, PatchDiscriminator
 from ganforge.inpaint.masks import make_masks
 from ganforge.inpaint.pipeline import InpaintingPipeline
-from ganforge.tasks.inpainting import InpaintingTask, masked_l1
+from ganforge.tasks.inpainting import InpaintingTask, masked_gradient_l1, masked_l1
 from ganforge.tasks.draws import Draws
 from ganforge.train.trainer import Trainer
 
@@ -161,6 +161,40 @@ def test_masked_l1_is_normalised_per_region():
     region[:, :, 0, :2] = 1
     assert masked_l1(pred, target, region).item() == pytest.approx(0.5)
     assert masked_l1(pred, target, torch.zeros_like(region)).item() == 0.0
+
+
+def test_gradient_difference_counts_pairs_touching_the_region():
+    target = torch.zeros(1, 1, 3, 3)
+    pred = target.clone()
+    pred[0, 0, 1, 1] = 1.0  # one speckle in the middle of a flat patch
+    region = torch.zeros(1, 1, 3, 3)
+    region[0, 0, 1, 1] = 1
+    # The four pairs around the centre touch it, each off by 1; the other eight pairs are not counted.
+    assert masked_gradient_l1(pred, target, region).item() == pytest.approx(1.0)
+    everywhere = torch.ones_like(region)
+    assert masked_gradient_l1(pred, target, everywhere).item() == pytest.approx(4 / 12)
+    assert masked_gradient_l1(pred, target, torch.zeros_like(region)).item() == 0.0
+    # A constant offset has the target's gradients: pixel L1 sees it, the gradient term does not.
+    assert masked_gradient_l1(target + 0.5, target, everywhere).item() == 0.0
+    # Hand computation on a ramp: d/dx of pred is 1 per pixel, of target 0; d/dy 0 for both.
+    ramp = torch.arange(4.0).repeat(2, 4, 1).unsqueeze(0)  # (1, 2, 4, 4), x-ramp in both channels
+    assert masked_gradient_l1(ramp, torch.zeros_like(ramp), torch.ones(1, 1, 4, 4)).item() == pytest.approx(12 / 24)
+
+
+def test_gradient_term_enters_the_generator_loss(tmp_path):
+    losses = {}
+    real = torch.rand(4, 1, 28, 28) * 2 - 1
+    for weight in (0.0, 5.0):
+        cfg = tiny_config(tmp_path, *INPAINT, f"inpaint.gradient={weight}", "inpaint.masks=center")
+        torch.manual_seed(0)
+        G, D = build_models(cfg)
+        task = InpaintingTask(cfg, G, D, Draws(torch.Generator().manual_seed(0)))
+        batch = task.d_batch(real, None)
+        loss, logs = task.g_loss(batch, task.generate(batch))
+        losses[weight] = (loss.item(), logs)
+    assert "gradient" not in losses[0.0][1]
+    grad = losses[5.0][1]["gradient"].item()
+    assert grad > 0 and losses[5.0][0] == pytest.approx(losses[0.0][0] + 5.0 * grad, rel=1e-5)
 
 
 # ------------------------------------------------------------- with the trainer

@@ -179,10 +179,12 @@ class InpaintConfig:
     random_crop: bool = False  # train on random crops of images loaded at load_size
     load_size: int = 0  # 0: same as data.image_size
     # G loss = l1_hole * L1(hole) + l1_valid * L1(known) + adv_weight * adversarial + feature_matching * FM
+    #          + gradient * L1(image gradients, at the hole) (Mathieu et al. 2016's gradient difference)
     l1_hole: float = 6.0
     l1_valid: float = 1.0
     feature_matching: float = 0.0
     adv_weight: float = 0.1
+    gradient: float = 0.0
     # Dilations cycled over G's residual blocks (ganforge.models.encoder_decoder); larger ones
     # widen the receptive field for large holes, as LaMa's does (empty: the default 1, 2, 4).
     dilations: list[int] = field(default_factory=list)
@@ -297,6 +299,7 @@ RANGES: dict[str, Range] = {
     "inpaint.l1_valid": Range(0, 1e6),
     "inpaint.feature_matching": Range(0, 1e6),
     "inpaint.adv_weight": Range(0, 1e6),
+    "inpaint.gradient": Range(0, 1e6),
     "data.limit": Range(0, BIG),  # 0 = every image
     "data.subset_seed": Range(0, 2**63 - 1),
     "train.freeze_d": Range(0, 1000),
