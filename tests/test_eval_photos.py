@@ -68,3 +68,5 @@ def test_eval_table_per_family_and_bucket(tmp_path, stand_in_extractor, capsys):
         assert 0.0 <= metrics["pids12_test"] <= 1.0 and 0.0 <= metrics["uids12_test"] <= 1.0
     assert main(["eval-inpaint", str(tmp_path / "run"), "--masks", "thin,nope"]) == 2
     assert "unknown mask kind 'nope'" in capsys.readouterr().err
+    assert main(["eval-inpaint", str(tmp_path / "run"), "--grid-n", "3"]) == 2
+    assert "--grid-n: has no effect without --grid PATH" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from ganforge.errors import ConfigError
 
 MAX_N = 100_000  # test images (each is inpainted by every method)
 MAX_GRID_N = 64  # crops per family in the --grid picture (its width grows with them)
+DEFAULT_GRID_N = 8
 
 
 def register(sub) -> None:
@@ -48,8 +49,8 @@ def register(sub) -> None:
     p.add_argument("--grid", metavar="PATH",
                    help="also draw a PNG here: the first --grid-n crops of each mask family (and bucket), "
                         "original, masked and every method's fill")
-    p.add_argument("--grid-n", type=int_in(1, MAX_GRID_N), default=8,
-                   help=f"crops per family in --grid (default 8, at most {MAX_GRID_N})")
+    p.add_argument("--grid-n", type=int_in(1, MAX_GRID_N),
+                   help=f"crops per family in --grid (default {DEFAULT_GRID_N}, at most {MAX_GRID_N})")
     p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its EMA")
     p.add_argument("--checkpoint", help="a checkpoint directory (default: newest)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
@@ -94,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.json, "--json")
     if args.grid:
         check_output_file(args.grid, "--grid")
+    elif args.grid_n is not None:
+        raise ConfigError("--grid-n", "has no effect without --grid PATH")
     if Path(args.run_dir, "config.yaml").is_file():
         check_output_file(Path(args.run_dir) / "metrics.jsonl", "RUN_DIR")
     device = resolve_device(args.device, "--device")
@@ -102,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
                                 split=args.split, methods=methods, fid=not args.no_fid,
                                 fid_precision=args.fid_precision, ema=not args.no_ema, checkpoint=args.checkpoint,
                                 device=device, fid_cache=not args.no_cache, dataset=args.dataset,
-                                perceptual=not args.no_perceptual, preview=args.grid_n if args.grid else 0)
+                                perceptual=not args.no_perceptual, preview=(args.grid_n or DEFAULT_GRID_N) if args.grid else 0)
     if args.grid:
         from ganforge.inpaint.preview import write_comparison
 

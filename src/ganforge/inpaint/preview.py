@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 
 from ganforge.atomic import write_file
+from ganforge.imageio import make_grid
 from ganforge.report.grids import label_font
 
 LABEL_W = 96  # pixels of the row-name column
@@ -43,9 +44,7 @@ def _title(result: dict) -> str:
 
 def _strip(images: Tensor, scale: int) -> Image.Image:
     """``(k, C, H, W)`` uint8 side by side as one RGB image, each pixel ``scale`` x ``scale``."""
-    if images.shape[1] == 1:
-        images = images.expand(-1, 3, -1, -1)
-    row = torch.cat(list(images), dim=2).permute(1, 2, 0).contiguous().numpy()
+    row = make_grid(images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images, nrow=len(images), padding=0)
     im = Image.fromarray(row, "RGB")
     return im.resize((im.width * scale, im.height * scale), Image.NEAREST)
 
