@@ -58,11 +58,12 @@ def test_eval_table_per_family_and_bucket(tmp_path, stand_in_extractor, capsys):
     out = tmp_path / "ids.json"
     grid = tmp_path / "pictures" / "grid.png"
     assert main(["eval-inpaint", str(tmp_path / "run"), "--dataset", str(twelve), "--masks", "thick",
-                 "--baselines", "telea", "--n", "12", "--json", str(out), "--grid", str(grid), "--grid-n", "3"]) == 0
+                 "--baselines", "telea", "--n", "12", "--json", str(out), "--grid", str(grid), "--grid-n", "3",
+                 "--grid-start", "10"]) == 0
     e = json.loads(out.read_text())  # one family: one evaluation, not a list
     assert "preview" not in e
-    with Image.open(grid) as im:  # a title band, then original / masked / ganforge / telea rows of 3 crops
-        assert im.size == (LABEL_W + 3 * 32 * 2, BAND + 4 * 32 * 2)
+    with Image.open(grid) as im:  # a title band, then original / masked / ganforge / telea rows of crops 10 and 11
+        assert im.size == (LABEL_W + 2 * 32 * 2, BAND + 4 * 32 * 2)
     assert e["n"] == 12 and set(e["results"]) == {"ganforge", "telea"}
     for metrics in e["results"].values():
         assert 0.0 <= metrics["pids12_test"] <= 1.0 and 0.0 <= metrics["uids12_test"] <= 1.0
@@ -70,3 +71,7 @@ def test_eval_table_per_family_and_bucket(tmp_path, stand_in_extractor, capsys):
     assert "unknown mask kind 'nope'" in capsys.readouterr().err
     assert main(["eval-inpaint", str(tmp_path / "run"), "--grid-n", "3"]) == 2
     assert "--grid-n: has no effect without --grid PATH" in capsys.readouterr().err
+    assert main(["eval-inpaint", str(tmp_path / "run"), "--grid-start", "3"]) == 2
+    assert "--grid-start: has no effect without --grid PATH" in capsys.readouterr().err
+    assert main(["eval-inpaint", str(tmp_path / "run"), "--n", "12", "--grid", str(grid), "--grid-start", "12"]) == 2
+    assert "--grid-start: must be below --n (12), got 12" in capsys.readouterr().err

@@ -32,6 +32,16 @@ def test_rows_are_the_first_crops_with_holes_white():
     assert torch.equal(masked[keep], original[:3][keep])
 
 
+def test_rows_can_start_later_and_stop_at_the_last_crop():
+    _, original, hole = _result("thick", None)
+    fill = original.flip(0)  # a different image per crop, to see which crops were taken
+    rows = preview_rows(original, hole, {"ganforge": fill}, k=3, start=3)
+    assert all(len(r) == 2 for r in rows.values())  # crops 3 and 4 of five
+    assert torch.equal(rows["original"], original[3:]) and torch.equal(rows["ganforge"], fill[3:])
+    with pytest.raises(ValueError, match="preview start 5 is outside the 5 evaluated crops"):
+        preview_rows(original, hole, {"ganforge": fill}, k=3, start=5)
+
+
 def test_picture_layout_and_pixels(tmp_path):
     (a, original, _), (b, _, _) = _result("thick", None), _result("comod", [0.8, 1.0], channels=1, seed=1)
     im = comparison_image([a, b], scale=2)

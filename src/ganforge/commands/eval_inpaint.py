@@ -47,10 +47,12 @@ def register(sub) -> None:
                    help="recompute the feature statistics of the originals and baselines")
     p.add_argument("--json", metavar="PATH", help="write the result as JSON here")
     p.add_argument("--grid", metavar="PATH",
-                   help="also draw a PNG here: the first --grid-n crops of each mask family (and bucket), "
+                   help="also draw a PNG here: --grid-n crops of each mask family (and bucket), "
                         "original, masked and every method's fill")
     p.add_argument("--grid-n", type=int_in(1, MAX_GRID_N),
                    help=f"crops per family in --grid (default {DEFAULT_GRID_N}, at most {MAX_GRID_N})")
+    p.add_argument("--grid-start", type=int_in(0, MAX_N - 1),
+                   help="the first crop drawn in --grid, counted from 0 (default 0; below --n)")
     p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its EMA")
     p.add_argument("--checkpoint", help="a checkpoint directory (default: newest)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
@@ -95,8 +97,12 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.json, "--json")
     if args.grid:
         check_output_file(args.grid, "--grid")
-    elif args.grid_n is not None:
-        raise ConfigError("--grid-n", "has no effect without --grid PATH")
+    else:
+        for name, value in (("--grid-n", args.grid_n), ("--grid-start", args.grid_start)):
+            if value is not None:
+                raise ConfigError(name, "has no effect without --grid PATH")
+    if args.grid_start is not None and args.grid_start >= args.n:
+        raise ConfigError("--grid-start", f"must be below --n ({args.n}), got {args.grid_start}")
     if Path(args.run_dir, "config.yaml").is_file():
         check_output_file(Path(args.run_dir) / "metrics.jsonl", "RUN_DIR")
     device = resolve_device(args.device, "--device")
@@ -105,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
                                 split=args.split, methods=methods, fid=not args.no_fid,
                                 fid_precision=args.fid_precision, ema=not args.no_ema, checkpoint=args.checkpoint,
                                 device=device, fid_cache=not args.no_cache, dataset=args.dataset,
-                                perceptual=not args.no_perceptual, preview=(args.grid_n or DEFAULT_GRID_N) if args.grid else 0)
+                                perceptual=not args.no_perceptual,
+                                preview=(args.grid_n or DEFAULT_GRID_N) if args.grid else 0,
+                                preview_start=args.grid_start or 0)
     if args.grid:
         from ganforge.inpaint.preview import write_comparison
 

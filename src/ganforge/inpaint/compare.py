@@ -146,7 +146,7 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
                         fid_precision: str = "fp32", ema: bool = True, checkpoint: str | Path | None = None,
                         device: str = "cpu", batch_size: int = 100, dataset=None, fid_cache: bool = True,
                         hole_range: tuple[float, float] = (0.0, 1.0), perceptual: bool = True,
-                        pipeline=None, preview: int = 0) -> dict:
+                        pipeline=None, preview: int = 0, preview_start: int = 0) -> dict:
     """Score the run's generator and the classical baselines on the same images and masks.
 
     Args:
@@ -167,9 +167,9 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
             Inception passes as FID again at 64 px; more for larger images).
         pipeline: the run's :class:`~ganforge.inpaint.pipeline.InpaintingPipeline`, when
             the caller has loaded it already (as :func:`evaluate_families` does).
-        preview: keep the first ``preview`` crops of every method under ``"preview"``
-            (:func:`ganforge.inpaint.preview.preview_rows`; uint8 tensors, not JSON), for
-            :func:`ganforge.inpaint.preview.write_comparison`.
+        preview: keep ``preview`` crops of every method under ``"preview"``, from the
+            crop ``preview_start`` on (:func:`ganforge.inpaint.preview.preview_rows`; uint8
+            tensors, not JSON), for :func:`ganforge.inpaint.preview.write_comparison`.
 
     A photo corpus (``photos:test``, ``skimage-photos``; :mod:`ganforge.data.photos`)
     gives each image its own mask generator, seeded by the crop's ``mask_seed`` plus
@@ -258,7 +258,7 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
     if preview > 0:
         from ganforge.inpaint.preview import preview_rows
 
-        out["preview"] = preview_rows(original, hole, restored, preview)
+        out["preview"] = preview_rows(original, hole, restored, preview, preview_start)
     return out
 
 

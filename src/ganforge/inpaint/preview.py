@@ -2,8 +2,8 @@
 
 Numbers alone hide what a fill looks like (a smooth fill and a textured one can
 have the same L1; a periodic artefact costs FID without changing PSNR much), so
-``ganforge eval-inpaint --grid out.png`` also draws the first crops of each
-evaluation: a band naming the family (and the CoModGAN bucket), then one row
+``ganforge eval-inpaint --grid out.png`` also draws a run of consecutive crops of
+each evaluation (the first ones, or from ``--grid-start``): a band naming the family (and the CoModGAN bucket), then one row
 each for the original, the masked input (holes white) and every method, a
 column per crop, scaled up with nearest-neighbour so single pixels stay visible.
 """
@@ -25,15 +25,20 @@ BAND = 18  # pixels of the family's title band
 GAP = 6  # pixels between blocks
 
 
-def preview_rows(original: Tensor, hole: Tensor, restored: dict[str, Tensor], k: int) -> dict[str, Tensor]:
-    """``{"original", "masked", method...}``: the first ``k`` crops, uint8 ``(k, C, H, W)``.
+def preview_rows(original: Tensor, hole: Tensor, restored: dict[str, Tensor], k: int,
+                 start: int = 0) -> dict[str, Tensor]:
+    """``{"original", "masked", method...}``: crops ``start`` to ``start + k - 1``, uint8 ``(k', C, H, W)``.
 
     ``original`` and every ``restored`` set are uint8 ``(N, C, H, W)``; ``hole`` is
     ``(N, 1, H, W)`` with 1 where pixels are missing (shown white in ``masked``).
+    ``k'`` is ``k``, or fewer where the crops end first.
     """
-    original, hole = original[:k], hole[:k].bool()
+    if not 0 <= start < len(original):
+        raise ValueError(f"preview start {start} is outside the {len(original)} evaluated crops")
+    window = slice(start, start + k)
+    original, hole = original[window], hole[window].bool()
     rows = {"original": original, "masked": torch.where(hole, torch.full_like(original, 255), original)}
-    rows.update({name: images[:k] for name, images in restored.items()})
+    rows.update({name: images[window] for name, images in restored.items()})
     return rows
 
 
