@@ -75,3 +75,7 @@ def test_eval_table_per_family_and_bucket(tmp_path, stand_in_extractor, capsys):
     assert "--grid-start: has no effect without --grid PATH" in capsys.readouterr().err
     assert main(["eval-inpaint", str(tmp_path / "run"), "--n", "12", "--grid", str(grid), "--grid-start", "12"]) == 2
     assert "--grid-start: must be below --n (12), got 12" in capsys.readouterr().err
+    # Fewer images than --n: the start is checked against what is there, before any filling.
+    assert main(["eval-inpaint", str(tmp_path / "run"), "--dataset", str(twelve), "--masks", "thick", "--n", "20",
+                 "--grid", str(grid), "--grid-start", "15"]) == 2
+    assert "--grid-start: must be below the 12 images of" in capsys.readouterr().err

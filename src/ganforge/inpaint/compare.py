@@ -206,6 +206,8 @@ def evaluate_inpainting(run_dir: str | Path, masks: str = "center", n: int = 100
                                      f"{(cfg.data.channels, cfg.data.image_size, cfg.data.image_size)}")
     original = ds.images[:n]
     n = int(original.shape[0])
+    if preview > 0 and not 0 <= preview_start < n:  # checked before the minutes of filling and scoring
+        raise ConfigError("--grid-start", f"must be below the {n} images of {ds.name} evaluated, got {preview_start}")
     size = cfg.data.image_size
     hole = _masks(masks, n, size, hole_ratio, seed, hole_range, dataset or cfg.data.dataset, split)
     notes: list[str] = []

@@ -2,10 +2,11 @@
 
 Numbers alone hide what a fill looks like (a smooth fill and a textured one can
 have the same L1; a periodic artefact costs FID without changing PSNR much), so
-``ganforge eval-inpaint --grid out.png`` also draws a run of consecutive crops of
-each evaluation (the first ones, or from ``--grid-start``): a band naming the family (and the CoModGAN bucket), then one row
-each for the original, the masked input (holes white) and every method, a
-column per crop, scaled up with nearest-neighbour so single pixels stay visible.
+``ganforge eval-inpaint --grid out.png`` also draws consecutive crops of each
+evaluation (the first ones, or from ``--grid-start``): a band naming the family
+(and the CoModGAN bucket), then one row each for the original, the masked input
+(holes white) and every method, a column per crop, scaled up with
+nearest-neighbour so single pixels stay visible.
 """
 
 from __future__ import annotations
