@@ -12,6 +12,7 @@ from ganforge.data import ImageDataset
 from ganforge.errors import ConfigError
 from ganforge.models import build_models
 from ganforge.models.encoder_decoder import InpaintGenerator, PatchDiscriminator
+from ganforge.models.fourier import FourierResBlock, FourierUnit, irfft2_by_matmul, rfft2_by_matmul
 from ganforge.inpaint.masks import make_masks
 from ganforge.inpaint.pipeline import InpaintingPipeline
 from ganforge.tasks.inpainting import InpaintingTask, masked_gradient_l1, masked_l1
@@ -65,6 +66,56 @@ def test_resize_upsampling_has_no_checkerboard_on_a_flat_input():
         InpaintGenerator(3, upsample="bilinear")
 
 
+@pytest.mark.parametrize("h, w", [(28, 28), (9, 13)])
+def test_fourier_blocks_keep_shapes_composite_and_run_under_bf16(h, w):
+    G = InpaintGenerator(3, width=4, res_blocks=2, blocks="fourier", prefill="smooth")
+    assert all(isinstance(b, FourierResBlock) for b in G.blocks)
+    x = torch.rand(2, 3, h, w) * 2 - 1
+    m = make_masks("boxes", 2, (h, w), 0.3, torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the FFT itself runs in float32
+        out, raw = G(x, m, return_raw=True)
+    assert out.shape == (2, 3, h, w) and torch.isfinite(raw).all()
+    assert torch.equal(out[m.expand_as(out) == 0], x[m.expand_as(x) == 0])
+    with pytest.raises(ConfigError, match="inpaint.blocks"):
+        InpaintGenerator(3, blocks="ffc")
+
+
+def test_fourier_unit_reaches_across_the_whole_map_at_any_size():
+    """Its output at one corner depends on the input at the opposite corner; a 3x3 convolution's cannot."""
+    torch.manual_seed(0)
+    unit, conv = FourierUnit(4), torch.nn.Conv2d(4, 4, 3, padding=1)
+    for size in (16, 24):  # one set of weights for every resolution
+        for layer, reaches in ((unit, True), (conv, False)):
+            x = torch.randn(1, 4, size, size, requires_grad=True)
+            layer(x)[0, :, 0, 0].sum().backward()
+            far = x.grad[0, :, size // 2:, size // 2:].abs().sum().item()
+            assert (far > 1e-4) if reaches else (far == 0.0), (type(layer).__name__, size, far)
+
+
+@pytest.mark.parametrize("h, w", [(8, 6), (7, 9), (16, 16), (5, 2), (1, 1)])
+def test_dft_matrix_forms_equal_torch_fft(h, w):
+    """The ONNX export's transforms (products with DFT matrices) against torch.fft, odd and even sizes."""
+    g = torch.Generator().manual_seed(h * 100 + w)
+    x = torch.randn(2, 3, h, w, generator=g)
+    spectrum = torch.fft.rfft2(x, norm="ortho")
+    real, imag = rfft2_by_matmul(x)
+    assert torch.allclose(real, spectrum.real, atol=1e-5) and torch.allclose(imag, spectrum.imag, atol=1e-5)
+    real, imag = torch.randn(real.shape, generator=g), torch.randn(imag.shape, generator=g)
+    expected = torch.fft.irfft2(torch.complex(real, imag), s=(h, w), norm="ortho")
+    assert torch.allclose(irfft2_by_matmul(real, imag, (h, w)), expected, atol=1e-5)
+
+
+def test_fourier_unit_with_identity_mixing_returns_its_input():
+    """With the 1x1 mixing set to the identity the unit is ReLU of the spectrum transformed back: a
+    constant map (one positive, real DC term) comes back unchanged, at the same scale (orthonormal)."""
+    unit = FourierUnit(2)
+    with torch.no_grad():
+        unit.mix.weight.copy_(torch.eye(4).view(4, 4, 1, 1))
+        unit.mix.bias.zero_()
+    x = torch.ones(1, 2, 8, 6) * 0.5  # only the DC term, positive and real
+    assert torch.allclose(unit(x), x, atol=1e-6)
+
+
 def test_discriminator_gives_patch_logits_and_features():
     D = PatchDiscriminator(1, width=8, n_down=2)
     logits, feats = D(torch.randn(3, 1, 28, 28), torch.ones(3, 1, 28, 28), return_features=True)
@@ -80,7 +131,7 @@ def test_build_models_registers_inpaint(tmp_path):
 # ------------------------------------------------------------------ pipeline
 
 _G1 = InpaintGenerator(1, width=4, res_blocks=1)
-_G3 = InpaintGenerator(3, width=4, res_blocks=1)
+_G3 = InpaintGenerator(3, width=4, res_blocks=1, blocks="fourier")  # both block kinds through the pipeline
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -241,9 +292,10 @@ def test_pipeline_from_run(trained_run):
     assert np.abs(out[mask].astype(int) - 120).mean() < 40  # learned to continue flat surroundings
 
 
-def test_resumed_inpainting_run_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("blocks", ["dilated", "fourier"])
+def test_resumed_inpainting_run_equals_uninterrupted(tmp_path, blocks):
     cfg = tiny_config(tmp_path, *INPAINT, "train.steps=4", "train.ckpt_every=100", "train.sample_every=100",
-                      "inpaint.masks=mixed", "inpaint.feature_matching=1.0")
+                      "inpaint.masks=mixed", "inpaint.feature_matching=1.0", f"inpaint.blocks={blocks}")
     ds = smooth_dataset(n=40)
     full = full_and_interrupted(cfg, tmp_path, ds, stop_after=2)
     resumed = Trainer.resume(tmp_path / "part", dataset=ds)

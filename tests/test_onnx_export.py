@@ -87,8 +87,9 @@ def test_resnet_with_self_attention_matches_pytorch(tmp_path):
     assert got.shape == (5, 1, 28, 28) and np.abs(got - ref).max() <= 1e-4
 
 
-def test_inpainting_generator_matches_pytorch_and_keeps_known_pixels(tmp_path):
-    G, cfg = _trained_like(tmp_path, "model.arch=inpaint", "model.res_blocks=2")
+@pytest.mark.parametrize("blocks", ["dilated", "fourier"])  # fourier: the FFT as DFT matrices in the graph
+def test_inpainting_generator_matches_pytorch_and_keeps_known_pixels(tmp_path, blocks):
+    G, cfg = _trained_like(tmp_path, "model.arch=inpaint", "model.res_blocks=2", f"inpaint.blocks={blocks}")
     r = onnx_export.export_model(G, cfg, tmp_path / "inp.onnx")
     assert r.kind == "inpaint generator" and list(r.inputs) == ["image", "mask"]
     assert r.max_abs_diff <= 1e-4 and r.max_abs_diff_other_batch <= 1e-4

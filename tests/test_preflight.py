@@ -17,6 +17,7 @@ CONFIGS = [
      "model.spectral_norm_d=true", "model.spectral_norm_g=true"],
     ["model.arch=mlp-res", "model.g_width=16", "model.d_width=16"],
     ["model.arch=inpaint", "model.g_width=8", "model.d_width=8", "model.res_blocks=2"],
+    ["model.arch=inpaint", "model.g_width=8", "model.d_width=8", "model.res_blocks=2", "inpaint.blocks=fourier"],
 ]
 
 

@@ -194,6 +194,9 @@ class InpaintConfig:
     # G's decoder upsampling: transposed (4x4 stride-2 transposed convolutions, as before) or
     # resize (nearest 2x, then a 3x3 convolution: no checkerboard pattern, Odena et al. 2016).
     upsample: str = "transposed"
+    # G's residual blocks: dilated (a dilated 3x3 convolution each) or fourier (each also has
+    # LaMa's global branch: a 1x1 convolution in the 2-D Fourier domain, ganforge.models.fourier).
+    blocks: str = "dilated"
 
 
 @dataclass
@@ -325,6 +328,7 @@ CHOICES = {
     "data.split": ("train", "test", "all"),
     "inpaint.prefill": ("none", "smooth"),
     "inpaint.upsample": ("transposed", "resize"),
+    "inpaint.blocks": ("dilated", "fourier"),
     "inpaint.masks": ("center", "boxes", "strokes", "mixed", "thin", "medium", "thick", "lama", "comod",
                       "lama-comod"),
     "data.channels": (1, 3),

@@ -8,7 +8,9 @@ each followed by a 3x3 convolution), a 7x7 output convolution and tanh. The resi
 dilated 3x3 convolutions (dilation cycling 1, 2, 4) so that the bottleneck sees
 the whole hole and its surroundings: with six blocks the receptive field at 1/4
 resolution grows by 2 * (1 + 2 + 4) * 2 = 28 cells, i.e. more than 100 input
-pixels, far beyond a 28x28 image and a good part of a 256x256 one.
+pixels, far beyond a 28x28 image and a good part of a 256x256 one. With
+``inpaint.blocks: fourier`` each block also has a Fourier unit (LaMa's global branch,
+:mod:`ganforge.models.fourier`), whose field is the whole image from the first block.
 
 Normalisation is instance norm (as in those works): it has no running statistics,
 so the network behaves the same in train and eval mode and at any resolution.
@@ -31,10 +33,12 @@ from ganforge.config_schema import CHOICES
 from ganforge.errors import ConfigError
 from ganforge.models.layers import maybe_sn, split_stages
 from ganforge.models.families import register_model
+from ganforge.models.fourier import FourierResBlock
 from ganforge.models.prefill import PREFILLS, smooth_fill
 
 DILATIONS = (1, 2, 4)
 UPSAMPLES = CHOICES["inpaint.upsample"]  # one list for the config and the model
+BLOCKS = CHOICES["inpaint.blocks"]
 
 
 def pad_to_multiple(x: Tensor, multiple: int = 4) -> tuple[Tensor, tuple[int, int]]:
@@ -111,10 +115,13 @@ class InpaintGenerator(nn.Module):
         prefill: ``"none"`` (holes start mid-gray) or ``"smooth"`` (see above).
         upsample: the decoder's 2x steps, ``"transposed"`` (transposed convolutions) or
             ``"resize"`` (nearest 2x then a 3x3 convolution, free of checkerboard patterns).
+        blocks: ``"dilated"`` residual blocks, or ``"fourier"``: each block also has LaMa's
+            global branch, a Fourier unit whose output at every position depends on the whole
+            feature map (:mod:`ganforge.models.fourier`).
     """
 
     def __init__(self, channels: int, width: int = 32, res_blocks: int = 6, dilations: tuple[int, ...] = DILATIONS,
-                 prefill: str = "none", upsample: str = "transposed"):
+                 prefill: str = "none", upsample: str = "transposed", blocks: str = "dilated"):
         super().__init__()
         if prefill not in PREFILLS:
             raise ConfigError("inpaint.prefill", f"must be one of {', '.join(PREFILLS)}, got {prefill!r}")
@@ -130,8 +137,10 @@ class InpaintGenerator(nn.Module):
         if any(isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 64 for d in dilations):
             raise ConfigError("inpaint.dilations", f"must be integers in [1, 64], got {list(dilations)}")
         self.dilations = dilations
-        self.blocks = nn.Sequential(*[DilatedResBlock(4 * w, dilations[i % len(dilations)])
-                                      for i in range(res_blocks)])
+        if blocks not in BLOCKS:
+            raise ConfigError("inpaint.blocks", f"must be one of {', '.join(BLOCKS)}, got {blocks!r}")
+        block = FourierResBlock if blocks == "fourier" else DilatedResBlock
+        self.blocks = nn.Sequential(*[block(4 * w, dilations[i % len(dilations)]) for i in range(res_blocks)])
         if upsample not in UPSAMPLES:
             raise ConfigError("inpaint.upsample", f"must be one of {', '.join(UPSAMPLES)}, got {upsample!r}")
         self.upsample = upsample
@@ -229,6 +238,6 @@ def build_inpaint(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
     """
     m, ch = cfg.model, cfg.data.channels
     g = InpaintGenerator(ch, m.g_width, m.res_blocks, tuple(cfg.inpaint.dilations) or DILATIONS,
-                         cfg.inpaint.prefill, cfg.inpaint.upsample)
+                         cfg.inpaint.prefill, cfg.inpaint.upsample, cfg.inpaint.blocks)
     d = PatchDiscriminator(ch, m.d_width, discriminator_depth(cfg.data.image_size))
     return g, d
