@@ -12,7 +12,7 @@ from ganforge.data import ImageDataset
 from ganforge.errors import ConfigError
 from ganforge.models import build_models
 from ganforge.models.encoder_decoder import InpaintGenerator, PatchDiscriminator
-from ganforge.models.fourier import FourierResBlock, FourierUnit, irfft2_by_matmul, rfft2_by_matmul
+from ganforge.models.fourier import FourierUnit, GlobalBranch, irfft2_by_matmul, rfft2_by_matmul
 from ganforge.inpaint.masks import make_masks
 from ganforge.inpaint.pipeline import InpaintingPipeline
 from ganforge.tasks.inpainting import InpaintingTask, masked_gradient_l1, masked_l1
@@ -69,7 +69,7 @@ def test_resize_upsampling_has_no_checkerboard_on_a_flat_input():
 @pytest.mark.parametrize("h, w", [(28, 28), (9, 13)])
 def test_fourier_blocks_keep_shapes_composite_and_run_under_bf16(h, w):
     G = InpaintGenerator(3, width=4, res_blocks=2, blocks="fourier", prefill="smooth")
-    assert all(isinstance(b, FourierResBlock) for b in G.blocks)
+    assert all(isinstance(b.global_branch, GlobalBranch) for b in G.blocks)
     x = torch.rand(2, 3, h, w) * 2 - 1
     m = make_masks("boxes", 2, (h, w), 0.3, torch.Generator().manual_seed(0))
     with torch.autocast("cpu", dtype=torch.bfloat16):  # the FFT itself runs in float32

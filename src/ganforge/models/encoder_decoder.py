@@ -33,7 +33,7 @@ from ganforge.config_schema import CHOICES
 from ganforge.errors import ConfigError
 from ganforge.models.layers import maybe_sn, split_stages
 from ganforge.models.families import register_model
-from ganforge.models.fourier import FourierResBlock
+from ganforge.models.fourier import GlobalBranch
 from ganforge.models.prefill import PREFILLS, smooth_fill
 
 DILATIONS = (1, 2, 4)
@@ -56,10 +56,15 @@ def pad_to_multiple(x: Tensor, multiple: int = 4) -> tuple[Tensor, tuple[int, in
 
 
 class DilatedResBlock(nn.Module):
-    """x + IN(conv3x3(ReLU(IN(conv3x3_dilated(x))))), width preserved."""
+    """x + IN(conv3x3(ReLU(IN(conv3x3_dilated(x) [+ global(x)])))), width preserved.
 
-    def __init__(self, ch: int, dilation: int):
+    With ``fourier`` the first convolution's output also gets LaMa's global branch
+    (:class:`~ganforge.models.fourier.GlobalBranch`), which sees the whole feature map.
+    """
+
+    def __init__(self, ch: int, dilation: int, fourier: bool = False):
         super().__init__()
+        self.global_branch = GlobalBranch(ch) if fourier else None
         self.body = nn.Sequential(
             nn.Conv2d(ch, ch, 3, padding=dilation, dilation=dilation),
             nn.InstanceNorm2d(ch, affine=True),
@@ -69,7 +74,9 @@ class DilatedResBlock(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.body(x)
+        if self.global_branch is None:
+            return x + self.body(x)
+        return x + self.body[1:](self.body[0](x) + self.global_branch(x))
 
 
 def _conv_in_relu(cin: int, cout: int, k: int, stride: int = 1) -> list[nn.Module]:
@@ -139,8 +146,8 @@ class InpaintGenerator(nn.Module):
         self.dilations = dilations
         if blocks not in BLOCKS:
             raise ConfigError("inpaint.blocks", f"must be one of {', '.join(BLOCKS)}, got {blocks!r}")
-        block = FourierResBlock if blocks == "fourier" else DilatedResBlock
-        self.blocks = nn.Sequential(*[block(4 * w, dilations[i % len(dilations)]) for i in range(res_blocks)])
+        self.blocks = nn.Sequential(*[DilatedResBlock(4 * w, dilations[i % len(dilations)], blocks == "fourier")
+                                      for i in range(res_blocks)])
         if upsample not in UPSAMPLES:
             raise ConfigError("inpaint.upsample", f"must be one of {', '.join(UPSAMPLES)}, got {upsample!r}")
         self.upsample = upsample

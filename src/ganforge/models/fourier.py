@@ -8,11 +8,10 @@ it applies at any resolution), and transforms back. One such unit makes each out
 position a function of every input position, which dilated convolutions reach only
 after many blocks.
 
-:class:`FourierResBlock` is the dilated residual block of
-:mod:`ganforge.models.encoder_decoder` with a global branch added to its first
-convolution: ``x + IN(conv3x3(ReLU(IN(local(x) + global(x)))))``, where ``local`` is
-the dilated 3x3 and ``global`` is ``1x1 -> ReLU -> (g + FourierUnit(g)) -> 1x1`` at
-half the width. The FFT runs in float32 with autocast off: CPU and CUDA FFTs take no
+:class:`GlobalBranch` is what a residual block of
+:mod:`ganforge.models.encoder_decoder` adds to its first convolution with
+``inpaint.blocks: fourier``: ``x + IN(conv3x3(ReLU(IN(dilated3x3(x) + global(x)))))``, where
+``global`` is ``1x1 -> ReLU -> (g + FourierUnit(g)) -> 1x1`` at half the width. The FFT runs in float32 with autocast off: CPU and CUDA FFTs take no
 bfloat16, and the transform of a small bottleneck is cheap beside the convolutions.
 ONNX has no FFT that the exporter maps ``rfft2`` to, so under ``torch.onnx.export`` the
 same transforms are written as products with DFT matrices built from the map's size
@@ -92,23 +91,20 @@ class FourierUnit(nn.Module):
         return y.to(dtype)
 
 
-class FourierResBlock(nn.Module):
-    """``(N, ch, H, W) -> (N, ch, H, W)``: a dilated residual block whose first convolution also sees the whole map."""
+class GlobalBranch(nn.Module):
+    """``(N, ch, H, W) -> (N, ch, H, W)``: ``1x1 -> ReLU -> (g + FourierUnit(g)) -> 1x1`` at half the width.
 
-    def __init__(self, ch: int, dilation: int):
+    Added to the first convolution of a residual block
+    (:class:`~ganforge.models.encoder_decoder.DilatedResBlock` with ``fourier=True``).
+    """
+
+    def __init__(self, ch: int):
         super().__init__()
         half = max(ch // 2, 1)
-        self.local = nn.Conv2d(ch, ch, 3, padding=dilation, dilation=dilation)
-        self.global_in = nn.Sequential(nn.Conv2d(ch, half, 1), nn.ReLU(inplace=True))
+        self.inp = nn.Sequential(nn.Conv2d(ch, half, 1), nn.ReLU(inplace=True))
         self.fourier = FourierUnit(half)
-        self.global_out = nn.Conv2d(half, ch, 1)
-        self.rest = nn.Sequential(
-            nn.InstanceNorm2d(ch, affine=True),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(ch, ch, 3, padding=1),
-            nn.InstanceNorm2d(ch, affine=True),
-        )
+        self.out = nn.Conv2d(half, ch, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        g = self.global_in(x)
-        return x + self.rest(self.local(x) + self.global_out(g + self.fourier(g)))
+        g = self.inp(x)
+        return self.out(g + self.fourier(g))
