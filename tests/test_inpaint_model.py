@@ -118,7 +118,7 @@ def test_fourier_unit_with_identity_mixing_returns_its_input():
 
 def test_global_branch_starts_as_strong_as_the_blocks_3x3():
     """He initialisation: at the start each block's global branch is not drowned by the dilated
-    3x3 it is added to (with the generator's N(0, 0.02) it started 40-60 times weaker)."""
+    3x3 it is added to (with the generator's N(0, 0.02) it started 40-60 times weaker at this width)."""
     torch.manual_seed(0)
     fourier = InpaintGenerator(3, width=8, res_blocks=4, blocks="fourier", prefill="smooth")
     x = torch.rand(2, 3, 32, 32) * 2 - 1

@@ -161,9 +161,9 @@ class InpaintGenerator(nn.Module):
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.normal_(m.weight, 0.0, 0.02)
                 nn.init.zeros_(m.bias)
-        for m in self.modules():  # after the loop above, which would overwrite it (dilated models draw as before)
-            if isinstance(m, GlobalBranch):
-                m.reset_parameters()
+        for block in self.blocks:  # after the loop above, which sets every convolution to N(0, 0.02)
+            if block.global_branch is not None:
+                block.global_branch.reset_parameters()
         if prefill == "smooth":
             nn.init.zeros_(self.decoder[-1].weight)  # start exactly at the smooth fill
 

@@ -8,10 +8,11 @@ it applies at any resolution), and transforms back. One such unit makes each out
 position a function of every input position, which dilated convolutions reach only
 after many blocks.
 
-:class:`GlobalBranch` is what a residual block of
-:mod:`ganforge.models.encoder_decoder` adds to its first convolution with
-``inpaint.blocks: fourier``: ``x + IN(conv3x3(ReLU(IN(dilated3x3(x) + global(x)))))``, where
-``global`` is ``1x1 -> ReLU -> (g + FourierUnit(g)) -> 1x1`` at half the width. The FFT runs in float32 with autocast off: CPU and CUDA FFTs take no
+:class:`GlobalBranch` is what a residual block of :mod:`ganforge.models.encoder_decoder`
+adds to its first convolution with ``inpaint.blocks: fourier``:
+``x + IN(conv3x3(ReLU(IN(dilated3x3(x) + global(x)))))``, where ``global`` is
+``1x1 -> ReLU -> (g + FourierUnit(g)) -> 1x1`` at half the width, He-initialised so that it
+starts stronger than the 3x3. The FFT runs in float32 with autocast off: CPU and CUDA FFTs take no
 bfloat16, and the transform of a small bottleneck is cheap beside the convolutions.
 ONNX has no FFT that the exporter maps ``rfft2`` to, so under ``torch.onnx.export`` the
 same transforms are written as products with DFT matrices built from the map's size
@@ -109,8 +110,9 @@ class GlobalBranch(nn.Module):
         """He initialisation (zero biases): the branch starts 2-3 times as strong as the block's 3x3.
 
         With the generator's N(0, 0.02) for every convolution, three 1x1 convolutions in a
-        row start the branch's output about forty times weaker than the dilated 3x3's it
-        is added to, and it stays the weaker part in training (BENCHMARKS.md).
+        row start the branch's output 17-27 times weaker than the dilated 3x3's it is added
+        to (the 64-px photo preset's generator), and it stays the weaker part in training
+        (BENCHMARKS.md).
         """
         for conv in (self.inp[0], self.fourier.mix):
             nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
