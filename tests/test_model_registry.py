@@ -56,7 +56,7 @@ def test_builtin_families_are_registered_in_their_modules():
     assert model_names()[:5] == ("mlp", "dcgan", "resnet", "mlp-res", "inpaint")
     assert get_family("inpaint").inputs == "image+mask" and get_family("dcgan").inputs == "noise"
     assert get_family("dcgan").build.__module__ == "ganforge.models.dcgan"
-    assert get_family("mlp-res").build.__module__ == "ganforge.models.resnet"
+    assert get_family("mlp-res").build.__module__ == "ganforge.models.mlp_res"
 
 
 def test_unknown_arch_names_the_key_and_the_known_families(tmp_path):

@@ -6,7 +6,8 @@ import torch
 from ganforge.config import load_config
 from ganforge.models import build_models, model_names
 from ganforge.models.conditional import ConditionalBatchNorm2d, ProjectionHead
-from ganforge.models.resnet import DBlock, DenseResBlock, GBlock, ResNetDiscriminator, ResNetGenerator
+from ganforge.models.mlp_res import DenseResBlock
+from ganforge.models.resnet import DBlock, GBlock, ResNetDiscriminator, ResNetGenerator
 
 
 def _cfg(arch, size=28, channels=1, classes=0, *extra):

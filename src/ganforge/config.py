@@ -130,6 +130,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.model.attention and cfg.model.arch != "resnet":
         raise ConfigError("model.attention", f"self-attention is only available with model.arch=resnet "
                           f"(this run is {cfg.model.arch}); set it to 0, got {cfg.model.attention}")
+    if cfg.model.block != "basic" and cfg.model.arch != "resnet":
+        raise ConfigError("model.block", f"block shapes are a choice of model.arch=resnet (this run is "
+                          f"{cfg.model.arch}); leave it at basic, got {cfg.model.block}")
     if cfg.loss.gamma > 0 and (cfg.loss.r1_weight > 0 or cfg.loss.r2_weight > 0):
         raise ConfigError("loss.gamma", "weights R1 and R2 together; set loss.r1_weight and loss.r2_weight to 0 "
                           "(or use those two alone instead of loss.gamma)")

@@ -53,8 +53,11 @@ class ModelConfig:
     # resnet only: resolution of the feature map after which a self-attention block
     # (SAGAN) is inserted in both G and D, e.g. 14 at 28 px; 0 = none.
     attention: int = 0
-    # r3gan only (ganforge.models.r3gan): residual blocks per resolution, the channel expansion
-    # inside a block, and channels per group of its grouped 3x3 convolution.
+    # resnet only: the residual branch, basic (3x3 -> 3x3) or bottleneck (1x1 -> grouped 3x3 -> 1x1,
+    # shaped by expansion and group_channels below).
+    block: str = "basic"
+    # r3gan (and resnet's bottleneck blocks): residual blocks per resolution (r3gan), the channel
+    # expansion inside a block, and channels per group of its grouped 3x3 convolution.
     blocks_per_stage: int = 2
     expansion: int = 2
     group_channels: int = 16
@@ -324,6 +327,7 @@ RANGES: dict[str, Range] = {
 
 CHOICES = {
     "optim.lr_decay": ("none", "linear", "cosine"),
+    "model.block": ("basic", "bottleneck"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "data.split": ("train", "test", "all"),
     "inpaint.prefill": ("none", "smooth"),

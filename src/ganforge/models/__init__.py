@@ -14,7 +14,7 @@ write and read a generator as one folder. The trainer only uses this package.
 from __future__ import annotations
 
 # The built-in families register themselves when imported (registration order = listing order).
-from ganforge.models import mlp, dcgan, resnet, encoder_decoder, r3gan  # noqa: F401
+from ganforge.models import mlp, dcgan, resnet, mlp_res, encoder_decoder, r3gan  # noqa: F401
 from ganforge.models.factory import build_models
 from ganforge.models.pretrained import from_pretrained, save_pretrained
 from ganforge.models.families import (ModelFamily, get_family, model_names, register_model,

@@ -40,6 +40,19 @@ class LabelEmbedding(nn.Module):
         return nn.functional.one_hot(y, self.num_classes).to(dtype)
 
 
+def grouped_width(channels: int, expansion: int, group_channels: int) -> tuple[int, int]:
+    """``(hidden, groups)`` of a bottleneck block's grouped 3x3 convolution (ResNeXt, R3GAN).
+
+    ``hidden = channels * expansion`` split into groups of ``group_channels``; a
+    ``group_channels`` that does not divide ``hidden`` raises ConfigError naming it.
+    """
+    hidden = channels * expansion
+    if hidden % group_channels:
+        raise ConfigError("model.group_channels", f"{group_channels} does not divide the {hidden} channels "
+                          f"inside a block (model width x multiplier x model.expansion)")
+    return hidden, hidden // group_channels
+
+
 def lookup_rows(weight: Tensor, y: Tensor) -> Tensor:
     """``weight[y]``: rows (N, F) of a (K, F) class table for labels (N,).
 

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from ganforge.config import RunConfig
 from ganforge.errors import ConfigError
-from ganforge.models.layers import check_labels, lookup_rows, upsampling_plan
+from ganforge.models.layers import check_labels, grouped_width, lookup_rows, upsampling_plan
 from ganforge.models.families import register_model
 
 SLOPE = 0.2  # leaky ReLU
@@ -102,13 +102,9 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, channels: int, expansion: int, group_channels: int, scale: float):
         super().__init__()
-        hidden = channels * expansion
-        if hidden % group_channels:
-            raise ConfigError("model.group_channels", f"{group_channels} does not divide the {hidden} channels "
-                              f"inside a block (model width x multiplier x model.expansion)")
+        hidden, groups = grouped_width(channels, expansion, group_channels)
         self.conv1 = _he(nn.Conv2d(channels, hidden, 1), LRELU_GAIN * scale)
-        self.conv2 = _he(nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden // group_channels),
-                         LRELU_GAIN * scale)
+        self.conv2 = _he(nn.Conv2d(hidden, hidden, 3, padding=1, groups=groups), LRELU_GAIN * scale)
         self.conv3 = _he(nn.Conv2d(hidden, channels, 1), 0.0)
 
     def forward(self, x: Tensor) -> Tensor:

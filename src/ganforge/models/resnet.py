@@ -1,4 +1,4 @@
-"""Residual GANs: the SNGAN/BigGAN-style ResNet (``arch: resnet``) and a residual MLP (``arch: mlp-res``).
+"""The SNGAN/BigGAN-style residual GAN (``arch: resnet``); the residual MLP is :mod:`ganforge.models.mlp_res`.
 
 Every block computes ``y = H(x) + shortcut(x)`` (He et al. 2016). The layouts
 follow the ResNets of Miyato et al. (2018, "Spectral Normalization for GANs")
@@ -42,6 +42,11 @@ gain 1 for shortcuts, the input projection, the output convolution and the
 linear/projection heads; biases zero. Weights are initialised before spectral
 normalisation wraps them, since the wrapper estimates sigma at registration.
 
+Block shape (``model.block``): ``basic`` is the two 3x3 convolutions above;
+``bottleneck`` is ResNeXt's 1x1 -> grouped 3x3 -> 1x1 with ``model.expansion`` x
+cout channels inside in groups of ``model.group_channels`` (the block of R3GAN,
+here with the rest of this network kept: norms, ReLU, pooling, initialisation).
+
 Spectral normalisation (``model.spectral_norm_d`` / ``model.spectral_norm_g``)
 wraps every convolution, linear layer and the projection embedding of that
 network; batch norm is never wrapped.
@@ -67,8 +72,7 @@ from ganforge.config import RunConfig
 from ganforge.errors import ConfigError
 from ganforge.models.attention import SelfAttention2d
 from ganforge.models.conditional import ConditionalBatchNorm2d, ProjectionHead
-from ganforge.models.layers import LabelEmbedding, check_labels, maybe_sn, upsampling_plan
-from ganforge.models.mlp import dense_pair
+from ganforge.models.layers import check_labels, grouped_width, maybe_sn, upsampling_plan
 from ganforge.models.families import register_model
 
 RELU_GAIN = math.sqrt(2.0)
@@ -119,20 +123,51 @@ def _attention_after(sizes: list[int], attention: int, image_size: int) -> int |
     return sizes.index(attention)
 
 
-class GBlock(nn.Module):
-    """Upsampling generator block: (N, cin, H, W) [+ labels (N,)] -> (N, cout, 2H, 2W)."""
+def grouped_conv3(hidden: int, groups: int, sn: bool) -> nn.Module:
+    """The grouped 3x3 convolution in the middle of a bottleneck branch (``hidden`` channels)."""
+    layer = nn.Conv2d(hidden, hidden, 3, padding=1, groups=groups)
+    return _init(layer, RELU_GAIN, sn)
 
-    def __init__(self, cin: int, cout: int, num_classes: int = 0, spectral_norm: bool = False):
+
+def _shape(bottleneck: tuple[int, int] | None, cout: int) -> tuple[int, int] | None:
+    """A block's ``(hidden, groups)`` from the networks' ``(expansion, group_channels)``; None: basic."""
+    return None if bottleneck is None else grouped_width(cout, *bottleneck)
+
+
+class GBlock(nn.Module):
+    """Upsampling generator block: (N, cin, H, W) [+ labels (N,)] -> (N, cout, 2H, 2W).
+
+    ``bottleneck=(hidden, groups)`` swaps the two 3x3 convolutions of the branch for
+    1x1 (cin -> hidden) -> grouped 3x3 -> 1x1 (hidden -> cout), each after CBN and
+    ReLU (``model.block=bottleneck``); the first 1x1 runs before the upsampling, with
+    which it commutes.
+    """
+
+    def __init__(self, cin: int, cout: int, num_classes: int = 0, spectral_norm: bool = False,
+                 bottleneck: tuple[int, int] | None = None):
         super().__init__()
         self.bn1 = ConditionalBatchNorm2d(cin, num_classes)
-        self.conv1 = conv(cin, cout, 3, RELU_GAIN, spectral_norm)
-        self.bn2 = ConditionalBatchNorm2d(cout, num_classes)
-        self.conv2 = conv(cout, cout, 3, RELU_GAIN, spectral_norm)
+        if bottleneck is None:
+            self.conv1 = conv(cin, cout, 3, RELU_GAIN, spectral_norm)
+            self.bn2 = ConditionalBatchNorm2d(cout, num_classes)
+            self.conv2 = conv(cout, cout, 3, RELU_GAIN, spectral_norm)
+            self.conv3 = None
+        else:
+            hidden, groups = bottleneck
+            self.conv1 = conv(cin, hidden, 1, RELU_GAIN, spectral_norm)
+            self.bn2 = ConditionalBatchNorm2d(hidden, num_classes)
+            self.conv2 = grouped_conv3(hidden, groups, spectral_norm)
+            self.bn3 = ConditionalBatchNorm2d(hidden, num_classes)
+            self.conv3 = conv(hidden, cout, 1, RELU_GAIN, spectral_norm)
         self.skip = conv(cin, cout, 1, 1.0, spectral_norm) if cin != cout else None
 
     def residual(self, x: Tensor, y: Tensor | None) -> Tensor:
-        h = self.conv1(_up(F.relu(self.bn1(x, y))))
-        return self.conv2(F.relu(self.bn2(h, y)))
+        h = F.relu(self.bn1(x, y))
+        if self.conv3 is None:
+            h = self.conv1(_up(h))
+            return self.conv2(F.relu(self.bn2(h, y)))
+        h = self.conv2(F.relu(self.bn2(_up(self.conv1(h)), y)))
+        return self.conv3(F.relu(self.bn3(h, y)))
 
     def shortcut(self, x: Tensor) -> Tensor:
         return _up(self.skip(x) if self.skip is not None else x)
@@ -145,15 +180,24 @@ class DBlock(nn.Module):
     """Discriminator block: (N, cin, H, W) -> (N, cout, H/2, W/2), or same size without ``downsample``.
 
     ``first=True`` is SNGAN's optimized first block: no ReLU before the first
-    convolution, and the shortcut always has a 1x1 convolution.
+    convolution, and the shortcut always has a 1x1 convolution. ``bottleneck=(hidden,
+    groups)``: 1x1 (cin -> hidden) -> grouped 3x3 -> 1x1 (hidden -> cout), the pooling
+    before the last 1x1, with which it commutes.
     """
 
     def __init__(self, cin: int, cout: int, downsample: bool = True, spectral_norm: bool = False,
-                 first: bool = False):
+                 first: bool = False, bottleneck: tuple[int, int] | None = None):
         super().__init__()
         self.downsample, self.first = downsample, first
-        self.conv1 = conv(cin, cout, 3, RELU_GAIN, spectral_norm)
-        self.conv2 = conv(cout, cout, 3, RELU_GAIN, spectral_norm)
+        if bottleneck is None:
+            self.conv1 = conv(cin, cout, 3, RELU_GAIN, spectral_norm)
+            self.conv2 = conv(cout, cout, 3, RELU_GAIN, spectral_norm)
+            self.conv3 = None
+        else:
+            hidden, groups = bottleneck
+            self.conv1 = conv(cin, hidden, 1, RELU_GAIN, spectral_norm)
+            self.conv2 = grouped_conv3(hidden, groups, spectral_norm)
+            self.conv3 = conv(hidden, cout, 1, RELU_GAIN, spectral_norm)
         learnable = first or downsample or cin != cout
         self.skip = conv(cin, cout, 1, 1.0, spectral_norm) if learnable else None
 
@@ -161,7 +205,10 @@ class DBlock(nn.Module):
         # Not in place: x is still needed by the shortcut.
         h = self.conv1(x if self.first else F.relu(x))
         h = self.conv2(F.relu(h))
-        return F.avg_pool2d(h, 2) if self.downsample else h
+        if self.conv3 is not None:
+            h = F.relu(h)
+        h = F.avg_pool2d(h, 2) if self.downsample else h
+        return h if self.conv3 is None else self.conv3(h)
 
     def shortcut(self, x: Tensor) -> Tensor:
         if self.downsample:
@@ -176,14 +223,15 @@ class ResNetGenerator(nn.Module):
     """(N, z_dim) [+ labels (N,)] -> (N, C, H, W) in [-1, 1]."""
 
     def __init__(self, z_dim: int, image_size: int, channels: int, width: int = 64,
-                 num_classes: int = 0, spectral_norm: bool = False, attention: int = 0):
+                 num_classes: int = 0, spectral_norm: bool = False, attention: int = 0,
+                 bottleneck: tuple[int, int] | None = None):  # (expansion, group_channels); None: basic
         super().__init__()
         self.z_dim, self.num_classes = z_dim, num_classes
         base, n_up = upsampling_plan(image_size)
         outs = [width * min(2 ** (n_up - 1 - i), MAX_MULT) for i in range(n_up)]
         self.base, self.c0 = base, outs[0]
         self.project = linear(z_dim, self.c0 * base * base, 1.0, spectral_norm)
-        self.blocks = nn.ModuleList(GBlock(cin, cout, num_classes, spectral_norm)
+        self.blocks = nn.ModuleList(GBlock(cin, cout, num_classes, spectral_norm, _shape(bottleneck, cout))
                                     for cin, cout in zip([self.c0] + outs[:-1], outs))
         self.attention_after = _attention_after([base * 2 ** (i + 1) for i in range(n_up)], attention, image_size)
         self.attention = (SelfAttention2d(outs[self.attention_after], spectral_norm)
@@ -213,14 +261,16 @@ class ResNetDiscriminator(nn.Module):
     """(N, C, H, W) [+ labels (N,)] -> (N,) logits (high = real). No sigmoid inside."""
 
     def __init__(self, image_size: int, channels: int, width: int = 64, num_classes: int = 0,
-                 spectral_norm: bool = False, attention: int = 0):
+                 spectral_norm: bool = False, attention: int = 0,
+                 bottleneck: tuple[int, int] | None = None):  # (expansion, group_channels); None: basic
         super().__init__()
         self.num_classes = num_classes
         base, n_down = upsampling_plan(image_size)
         outs = [width * min(2 ** i, MAX_MULT) for i in range(n_down)]
-        blocks = [DBlock(channels, outs[0], True, spectral_norm, first=True)]
-        blocks += [DBlock(cin, cout, True, spectral_norm) for cin, cout in zip(outs[:-1], outs[1:])]
-        blocks.append(DBlock(outs[-1], outs[-1], False, spectral_norm))
+        blocks = [DBlock(channels, outs[0], True, spectral_norm, True, _shape(bottleneck, outs[0]))]
+        blocks += [DBlock(cin, cout, True, spectral_norm, bottleneck=_shape(bottleneck, cout))
+                   for cin, cout in zip(outs[:-1], outs[1:])]
+        blocks.append(DBlock(outs[-1], outs[-1], False, spectral_norm, bottleneck=_shape(bottleneck, outs[-1])))
         self.blocks = nn.Sequential(*blocks)
         sizes = [base * 2 ** (n_down - 1 - i) for i in range(n_down)] + [base]
         self.attention_after = _attention_after(sizes, attention, image_size)
@@ -254,101 +304,13 @@ class ResNetDiscriminator(nn.Module):
         return out
 
 
-# ---------------------------------------------------------------- residual MLP
-
-class DenseResBlock(nn.Module):
-    """(N, F) -> (N, F): ``x + fc2(act(norm2(fc1(act(norm1(x))))))`` (pre-activation, He et al. 2016)."""
-
-    def __init__(self, width: int, norm: str = "batch", spectral_norm: bool = False, dropout: float = 0.0):
-        super().__init__()
-        gain = nn.init.calculate_gain("leaky_relu", 0.2)
-        self.norm1, self.norm2 = _norm(norm, width), _norm(norm, width)
-        self.fc1 = linear(width, width, gain, spectral_norm)
-        self.fc2 = linear(width, width, gain, spectral_norm)
-        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-
-    def residual(self, x: Tensor) -> Tensor:
-        h = self.fc1(F.leaky_relu(self.norm1(x), 0.2))
-        return self.fc2(self.drop(F.leaky_relu(self.norm2(h), 0.2)))
-
-    def shortcut(self, x: Tensor) -> Tensor:
-        return x
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.residual(x) + x
-
-
-def _norm(kind: str, width: int) -> nn.Module:
-    # G uses batch norm; D uses layer norm, which normalises each sample on its
-    # own and so keeps per-sample penalties (WGAN-GP, R1) meaningful (Gulrajani et al. 2017).
-    return nn.BatchNorm1d(width) if kind == "batch" else nn.LayerNorm(width)
-
-
-class ResMLPGenerator(nn.Module):
-    """(N, z_dim) [+ labels (N,)] -> (N, C, H, W) in [-1, 1]; ``blocks`` residual blocks of ``width`` units."""
-
-    def __init__(self, z_dim: int, image_shape: tuple[int, int, int], width: int = 256, blocks: int = 3,
-                 num_classes: int = 0, spectral_norm: bool = False):
-        super().__init__()
-        self.z_dim, self.image_shape, self.num_classes = z_dim, tuple(image_shape), num_classes
-        self.embed = LabelEmbedding(num_classes) if num_classes else None
-        self.fc_in = linear(z_dim + num_classes, width, 1.0, spectral_norm)
-        self.blocks = nn.Sequential(*(DenseResBlock(width, "batch", spectral_norm) for _ in range(blocks)))
-        self.out_norm = nn.BatchNorm1d(width)
-        self.fc_out = linear(width, math.prod(self.image_shape), 1.0, spectral_norm)
-
-    def transfer_blocks(self) -> list[list[nn.Module]]:
-        """Blocks from the noise on (for ``train.freeze_g``): the input layer, each residual
-        block, then the output norm and layer."""
-        return [[self.fc_in], *([b] for b in self.blocks), [self.out_norm, self.fc_out]]
-
-    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        check_labels(y, self.num_classes, "ResMLPGenerator")
-        if self.embed is not None:
-            z = torch.cat([z, self.embed(y, z.dtype)], dim=1)
-        h = F.leaky_relu(self.out_norm(self.blocks(self.fc_in(z))), 0.2)
-        return torch.tanh(self.fc_out(h)).view(z.shape[0], *self.image_shape)
-
-
-class ResMLPDiscriminator(nn.Module):
-    """(N, C, H, W) [+ labels (N,)] -> (N,) logits (high = real). No sigmoid inside."""
-
-    def __init__(self, image_shape: tuple[int, int, int], width: int = 256, blocks: int = 3,
-                 num_classes: int = 0, spectral_norm: bool = False, dropout: float = 0.0):
-        super().__init__()
-        self.num_classes = num_classes
-        self.embed = LabelEmbedding(num_classes) if num_classes else None
-        self.fc_in = linear(math.prod(image_shape) + num_classes, width, 1.0, spectral_norm)
-        self.blocks = nn.Sequential(*(DenseResBlock(width, "layer", spectral_norm, dropout) for _ in range(blocks)))
-        self.out_norm = nn.LayerNorm(width)
-        self.fc_out = linear(width, 1, 1.0, spectral_norm)
-
-    def transfer_blocks(self) -> list[list[nn.Module]]:
-        """Blocks from the image on (for ``train.freeze_d``): the input layer, each residual
-        block, then the output norm and head."""
-        return [[self.fc_in], *([b] for b in self.blocks), [self.out_norm, self.fc_out]]
-
-    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        check_labels(y, self.num_classes, "ResMLPDiscriminator")
-        h = x.flatten(1)
-        if self.embed is not None:
-            h = torch.cat([h, self.embed(y, h.dtype)], dim=1)
-        h = F.leaky_relu(self.out_norm(self.blocks(self.fc_in(h))), 0.2)
-        return self.fc_out(h).squeeze(1)
-
-
 # --------------------------------------------------------------- registration
 
 @register_model("resnet")
 def build_resnet(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
     """Residual convolutional blocks (SNGAN/BigGAN style): (ResNetGenerator, ResNetDiscriminator)."""
     m, size, ch = cfg.model, cfg.data.image_size, cfg.data.channels
-    g = ResNetGenerator(m.z_dim, size, ch, m.g_width, m.num_classes, m.spectral_norm_g, m.attention)
-    d = ResNetDiscriminator(size, ch, m.d_width, m.num_classes, m.spectral_norm_d, m.attention)
+    shape = (m.expansion, m.group_channels) if m.block == "bottleneck" else None
+    g = ResNetGenerator(m.z_dim, size, ch, m.g_width, m.num_classes, m.spectral_norm_g, m.attention, shape)
+    d = ResNetDiscriminator(size, ch, m.d_width, m.num_classes, m.spectral_norm_d, m.attention, shape)
     return g, d
-
-
-@register_model("mlp-res")
-def build_mlp_res(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
-    """Residual dense blocks: (ResMLPGenerator, ResMLPDiscriminator); g_layers/d_layers count blocks."""
-    return dense_pair(cfg, ResMLPGenerator, ResMLPDiscriminator)
