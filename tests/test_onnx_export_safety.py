@@ -113,13 +113,15 @@ def test_kill_9_during_a_rewrite_leaves_the_old_export_or_none(run, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     for delay in (0.05, 0.3, 0.8):
-        proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(run), str(out)], stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, env=env, text=True)
+        errors = tmp_path / f"driver-{delay}.err"  # kept so that a stopped driver says why
+        with open(errors, "w") as err:
+            proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(run), str(out)], stdout=subprocess.PIPE,
+                                    stderr=err, env=env, text=True)
         try:
             started = 0
             while started < 2:  # the second export rewrites the folder the first one wrote
                 line = proc.stdout.readline()
-                assert line, "the export driver stopped"
+                assert line, f"the export driver stopped: {errors.read_text()[-2000:]}"
                 started += line.strip() == "exporting"
             time.sleep(delay)
         finally:
