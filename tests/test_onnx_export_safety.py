@@ -133,3 +133,5 @@ def test_kill_9_during_a_rewrite_leaves_the_old_export_or_none(run, tmp_path):
         else:
             assert not out.exists()
             _good_export(run, out)  # the next export simply writes it again
+    _good_export(run, out)  # and tidies what the killed exports left beside the folder
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -2,6 +2,9 @@
 
 import errno
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -125,6 +128,35 @@ def test_writes_are_atomic_and_a_full_disk_leaves_nothing(run_dir, tmp_path, mon
     assert not (tmp_path / "new").exists()
     monkeypatch.undo()
     assert from_pretrained(save_pretrained(G, tmp_path / "g", step=6))[2] == 6  # replaces a saved generator
+
+
+def _pid_of_a_finished_process() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_the_next_write_tidies_what_a_killed_writer_left(run_dir, tmp_path):
+    G, _, _ = load_generator(run_dir)
+    dead = _pid_of_a_finished_process()
+    # A writer killed between its two renames: the previous folder swapped out, the new one not yet in.
+    os.rename(save_pretrained(G, tmp_path / "old", step=4), tmp_path / f".old-g-{dead}")
+    partial = tmp_path / f".g.tmp-{dead}-0badc0de"
+    partial.mkdir()
+    (partial / "generator.safetensors").write_bytes(b"half a file")
+    running = tmp_path / f".g.tmp-{os.getppid()}-12345678"  # a writer that still runs is left alone
+    running.mkdir()
+    other = tmp_path / f".h.tmp-{dead}-0badc0de"  # another target's leftovers are not this write's to touch
+    other.mkdir()
+
+    touched = pretrained.recover_interrupted(tmp_path / "g")
+    assert sorted(p.name for p in touched) == sorted([partial.name, f".old-g-{dead}"])
+    assert from_pretrained(tmp_path / "g")[2] == 4  # the swapped-out folder is back: no saved work lost
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["g", running.name, other.name])
+
+    os.rename(save_pretrained(G, tmp_path / "old", step=5), tmp_path / f".old-g-{dead}")
+    assert from_pretrained(save_pretrained(G, tmp_path / "g", step=6))[2] == 6  # the write itself tidies
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["g", running.name, other.name])
 
 
 def test_targets_that_are_links_or_hold_other_files_are_refused(run_dir, tmp_path):

@@ -18,13 +18,16 @@ generator at that path). Nothing is ever written through an existing path, so a
 symbolic link planted in the target cannot redirect a write; a target that is
 itself a link, or a non-empty directory that is not a saved generator, is
 refused. A failed write (a full disk) removes the temporary directory and raises
-one :class:`~ganforge.errors.CheckpointError`.
+one :class:`~ganforge.errors.CheckpointError`. What a killed writer left beside the
+target (its temporary folder, or the previous folder it had swapped out) is
+cleaned up by the next write to that target: see :func:`recover_interrupted`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -187,6 +190,7 @@ def write_folder(out: Path, write: Callable[[Path], None], what: str) -> None:
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        recover_interrupted(out)
         tmp.mkdir()
         write(tmp)
         for path in tmp.iterdir():
@@ -203,3 +207,45 @@ def write_folder(out: Path, write: Callable[[Path], None], what: str) -> None:
             raise CheckpointError(out, f"could not write the {what} ({' '.join(text.split())}); "
                                        "nothing was written") from None
         raise
+
+
+def recover_interrupted(out: Path) -> list[Path]:
+    """Tidy what a writer of ``out`` that was killed (kill -9, power loss) left beside it.
+
+    Only folders whose writer's process no longer runs on this machine are touched:
+    its temporary sibling ``.NAME.tmp-PID-HEX`` is removed, and the previous folder it
+    had swapped out (``.old-NAME-PID``) is renamed back to ``out`` when nothing took
+    its place, so a kill between the two renames loses no saved work; otherwise it
+    is removed. Returns the paths removed or restored.
+    """
+    if not out.parent.is_dir():
+        return []
+    name = re.escape(out.name)
+    tmp_name = re.compile(rf"\.{name}\.tmp-(\d+)-[0-9a-f]+")
+    old_name = re.compile(rf"\.old-{name}-(\d+)")
+    touched = []
+    for path in sorted(out.parent.iterdir()):
+        m = tmp_name.fullmatch(path.name) or old_name.fullmatch(path.name)
+        if m is None or not path.is_dir() or path.is_symlink() or _process_runs(int(m.group(1))):
+            continue
+        if m.re is old_name and not out.exists() and not out.is_symlink():
+            os.replace(path, out)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        touched.append(path)
+    return touched
+
+
+def _process_runs(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (ours counts; unknown means yes, to stay safe)."""
+    if pid == os.getpid():
+        return True
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would terminate the process on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
