@@ -4,13 +4,21 @@ Every file is written to a new temporary file in the same folder (created with
 ``O_EXCL``, so never through a symbolic link) and renamed over the old name,
 which replaces a link rather than writing through it; a failed write (a full
 disk, a read-only folder, Ctrl-C) removes the temporary file and leaves the old
-file as it was. Used by the report, ``eval --json`` and a run's ``config.yaml``.
+file as it was. Used by the report, ``eval --json``, a run's ``config.yaml``, sample
+grids, inpainted images and the metric caches.
+
+A temporary sibling is named ``.NAME.tmp-PID-XXXX`` (files here, folders in
+:mod:`ganforge.models.pretrained`): a writer killed before its rename (kill -9, a
+power cut) leaves it behind, and the next write of ``NAME`` removes it once process
+PID no longer runs (:func:`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -29,7 +37,8 @@ def write_file(path: Path, write: Callable[[BinaryIO], None]) -> Path:
     path = Path(path)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        remove_stale_temporaries(path)
+        fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             if hasattr(os, "fchmod"):
                 os.fchmod(f.fileno(), 0o666 & ~_umask())
@@ -43,6 +52,47 @@ def write_file(path: Path, write: Callable[[BinaryIO], None]) -> Path:
             raise DataError(path, f"cannot write ({exc.strerror or type(exc).__name__})") from None
         raise
     return path
+
+
+def temporary_prefix(path: Path) -> str:
+    """The name a temporary sibling of ``path`` starts with: ``.NAME.tmp-PID-`` (this process's PID)."""
+    return f".{Path(path).name}.tmp-{os.getpid()}-"
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporary siblings of ``path`` whose writer's process no longer runs; return them.
+
+    A writer that still runs (this process included), another name's temporaries and
+    symbolic links are left alone; a removal that fails is skipped (the write goes on).
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-(\d+)-\w+")
+    removed = []
+    for sibling in sorted(path.parent.iterdir()):
+        m = pattern.fullmatch(sibling.name)
+        if m is None or sibling.is_symlink() or process_runs(int(m.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            shutil.rmtree(sibling) if sibling.is_dir() else sibling.unlink()
+            removed.append(sibling)
+    return removed
+
+
+def process_runs(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (ours counts; unknown means yes, to stay safe)."""
+    if pid == os.getpid():
+        return True
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would terminate the process on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def _umask() -> int:

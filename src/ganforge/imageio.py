@@ -13,6 +13,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from ganforge.atomic import write_file
+
 
 def pixel_limit() -> int | None:
     """Largest image (pixels) :func:`read_image` opens: Pillow's decompression-bomb error threshold,
@@ -87,15 +89,17 @@ def make_grid(images: Tensor, nrow: int | None = None, padding: int = 2) -> np.n
 
 
 def save_png(array: np.ndarray, path: str | Path) -> Path:
-    """Write an (H, W) / (H, W, 1|3) uint8 array as PNG atomically (temp file + rename)."""
+    """Write an (H, W) / (H, W, 1|3) uint8 array as PNG atomically (:func:`ganforge.atomic.write_file`).
+
+    Raises:
+        DataError: naming ``path`` when it cannot be written (a full disk, a read-only folder).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    image = Image.fromarray(array)
+    return write_file(path, lambda f: image.save(f, format="PNG"))
 
 
 def save_grid(images: Tensor, path: str | Path, nrow: int | None = None) -> Path:
@@ -116,7 +120,5 @@ def save_gif(images: Tensor, path: str | Path, frame_ms: int = 120, min_side: in
     frames = [Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a).resize(
         (a.shape[1] * scale, a.shape[0] * scale), Image.NEAREST) for a in arr]
     frames = frames + frames[-2:0:-1]  # ping-pong, so the loop has no jump
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
-    os.replace(tmp, path)
-    return path
+    return write_file(path, lambda f: frames[0].save(f, format="GIF", save_all=True, append_images=frames[1:],
+                                                      duration=frame_ms, loop=0))

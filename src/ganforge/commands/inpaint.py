@@ -83,7 +83,7 @@ def _fits_png(im) -> bool:
 
 def _save(im, path: Path) -> Path:
     """Write ``im`` atomically (temp file + rename): TIFF for .tif/.tiff names, else PNG."""
-    import os
+    from ganforge.atomic import write_file
 
     fmt = "TIFF" if path.suffix.lower() in _TIFF else "PNG"
     if fmt == "PNG" and im.mode in ("I", "I;16L"):
@@ -92,15 +92,11 @@ def _save(im, path: Path) -> Path:
 
         # The same values (checked to fit 16 bits) in the mode PNG stores; Image.convert would clip at 255.
         im = Image.frombytes("I;16", im.size, np.asarray(im).astype("<u2").tobytes())
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        im.save(tmp, format=fmt)
-        os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise DataError(path, f"cannot write the output ({exc.strerror or exc})") from None
-    return path
+    return write_file(path, lambda f: im.save(f, format=fmt))
 
 
 def _check_hole(mask, mask_path: Path, limit: int) -> None:

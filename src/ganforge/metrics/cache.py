@@ -29,6 +29,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+from ganforge.atomic import write_text
 from ganforge.errors import DataError
 from ganforge.metrics.stats import FeatureStats
 
@@ -126,7 +127,7 @@ def cached_stats(key: dict[str, Any], compute: Callable[[], FeatureStats],
     if use_cache:
         try:
             st.save(stats_path(key, cache_dir))
-        except OSError as exc:  # a read-only cache must not fail the evaluation
+        except (OSError, DataError) as exc:  # a read-only cache must not fail the evaluation
             log.warning("could not write statistics cache: %s", exc)
     return st
 
@@ -154,8 +155,6 @@ def store_cached_value(kind: str, key: dict[str, Any], value: float) -> None:
     path = value_path(kind, key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"key": key, "value": float(value)}, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
+        write_text(path, json.dumps({"key": key, "value": float(value)}, sort_keys=True))
+    except (OSError, DataError) as exc:
         log.warning("could not write value cache %s: %s", path, exc)

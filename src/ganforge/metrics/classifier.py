@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganforge.atomic import write_file
 from ganforge.errors import CheckpointError, DataError
 from ganforge.metrics.cache import cache_root, safe_name
 
@@ -232,15 +233,14 @@ def classifier_path(key: str, cache_dir: str | os.PathLike | None = None) -> Pat
 
 def save_classifier(model: DomainClassifier, path: str | os.PathLike, meta: dict[str, Any]) -> Path:
     """Write weights (safetensors, metadata in its header) and a readable ``.json`` beside them."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {**meta, "format": FORMAT, "config": model.config}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    save_file(state, str(tmp), metadata={"ganforge": json.dumps(meta, sort_keys=True)})
-    os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the new one
+    blob = save(state, metadata={"ganforge": json.dumps(meta, sort_keys=True)})
+    write_file(path, lambda f: f.write(blob))  # atomic: a concurrent reader sees the old file or the new one
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     return path
 
@@ -333,6 +333,6 @@ def get_domain_classifier(spec: str, *, root: str | None = None,
         progress(f"domain classifier for {key}: test accuracy {acc:.4f} ({seconds:.0f} s)")
     try:
         save_classifier(model, path, meta)
-    except OSError as exc:  # a read-only cache must not stop the evaluation
+    except (OSError, DataError) as exc:  # a read-only cache must not stop the evaluation
         log.warning("could not cache the domain classifier: %s", exc)
     return model, {**meta, "format": FORMAT, "config": model.config}

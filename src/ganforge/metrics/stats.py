@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ganforge.atomic import write_file
 from ganforge.errors import DataError
 
 FORMAT_VERSION = 1
@@ -172,11 +173,7 @@ class FeatureStats:
             arrays["features"] = self.features
         if not self._from_features():
             arrays["outer"] = self._outer.cpu().numpy()
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-        return path
+        return write_file(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FeatureStats":

@@ -38,6 +38,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from ganforge.atomic import process_runs, remove_stale_temporaries, temporary_prefix
 from ganforge.checkpoint import check_complete, fsync_dir, replace_dir
 from ganforge.config import RunConfig, dump_yaml, load_config
 from ganforge.errors import CheckpointError
@@ -187,7 +188,7 @@ def write_folder(out: Path, write: Callable[[Path], None], what: str) -> None:
     none, never a partial file at ``out``. Any failure removes the temporary folder;
     an OSError becomes one :class:`CheckpointError` naming ``out`` and ``what``.
     """
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = out.parent / f"{temporary_prefix(out)}{secrets.token_hex(4)}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         recover_interrupted(out)
@@ -218,34 +219,17 @@ def recover_interrupted(out: Path) -> list[Path]:
     its place, so a kill between the two renames loses no saved work; otherwise it
     is removed. Returns the paths removed or restored.
     """
+    touched = remove_stale_temporaries(out)
     if not out.parent.is_dir():
-        return []
-    name = re.escape(out.name)
-    tmp_name = re.compile(rf"\.{name}\.tmp-(\d+)-[0-9a-f]+")
-    old_name = re.compile(rf"\.old-{name}-(\d+)")
-    touched = []
+        return touched
+    old_name = re.compile(rf"\.old-{re.escape(out.name)}-(\d+)")
     for path in sorted(out.parent.iterdir()):
-        m = tmp_name.fullmatch(path.name) or old_name.fullmatch(path.name)
-        if m is None or not path.is_dir() or path.is_symlink() or _process_runs(int(m.group(1))):
+        m = old_name.fullmatch(path.name)
+        if m is None or not path.is_dir() or path.is_symlink() or process_runs(int(m.group(1))):
             continue
-        if m.re is old_name and not out.exists() and not out.is_symlink():
+        if not out.exists() and not out.is_symlink():
             os.replace(path, out)
         else:
             shutil.rmtree(path, ignore_errors=True)
         touched.append(path)
     return touched
-
-
-def _process_runs(pid: int) -> bool:
-    """Whether process ``pid`` runs on this machine (ours counts; unknown means yes, to stay safe)."""
-    if pid == os.getpid():
-        return True
-    if os.name != "posix":
-        return True  # os.kill(pid, 0) would terminate the process on Windows
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
