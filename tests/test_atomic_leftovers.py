@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganforge.atomic import remove_stale_temporaries, write_text
+from ganforge.atomic import remove_stale_temporaries, remove_stale_temporaries_in, write_text
 from ganforge.errors import DataError
 from ganforge.imageio import save_png
 from ganforge.metrics.stats import FeatureStats
@@ -48,6 +48,14 @@ def test_only_a_dead_writers_temporaries_of_that_name_are_removed(tmp_path, left
     removed = remove_stale_temporaries(tmp_path / "out.png")
     assert sorted(removed) == sorted([leftovers["dead file"], leftovers["dead folder"]])
     assert _hidden(tmp_path) == sorted([leftovers["running"].name, leftovers["other name"].name])
+
+
+def test_a_folder_of_many_files_is_tidied_once_for_every_name(tmp_path, leftovers):
+    removed = remove_stale_temporaries_in(tmp_path)
+    assert sorted(removed) == sorted([leftovers["dead file"], leftovers["dead folder"], leftovers["other name"]])
+    assert _hidden(tmp_path) == [leftovers["running"].name]
+    save_png(np.zeros((2, 2), np.uint8), tmp_path / "000000.png", tidy=False)  # no listing per file
+    assert _hidden(tmp_path) == [leftovers["running"].name]
 
 
 @pytest.mark.parametrize("writer", ["save_png", "write_text", "feature stats"])

@@ -26,10 +26,13 @@ from typing import BinaryIO, Callable
 from ganforge.errors import DataError
 
 
-def write_file(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+def write_file(path: Path, write: Callable[[BinaryIO], None], *, tidy: bool = True) -> Path:
     """Call ``write(f)`` on a new temporary file beside ``path``, then rename it to ``path``.
 
     The file gets the permissions a plain ``open`` would give it (temporary files are private).
+    ``tidy`` first removes a killed writer's temporaries of ``path``, which lists the folder:
+    a caller writing thousands of files into one folder tidies it once
+    (:func:`remove_stale_temporaries_in`) and passes ``tidy=False``.
 
     Raises:
         DataError: naming ``path``, for any OSError (full disk, read-only folder...).
@@ -37,7 +40,8 @@ def write_file(path: Path, write: Callable[[BinaryIO], None]) -> Path:
     path = Path(path)
     tmp = None
     try:
-        remove_stale_temporaries(path)
+        if tidy:
+            remove_stale_temporaries(path)
         fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             if hasattr(os, "fchmod"):
@@ -66,11 +70,20 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
     symbolic links are left alone; a removal that fails is skipped (the write goes on).
     """
     path = Path(path)
-    if not path.parent.is_dir():
+    return _remove_stale(path.parent, re.escape(path.name))
+
+
+def remove_stale_temporaries_in(folder: Path) -> list[Path]:
+    """:func:`remove_stale_temporaries` for every name in ``folder`` at once."""
+    return _remove_stale(Path(folder), r".+")
+
+
+def _remove_stale(folder: Path, name: str) -> list[Path]:
+    if not folder.is_dir():
         return []
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-(\d+)-\w+")
+    pattern = re.compile(rf"\.{name}\.tmp-(\d+)-\w+")
     removed = []
-    for sibling in sorted(path.parent.iterdir()):
+    for sibling in sorted(folder.iterdir()):
         m = pattern.fullmatch(sibling.name)
         if m is None or sibling.is_symlink() or process_runs(int(m.group(1))):
             continue

@@ -88,8 +88,10 @@ def make_grid(images: Tensor, nrow: int | None = None, padding: int = 2) -> np.n
     return grid
 
 
-def save_png(array: np.ndarray, path: str | Path) -> Path:
+def save_png(array: np.ndarray, path: str | Path, *, tidy: bool = True) -> Path:
     """Write an (H, W) / (H, W, 1|3) uint8 array as PNG atomically (:func:`ganforge.atomic.write_file`).
+
+    ``tidy``: as in :func:`~ganforge.atomic.write_file`.
 
     Raises:
         DataError: naming ``path`` when it cannot be written (a full disk, a read-only folder).
@@ -99,7 +101,7 @@ def save_png(array: np.ndarray, path: str | Path) -> Path:
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     image = Image.fromarray(array)
-    return write_file(path, lambda f: image.save(f, format="PNG"))
+    return write_file(path, lambda f: image.save(f, format="PNG"), tidy=tidy)
 
 
 def save_grid(images: Tensor, path: str | Path, nrow: int | None = None) -> Path:

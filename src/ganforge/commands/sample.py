@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from ganforge.artifacts import load_generator
     from ganforge.commands._paths import check_free_space, check_output_dir, check_output_file
     from ganforge.devices import resolve_device
+    from ganforge.atomic import remove_stale_temporaries_in
     from ganforge.imageio import save_grid, save_png, to_uint8
     from ganforge.sampling import generate, per_class_labels
     from ganforge.tasks import noise_task
@@ -99,11 +100,12 @@ def run(args: argparse.Namespace) -> int:
         c, h, w = shape
         check_free_space(out, n * (c * h * w + h + 1024), "--out")  # raw pixels + PNG row filters + headers
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries_in(out)  # once here, not per image: each tidy lists the folder
         i = 0
         for batch in generate(G, cfg, n, args.seed, args.label, device=device, labels=labels,
                               truncation=args.truncation):
             for img in to_uint8(batch).permute(0, 2, 3, 1).cpu().numpy():
-                save_png(img, out / f"{i:06d}.png")
+                save_png(img, out / f"{i:06d}.png", tidy=False)
                 i += 1
         print(f"wrote {i} images from step {step} to {out}")
     else:
