@@ -2,29 +2,22 @@
 
 import errno
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import pid_of_a_finished_process
 from ganforge.atomic import remove_stale_temporaries, remove_stale_temporaries_in, write_text
 from ganforge.errors import DataError
 from ganforge.imageio import save_png
 from ganforge.metrics.stats import FeatureStats
 
 
-def _pid_of_a_finished_process() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
 @pytest.fixture
 def leftovers(tmp_path):
     """Beside ``out.png``: a killed writer's file and folder, a running writer's file, another name's file."""
-    dead, running = _pid_of_a_finished_process(), os.getppid()
+    dead, running = pid_of_a_finished_process(), os.getppid()
     paths = {
         "dead file": tmp_path / f".out.png.tmp-{dead}-k3x_9q1z",
         "dead folder": tmp_path / f".out.png.tmp-{dead}-0badc0de",

@@ -3,8 +3,6 @@
 import errno
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from conftest import tiny_config, tiny_dataset
+from conftest import pid_of_a_finished_process, tiny_config, tiny_dataset
 from ganforge.artifacts import export_generator, load_generator
 from ganforge.cli import main
 from ganforge.config import dump_yaml
@@ -130,15 +128,9 @@ def test_writes_are_atomic_and_a_full_disk_leaves_nothing(run_dir, tmp_path, mon
     assert from_pretrained(save_pretrained(G, tmp_path / "g", step=6))[2] == 6  # replaces a saved generator
 
 
-def _pid_of_a_finished_process() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
 def test_the_next_write_tidies_what_a_killed_writer_left(run_dir, tmp_path):
     G, _, _ = load_generator(run_dir)
-    dead = _pid_of_a_finished_process()
+    dead = pid_of_a_finished_process()
     # A writer killed between its two renames: the previous folder swapped out, the new one not yet in.
     os.rename(save_pretrained(G, tmp_path / "old", step=4), tmp_path / f".old-g-{dead}")
     partial = tmp_path / f".g.tmp-{dead}-0badc0de"

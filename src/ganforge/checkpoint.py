@@ -229,10 +229,13 @@ def _io_reason(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
+SWAPPED_OUT = ".old-"  # replace_dir parks a previous ``final`` as ``.old-NAME-PID`` between its two renames
+
+
 def replace_dir(tmp: Path, final: Path) -> None:
     """Move the complete directory ``tmp`` to ``final`` by rename; an existing ``final`` is swapped out first."""
     if final.exists():
-        old = final.parent / f".old-{final.name}-{os.getpid()}"
+        old = final.parent / f"{SWAPPED_OUT}{final.name}-{os.getpid()}"
         os.replace(final, old)
         try:
             os.replace(tmp, final)
@@ -264,7 +267,7 @@ def clean_stale(ckpt_root: Path) -> int:
         return 0
     removed = 0
     for p in ckpt_root.iterdir():
-        if p.name.startswith((".tmp-", ".old-")):
+        if p.name.startswith((".tmp-", SWAPPED_OUT)):
             shutil.rmtree(p, ignore_errors=True)
             removed += 1
     return removed

@@ -39,7 +39,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ganforge.atomic import process_runs, remove_stale_temporaries, temporary_prefix
-from ganforge.checkpoint import check_complete, fsync_dir, replace_dir
+from ganforge.checkpoint import SWAPPED_OUT, check_complete, fsync_dir, replace_dir
 from ganforge.config import RunConfig, dump_yaml, load_config
 from ganforge.errors import CheckpointError
 from ganforge.models.card import model_card
@@ -222,7 +222,7 @@ def recover_interrupted(out: Path) -> list[Path]:
     touched = remove_stale_temporaries(out)
     if not out.parent.is_dir():
         return touched
-    old_name = re.compile(rf"\.old-{re.escape(out.name)}-(\d+)")
+    old_name = re.compile(rf"{re.escape(SWAPPED_OUT + out.name)}-(\d+)")
     for path in sorted(out.parent.iterdir()):
         m = old_name.fullmatch(path.name)
         if m is None or not path.is_dir() or path.is_symlink() or process_runs(int(m.group(1))):
