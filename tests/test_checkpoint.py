@@ -5,9 +5,13 @@ import json
 import pytest
 import torch
 
-from conftest import tiny_config, tiny_dataset
+import os
+import shutil
+
+from conftest import pid_of_a_finished_process, tiny_config, tiny_dataset
 from ganforge.errors import CheckpointError
 from ganforge import checkpoint as ckpt
+from ganforge.atomic import SWAPPED_OUT
 from ganforge.train.trainer import Trainer
 
 
@@ -60,10 +64,29 @@ def test_missing_manifest_and_stale_temporaries(tmp_path):
     (path / "manifest.json").unlink()
     with pytest.raises(CheckpointError, match="manifest"):
         ckpt.load_checkpoint(path)
-    stale = path.parent / ".tmp-step_00000009-123"
+    stale = path.parent / f".tmp-step_00000009-{pid_of_a_finished_process()}"
     stale.mkdir()
     assert ckpt.list_checkpoints(path.parent)[0][1] == path  # temporaries are not checkpoints
     assert ckpt.clean_stale(path.parent) == 1 and not stale.exists()
+
+
+def test_clean_stale_restores_a_swapped_out_checkpoint_and_spares_live_writers(tmp_path):
+    t = _trainer(tmp_path)
+    t.train_step()
+    path = t.save()
+    root, dead = path.parent, pid_of_a_finished_process()
+    # A writer killed between replace_dir's two renames: the previous step is parked, its new copy complete.
+    parked = root / f"{SWAPPED_OUT}{path.name}-{dead}"
+    os.replace(path, parked)
+    shutil.copytree(parked, root / f".tmp-{path.name}-{dead}")
+    live = root / f".tmp-step_00000099-{os.getppid()}"  # a save still running in another process
+    live.mkdir()
+    old_best = root / f"{SWAPPED_OUT}best-{dead}"  # swapped out and replaced: only removed
+    old_best.mkdir()
+    (root / "best").mkdir(exist_ok=True)
+    assert ckpt.clean_stale(root) == 3
+    assert sorted(p.name for p in root.iterdir()) == sorted(["best", path.name, live.name])
+    assert ckpt.load_checkpoint(path).step == t.step  # the saved step survived, verified
 
 
 def test_garbage_safetensors_gives_checkpoint_error(tmp_path):

@@ -69,6 +69,24 @@ def test_resume_accepts_execution_only_changes(tmp_path, npz_data, monkeypatch):
     assert main(["train", "--resume", str(run_dir), "train.steps=4", "train.reuse_fake=false"]) == 2
 
 
+def test_resume_finds_the_step_a_killed_save_had_parked(tmp_path, npz_data, capsys, monkeypatch):
+    """Killed between the renames of re-saving step 4: resume restores and continues from step 4."""
+    from conftest import pid_of_a_finished_process
+    from ganforge.atomic import SWAPPED_OUT
+
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).parent.parent)
+    _, run_dir = _train(tmp_path, npz_data)
+    root, dead = run_dir / "checkpoints", pid_of_a_finished_process()
+    (root / "step_00000004").rename(root / f"{SWAPPED_OUT}step_00000004-{dead}")
+    (root / f".tmp-step_00000004-{dead}").mkdir()  # the new copy, unfinished
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir), "train.steps=5"]) == 0
+    assert "at step 4" in capsys.readouterr().err
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith("step_"))[-2:] == ["step_00000004",
+                                                                                         "step_00000005"]
+    assert not any(p.name.startswith(".") for p in root.iterdir())
+
+
 def test_dry_run_prints_resolved_config(capsys, monkeypatch):
     monkeypatch.chdir(__import__("pathlib").Path(__file__).parent.parent)
     assert main(["train", "--config", "configs/dcgan-fashion-mnist.yaml", "--dry-run", "train.steps=77"]) == 0

@@ -10,7 +10,8 @@ grids, inpainted images and the metric caches.
 A temporary sibling is named ``.NAME.tmp-PID-XXXX`` (files here, folders in
 :mod:`ganforge.models.pretrained`): a writer killed before its rename (kill -9, a
 power cut) leaves it behind, and the next write of ``NAME`` removes it once process
-PID no longer runs (:func:`remove_stale_temporaries`).
+PID no longer runs (:func:`remove_stale_temporaries`). Whole folders are swapped in
+by :func:`replace_dir` (checkpoints, exported models).
 """
 
 from __future__ import annotations
@@ -117,3 +118,35 @@ def _umask() -> int:
 def write_text(path: Path, text: str) -> Path:
     """:func:`write_file` of UTF-8 ``text``."""
     return write_file(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a rename into it) durable; a no-op where the file system refuses."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on directories
+    finally:
+        os.close(fd)
+
+
+SWAPPED_OUT = ".old-"  # replace_dir parks a previous ``final`` as ``.old-NAME-PID`` between its two renames
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Move the complete directory ``tmp`` to ``final`` by rename; an existing ``final`` is swapped out first."""
+    if final.exists():
+        old = final.parent / f"{SWAPPED_OUT}{final.name}-{os.getpid()}"
+        os.replace(final, old)
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            os.replace(old, final)  # put the previous version back
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)

@@ -37,6 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ganforge.atomic import SWAPPED_OUT, fsync_dir, process_runs, replace_dir
 from ganforge.data.checksums import file_digests
 from ganforge.checkpoint_schema import FILES as _FILES
 from ganforge.checkpoint_schema import (
@@ -78,20 +79,6 @@ def sha256_file(path: Path) -> str:
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a directory's entries (a rename into it) durable; a no-op where the file system refuses."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on directories
-    finally:
-        os.close(fd)
 
 
 def _tensors_for_saving(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -229,24 +216,6 @@ def _io_reason(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
-SWAPPED_OUT = ".old-"  # replace_dir parks a previous ``final`` as ``.old-NAME-PID`` between its two renames
-
-
-def replace_dir(tmp: Path, final: Path) -> None:
-    """Move the complete directory ``tmp`` to ``final`` by rename; an existing ``final`` is swapped out first."""
-    if final.exists():
-        old = final.parent / f"{SWAPPED_OUT}{final.name}-{os.getpid()}"
-        os.replace(final, old)
-        try:
-            os.replace(tmp, final)
-        except BaseException:
-            os.replace(old, final)  # put the previous version back
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-
-
 def list_checkpoints(ckpt_root: Path) -> list[tuple[int, Path]]:
     """Complete checkpoint directories (by name), newest first. Temporary ones are ignored."""
     ckpt_root = Path(ckpt_root)
@@ -260,17 +229,33 @@ def list_checkpoints(ckpt_root: Path) -> list[tuple[int, Path]]:
     return sorted(found, reverse=True)
 
 
+_LEFTOVER = re.compile(rf"(\.tmp-|{re.escape(SWAPPED_OUT)})(.+)-(\d+)")  # .tmp-step_X-PID, .old-step_X-PID
+
+
 def clean_stale(ckpt_root: Path) -> int:
-    """Remove temporary directories left by an interrupted save. Returns how many."""
+    """Tidy what interrupted saves left in ``ckpt_root``; return how many entries were removed or restored.
+
+    Only dead writers' leftovers are touched. A checkpoint swapped out by a writer killed between
+    :func:`replace_dir`'s renames is renamed back if nothing took its place (no saved step is lost).
+    """
     ckpt_root = Path(ckpt_root)
     if not ckpt_root.is_dir():
         return 0
-    removed = 0
-    for p in ckpt_root.iterdir():
-        if p.name.startswith((".tmp-", SWAPPED_OUT)):
-            shutil.rmtree(p, ignore_errors=True)
-            removed += 1
-    return removed
+    touched = 0
+    for p in sorted(ckpt_root.iterdir()):
+        m = _LEFTOVER.fullmatch(p.name)
+        if m is None or p.is_symlink() or process_runs(int(m.group(3))):
+            continue
+        final = ckpt_root / m.group(2)
+        try:
+            if m.group(1) == SWAPPED_OUT and not final.exists() and not final.is_symlink():
+                os.replace(p, final)
+            else:
+                shutil.rmtree(p)
+            touched += 1
+        except OSError:  # left for the next resume; a checkpoint elsewhere is still found
+            pass
+    return touched
 
 
 def prune_checkpoints(ckpt_root: Path, keep_last: int) -> None:

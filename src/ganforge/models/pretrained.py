@@ -38,8 +38,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from ganforge.atomic import process_runs, remove_stale_temporaries, temporary_prefix
-from ganforge.checkpoint import SWAPPED_OUT, check_complete, fsync_dir, replace_dir
+from ganforge.atomic import (SWAPPED_OUT, fsync_dir, process_runs, remove_stale_temporaries, replace_dir,
+                             temporary_prefix)
+from ganforge.checkpoint import check_complete
 from ganforge.config import RunConfig, dump_yaml, load_config
 from ganforge.errors import CheckpointError
 from ganforge.models.card import model_card

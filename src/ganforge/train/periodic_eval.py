@@ -34,8 +34,9 @@ from pathlib import Path
 
 import torch
 
-from ganforge.data.sources import canonical_name
 from ganforge import checkpoint as ckpt
+from ganforge.atomic import replace_dir
+from ganforge.data.sources import canonical_name
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def _keep_best(trainer, value: float, key: str, better: str = "lower") -> None:
     if key.startswith("fid"):
         best["fid"] = value  # the field readers of earlier best.json files look for
     (tmp / "best.json").write_text(json.dumps(best), encoding="utf-8")
-    ckpt.replace_dir(tmp, root / "best")
+    replace_dir(tmp, root / "best")
 
 
 def _warm_up_generator(model, cfg, device: torch.device) -> float:
