@@ -150,3 +150,15 @@ def replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
+
+
+def restore_swapped_out(parked: Path, final: Path) -> None:
+    """Tidy ``parked`` (``.old-NAME-PID``, left by a :func:`replace_dir` killed between its renames).
+
+    It is renamed back to ``final`` when nothing took its place, so no saved work is lost;
+    otherwise it is removed. Raises OSError when the rename or removal fails.
+    """
+    if not final.exists() and not final.is_symlink():
+        os.replace(parked, final)
+    else:
+        shutil.rmtree(parked)

@@ -37,7 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ganforge.atomic import SWAPPED_OUT, fsync_dir, process_runs, replace_dir
+from ganforge.atomic import SWAPPED_OUT, fsync_dir, process_runs, replace_dir, restore_swapped_out
 from ganforge.data.checksums import file_digests
 from ganforge.checkpoint_schema import FILES as _FILES
 from ganforge.checkpoint_schema import (
@@ -246,12 +246,8 @@ def clean_stale(ckpt_root: Path) -> int:
         m = _LEFTOVER.fullmatch(p.name)
         if m is None or p.is_symlink() or process_runs(int(m.group(3))):
             continue
-        final = ckpt_root / m.group(2)
         try:
-            if m.group(1) == SWAPPED_OUT and not final.exists() and not final.is_symlink():
-                os.replace(p, final)
-            else:
-                shutil.rmtree(p)
+            restore_swapped_out(p, ckpt_root / m.group(2)) if m.group(1) == SWAPPED_OUT else shutil.rmtree(p)
             touched += 1
         except OSError:  # left for the next resume; a checkpoint elsewhere is still found
             pass

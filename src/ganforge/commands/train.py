@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -107,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             return _dry_run(cfg)
         check_output_dir(run_dir, "--resume")  # before the data is loaded: a read-only run fails in a second
-        if int(os.environ.get("WORLD_SIZE", "1")) == 1:  # under torchrun rank 0 tidies, in Trainer.resume
+        if distributed.launched_world_size() == 1:  # under torchrun rank 0 tidies, in Trainer.resume
             ckpt.clean_stale(run_dir / "checkpoints")  # first: a killed save's parked step is found again
         latest = ckpt.find_latest(run_dir)  # verified once, then handed to the trainer
         if latest is not None:

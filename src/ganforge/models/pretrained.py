@@ -25,6 +25,7 @@ cleaned up by the next write to that target: see :func:`recover_interrupted`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -39,7 +40,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ganforge.atomic import (SWAPPED_OUT, fsync_dir, process_runs, remove_stale_temporaries, replace_dir,
-                             temporary_prefix)
+                             restore_swapped_out, temporary_prefix)
 from ganforge.checkpoint import check_complete
 from ganforge.config import RunConfig, dump_yaml, load_config
 from ganforge.errors import CheckpointError
@@ -228,9 +229,7 @@ def recover_interrupted(out: Path) -> list[Path]:
         m = old_name.fullmatch(path.name)
         if m is None or not path.is_dir() or path.is_symlink() or process_runs(int(m.group(1))):
             continue
-        if not out.exists() and not out.is_symlink():
-            os.replace(path, out)
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-        touched.append(path)
+        with contextlib.suppress(OSError):  # a failure is left for the next write
+            restore_swapped_out(path, out)
+            touched.append(path)
     return touched

@@ -106,6 +106,11 @@ class DistContext:
         return nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
 
+def launched_world_size() -> int:
+    """How many processes torchrun started for this run (``WORLD_SIZE``; 1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def init_from_env(device_name: str = "auto") -> tuple[DistContext, torch.device | None]:
     """Join the process group torchrun describes in the environment, if any.
 
@@ -113,7 +118,7 @@ def init_from_env(device_name: str = "auto") -> tuple[DistContext, torch.device 
     (``cuda:LOCAL_RANK`` or ``cpu``); for a single process the device is None
     (the caller resolves ``train.device`` as usual).
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = launched_world_size()
     if world <= 1:
         return DistContext(), None
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
