@@ -1,6 +1,10 @@
 """The training loop: updates, logging, samples, and exact resume."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -158,3 +162,37 @@ def test_time_budget_stops_with_checkpoint_and_grid_and_resumes(tmp_path, one_se
     more = Trainer.resume(tmp_path / "run", cfg_more, dataset=ds)
     more.counters.clock = one_second_steps(saved["train_seconds"])
     assert more.train()["step"] == 7
+
+
+_IMPORTS_DURING_TRAINING = """
+import sys
+from pathlib import Path
+import torch
+from conftest import PooledFeatures, tiny_config, tiny_dataset
+from ganforge.train.trainer import Trainer
+
+tmp = Path(sys.argv[1])
+cfg = tiny_config(tmp, "train.eval_every=3", "train.eval_n=32", "train.eval_metrics=[fid,kid]")
+trainer = Trainer(cfg, tmp / "run", dataset=tiny_dataset())
+before = {m for m in sys.modules if m.startswith("ganforge")}
+import ganforge.metrics.evaluator as evaluator
+evaluator.InceptionFeatures = PooledFeatures  # the plumbing, not the 299-px network
+trainer.train()
+assert (tmp / "run" / "checkpoints" / "best").is_dir()  # evaluated, checkpointed, kept a best
+print(sorted({m for m in sys.modules if m.startswith("ganforge")} - before))
+"""
+
+
+def test_training_imports_nothing_after_it_starts(tmp_path):
+    """Checkpoints and periodic evaluation use only modules imported when the trainer was built.
+
+    A package upgraded or edited under a running training cannot then mix old and
+    new modules at the first evaluation, hours in. A fresh interpreter, because
+    this one has imported everything already.
+    """
+    tests = Path(__file__).parent
+    out = subprocess.run([sys.executable, "-c", _IMPORTS_DURING_TRAINING, str(tmp_path)], cwd=tests,
+                         env={**os.environ, "PYTHONPATH": str(tests), "OMP_NUM_THREADS": "1"},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

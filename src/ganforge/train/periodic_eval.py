@@ -37,6 +37,9 @@ import torch
 from ganforge import checkpoint as ckpt
 from ganforge.atomic import replace_dir
 from ganforge.data.sources import canonical_name
+from ganforge.metrics.evaluator import shared_evaluator
+from ganforge.sampling import generate
+from ganforge.train.distributed import unwrap
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +98,6 @@ def _warm_up_generator(model, cfg, device: torch.device) -> float:
     call times cuDNN's algorithms, a one-off cost that belongs with the
     evaluator's set-up, not with the first evaluation's ``seconds``.
     """
-    from ganforge.sampling import generate
-
     t0 = time.perf_counter()
     n = min(CUDA_GENERATE_BATCH, cfg.train.eval_n)
     for _ in generate(model, cfg, n, seed=cfg.train.seed, device=device, batch_size=CUDA_GENERATE_BATCH):
@@ -141,9 +142,6 @@ def generator_metrics(model, cfg, device: torch.device, truncation: float | None
     batch of the generator). ``truncation`` generates with the truncation trick.
 
     """
-    from ganforge.metrics.evaluator import shared_evaluator
-    from ganforge.sampling import generate
-
     split = "test" if canonical_name(cfg.data.dataset) else cfg.data.split
     names, why = (list(metrics), "asked") if metrics is not None else auto_eval_metrics(cfg, device)
     was_training = model.training
@@ -192,8 +190,6 @@ def evaluate_during_training(trainer) -> dict:
     is restricted to ``data.classes``, and ``best`` when this evaluation is the best so
     far by the primary result (lower or higher as its metric declares).
     """
-    from ganforge.train.distributed import unwrap
-
     model = trainer.ema.model if trainer.ema is not None else unwrap(trainer.G)
     if trainer.task.from_noise:
         result, timing = generator_metrics(model, trainer.cfg, trainer.device)

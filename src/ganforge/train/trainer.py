@@ -34,6 +34,9 @@ from ganforge.train.clock import RunClock
 from ganforge.train.collapse import CollapseMonitor
 from ganforge.train.hyperparams import Hyperparameters
 from ganforge.train.optim import apply_plan, build_adam
+# Imported with the trainer, not at the first evaluation: a package upgraded or edited under
+# a running training would otherwise mix old and new modules hours into the run.
+from ganforge.train.periodic_eval import evaluate_during_training
 from ganforge.train.plan import resolve_plan
 from ganforge.train.precision import Precision
 from ganforge.train.rundir import catch_stop_signals, start_run_dir, stop_tensorboard
@@ -255,8 +258,6 @@ class Trainer:
 
     def evaluate(self) -> dict:
         """Periodic evaluation (FID etc.): logged to metrics.jsonl; the best FID checkpoint is kept."""
-        from ganforge.train.periodic_eval import evaluate_during_training
-
         return evaluate_during_training(self)
 
     def _request_stop(self, signum, frame) -> None:
