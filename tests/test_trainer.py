@@ -167,7 +167,6 @@ def test_time_budget_stops_with_checkpoint_and_grid_and_resumes(tmp_path, one_se
 _IMPORTS_DURING_TRAINING = """
 import sys
 from pathlib import Path
-import torch
 from conftest import PooledFeatures, tiny_config, tiny_dataset
 from ganforge.train.trainer import Trainer
 
@@ -192,7 +191,8 @@ def test_training_imports_nothing_after_it_starts(tmp_path):
     """
     tests = Path(__file__).parent
     out = subprocess.run([sys.executable, "-c", _IMPORTS_DURING_TRAINING, str(tmp_path)], cwd=tests,
-                         env={**os.environ, "PYTHONPATH": str(tests), "OMP_NUM_THREADS": "1"},
+                         env={**os.environ, "OMP_NUM_THREADS": "1",
+                              "PYTHONPATH": os.pathsep.join(filter(None, [str(tests), os.environ.get("PYTHONPATH")]))},
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -247,7 +247,10 @@ def clean_stale(ckpt_root: Path) -> int:
         if m is None or p.is_symlink() or process_runs(int(m.group(3))):
             continue
         try:
-            restore_swapped_out(p, ckpt_root / m.group(2)) if m.group(1) == SWAPPED_OUT else shutil.rmtree(p)
+            if m.group(1) == SWAPPED_OUT:
+                restore_swapped_out(p, ckpt_root / m.group(2))
+            else:
+                shutil.rmtree(p)
             touched += 1
         except OSError:  # left for the next resume; a checkpoint elsewhere is still found
             pass
