@@ -53,6 +53,7 @@ def _final_weights(t):
 
 
 @pytest.mark.parametrize("extra", [[], ["model.arch=mlp", "model.dropout=0.3", "train.ema_decay=0.9",
+                                        "train.ema_bn_batches=2",
                                         "train.augment=translation,cutout,color", "optim.n_dis=2"]])
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, extra):
     cfg = tiny_config(tmp_path, "train.steps=8", "train.ckpt_every=100", *extra)

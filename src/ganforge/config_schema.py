@@ -165,6 +165,9 @@ class TrainConfig:
     # ema_decay; with ema_rampup > 0 the half-life is at most images_seen * ema_rampup. 0 = off.
     ema_halflife_kimg: float = 0.0
     ema_rampup: float = 0.0
+    # BatchNorm statistics of the EMA generator recomputed from this many batches of its own
+    # samples before it is evaluated, previewed or saved (ganforge.train.ema); 0 = G's copied.
+    ema_bn_batches: int = 32
     # PyTorch's CPU threads (ganforge.threads): 0 = auto, the cores other processes leave
     # free (PyTorch's default of one per CPU collapses when another process is busy).
     threads: int = 0
@@ -321,6 +324,7 @@ RANGES: dict[str, Range] = {
     "optim.beta2_final": Range(0, 1, hi_open=True),  # 0 = constant optim.beta2
     "train.ema_halflife_kimg": Range(0, BIG),  # 0 = off
     "train.ema_rampup": Range(0, BIG),  # 0 = none
+    "train.ema_bn_batches": Range(0, BIG),  # 0 = G's statistics copied
     "data.max_side": Range(16, 16384),
     "train.threads": Range(0, 4096),  # 0 = auto
 }

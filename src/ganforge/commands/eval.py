@@ -45,6 +45,10 @@ def register(sub) -> None:
     p.add_argument("--truncation", type=float, metavar="T",
                    help="generate with noise entries |z| > T redrawn (truncation trick; default off); "
                    "the record and protocol say so")
+    p.add_argument("--bn-batches", type=int_in(1, 100_000), metavar="N",
+                   help="first recompute the generator's BatchNorm statistics from N batches of its own samples, "
+                   "as training does with train.ema_bn_batches before it saves (for runs saved without it); "
+                   "the record says so")
     p.add_argument("--checkpoint", help="a checkpoint directory (default: newest)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
@@ -147,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
     check_truncation(args.truncation)
     if args.truncation is not None and not args.run_dir:
         raise ConfigError("--truncation", "applies to a run's generator, not to --fake images")
+    if args.bn_batches and not args.run_dir:
+        raise ConfigError("--bn-batches", "applies to a run's generator, not to --fake images")
     if args.run_dir and (args.fake or args.real):
         raise ConfigError("--fake", "give either RUN_DIR or --real/--fake, not both")
     if not args.run_dir and not (args.real and args.fake):
@@ -164,6 +170,12 @@ def run(args: argparse.Namespace) -> int:
         from ganforge.sampling import generate
 
         G, cfg, step = load_generator(args.run_dir, args.checkpoint, ema=not args.no_ema, device=device)
+        if args.bn_batches:
+            from ganforge.tasks import task_class
+            from ganforge.train.ema import generator_draws, recompute_batchnorm_statistics
+
+            if not recompute_batchnorm_statistics(G, generator_draws(task_class(cfg), cfg, device), args.bn_batches):
+                raise ConfigError("--bn-batches", "this run's generator has no BatchNorm layers")
         n = args.n if args.n is not None else default_n(cfg, args.split)
         # Labels of a conditional generator come from data.classes when set (sampling.class_labels).
         stream = generate(G, cfg, n, seed=args.seed, device=device, batch_size=args.batch_size,
@@ -174,6 +186,10 @@ def run(args: argparse.Namespace) -> int:
                           image_size=cfg.data.image_size, channels=cfg.data.channels, root=cfg.data.root,
                           classes=cfg.data.classes, progress=lambda m: None, **common)
         result = {"step": step, "generator": "raw" if args.no_ema else "ema-if-present", **result}
+        if args.bn_batches:
+            result["bn_batches"] = args.bn_batches
+            result["protocol"] += (f"; generator BatchNorm statistics recomputed from {args.bn_batches} batches "
+                                   f"of {cfg.train.batch_size} samples")
         if args.truncation is not None:  # the same metric names, so the record and protocol must say it
             result["truncation"] = args.truncation
             result["protocol"] += f"; generator noise truncated at |z| <= {args.truncation:g} (resampled)"

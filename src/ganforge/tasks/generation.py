@@ -87,8 +87,9 @@ class GenerationTask(Task):
     def example_inputs(cls, cfg: RunConfig, batch: int, gen: torch.Generator,
                        size: int | None = None) -> dict[str, Tensor]:
         inputs = {"z": torch.randn(batch, cfg.model.z_dim, generator=gen)}
-        if cfg.model.num_classes:
-            inputs["label"] = torch.arange(batch) % cfg.model.num_classes
+        if cfg.model.num_classes:  # the classes the run was trained on, in turn
+            classes = torch.tensor(cfg.label_classes)
+            inputs["label"] = classes[torch.arange(batch) % len(classes)]
         return inputs
 
     @classmethod

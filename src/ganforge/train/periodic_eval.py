@@ -39,7 +39,6 @@ from ganforge.atomic import replace_dir
 from ganforge.data.sources import canonical_name
 from ganforge.metrics.evaluator import shared_evaluator
 from ganforge.sampling import generate
-from ganforge.train.distributed import unwrap
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +189,7 @@ def evaluate_during_training(trainer) -> dict:
     is restricted to ``data.classes``, and ``best`` when this evaluation is the best so
     far by the primary result (lower or higher as its metric declares).
     """
-    model = trainer.ema.model if trainer.ema is not None else unwrap(trainer.G)
+    model = trainer.published_generator()
     if trainer.task.from_noise:
         result, timing = generator_metrics(model, trainer.cfg, trainer.device)
         values = {k: v for per in result.per_metric.values() for k, v in per.items()}

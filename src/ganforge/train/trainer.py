@@ -29,7 +29,7 @@ from ganforge.regularizers import d_regularization
 from ganforge.tasks import task_class
 from ganforge.train import distributed, transfer
 from ganforge.train.distributed import unwrap
-from ganforge.train.ema import EMA
+from ganforge.train.ema import EMA, generator_draws
 from ganforge.train.clock import RunClock
 from ganforge.train.collapse import CollapseMonitor
 from ganforge.train.hyperparams import Hyperparameters
@@ -126,6 +126,19 @@ class Trainer:
         """True once SIGINT/SIGTERM asked the run to stop (it stops after the current step)."""
         return self._stop_requested
 
+    def published_generator(self) -> nn.Module:
+        """The generator that previews, evaluations and checkpoints show: the EMA copy, else G (unwrapped).
+
+        With ``train.ema_bn_batches`` > 0 the EMA copy's BatchNorm statistics are first
+        recomputed from that many batches of its own samples (once per G step; seeded,
+        so a resumed run saves the same statistics). Training never reads them.
+        """
+        if self.ema is None:
+            return unwrap(self.G)
+        self.ema.refresh_statistics(generator_draws(self.task_cls, self.cfg, self.device),
+                                    self.cfg.train.ema_bn_batches)
+        return self.ema.model
+
     def modules(self) -> dict[str, nn.Module]:
         """The unwrapped modules a checkpoint holds: G, D and (when on) the EMA generator."""
         mods = {"G": unwrap(self.G), "D": unwrap(self.D)}
@@ -162,6 +175,7 @@ class Trainer:
 
     def save(self, all_rank_streams: list[dict] | None = None) -> Path:
         """Write a checkpoint of everything needed to continue bit-identically (rank 0 calls this)."""
+        self.published_generator()  # the EMA copy is saved with the statistics it is evaluated with
         return save_state(self.run_dir / "checkpoints", self.counters, self.modules(), self.optimizers,
                           self.batcher, self.precision, self.streams, all_rank_streams, self.dist.world_size,
                           self.cfg.train.keep_last)
@@ -170,6 +184,8 @@ class Trainer:
         """Restore models, optimizers, counters, data position and every random stream from a checkpoint."""
         self.runner.release()  # a captured graph holds the optimizer state tensors being replaced
         load_state(c, self.counters, self.modules(), self.optimizers, self.batcher, self.precision, self.streams)
+        if self.ema is not None:
+            self.ema.statistics_changed()
         for opt in self.optimizers.values():
             apply_plan(opt, self.plan)  # this run's implementation, whatever saved the state
         self._apply_lr_factor()
@@ -243,7 +259,7 @@ class Trainer:
 
     def sample_grid(self, path: Path) -> Path:
         """Write the task's preview grid of the EMA generator (or G) to ``path``."""
-        model = self.ema.model if self.ema is not None else unwrap(self.G)
+        model = self.published_generator()
         images, nrow = self.task.preview(model, self.dataset, self.precision.autocast)
         if self.task.from_noise:  # a grid of samples: look for a collapse to one image
             self.monitor.check_diversity(self.step, images)
