@@ -105,3 +105,24 @@ def test_bench_on_a_cpu_without_bf16(tmp_path, monkeypatch, capsys, no_native_bf
     assert not rows["reference"]["emulated"]
     printed = capsys.readouterr().out
     assert "bf16 is emulated" in printed and "bf16*" in printed
+
+
+def test_every_bench_preset_names_a_shipped_config():
+    from ganforge.perf.bench_presets import PRESETS, default_config_dir
+
+    # A renamed preset file would otherwise be skipped silently ("missing config files are skipped").
+    missing = [name for name, file in PRESETS.items() if not (default_config_dir() / file).is_file()]
+    assert not missing
+
+
+def test_bench_times_the_r3gan_preset_with_its_lazy_penalty(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "bench.json"
+    # Two iterations per round with R1 + R2 every 2nd D step: each timed round includes one penalty step.
+    assert main(["bench", "--presets", "r3gan-28", "--modes", "preset", "--batch", "4", "--iters", "2",
+                 "--rounds", "1", "--warmup", "1", "--sampling", "0", "--inception", "0", "--peak-size", "64",
+                 "--threads", "1", "--set", "model.blocks_per_stage=1", "--set", "loss.r1_every=2",
+                 "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["train"]
+    assert row["preset"] == "r3gan-28" and row["finite"] and row["batch"] == 4
+    assert row["flops_per_iter"] > 0 and row["ms_per_iter"] > 0

@@ -12,6 +12,8 @@ PRESETS = {  # name -> config file under configs/
     "resnet-32": "resnet-cifar10.yaml",
     "wgan-gp-28": "wgan-gp-fashion-mnist.yaml",
     "inpaint-64": "inpaint-folder-64.yaml",
+    "r3gan-28": "r3gan-fashion-mnist.yaml",
+    "r3gan-stacked-28": "r3gan-stacked-fashion-mnist.yaml",
 }
 DEFAULT_PRESETS = ("dcgan-28", "mlp-28", "resnet-28", "cresnet-28", "resnet-32", "inpaint-64")
 
