@@ -108,17 +108,19 @@ def test_bench_on_a_cpu_without_bf16(tmp_path, monkeypatch, capsys, no_native_bf
 
 
 def test_every_bench_preset_names_a_shipped_config():
-    from ganforge.perf.bench_presets import PRESETS, default_config_dir
+    from ganforge.perf.bench_presets import PRESETS
+    from ganforge.preset_files import PRESET_DIR
 
-    # A renamed preset file would otherwise be skipped silently ("missing config files are skipped").
-    missing = [name for name, file in PRESETS.items() if not (default_config_dir() / file).is_file()]
+    # A renamed preset file would otherwise be skipped silently ("missing config files are skipped");
+    # the package's own presets, so the check does not depend on the working directory.
+    missing = [name for name, file in PRESETS.items() if not (PRESET_DIR / file).is_file()]
     assert not missing
 
 
 def test_bench_times_the_r3gan_preset_with_its_lazy_penalty(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     out = tmp_path / "bench.json"
-    # Two iterations per round with R1 + R2 every 2nd D step: each timed round includes one penalty step.
+    # R1 + R2 is due at even D steps; a round of two consecutive iterations (n_dis 1) holds one of them.
     assert main(["bench", "--presets", "r3gan-28", "--modes", "preset", "--batch", "4", "--iters", "2",
                  "--rounds", "1", "--warmup", "1", "--sampling", "0", "--inception", "0", "--peak-size", "64",
                  "--threads", "1", "--set", "model.blocks_per_stage=1", "--set", "loss.r1_every=2",
