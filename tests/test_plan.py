@@ -110,7 +110,8 @@ def test_a_run_writes_and_prints_its_plan(tmp_path, caplog):
     saved = json.loads((tmp_path / "run" / "execution.json").read_text())
     assert plan_from_dict(saved) == t.plan
     assert "execution plan (cpu):" in caplog.text and "reuse_fake=on" in caplog.text
-    assert len(t.plan.describe().splitlines()) == len(SWITCHES) + 2  # a line per switch, and threads
+    assert len(t.plan.describe().splitlines()) == len(SWITCHES) + 3  # a line per switch, threads, the allocator
+    assert saved["keep_freed_memory"]["reason"] == t.plan.allocator_reason != ""
 
 
 def test_failed_capture_drops_the_graph_and_the_bf16_chosen_for_it(tmp_path, monkeypatch):

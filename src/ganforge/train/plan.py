@@ -23,6 +23,8 @@ as ``plan.<field>``.
 The CPU thread count (``train.threads``, ``--threads``; :mod:`ganforge.threads`) is
 decided here too and recorded beside the switches with its reason, but it is not a
 switch: it changes how fast, never what is computed, and the reference path uses it alike.
+So is the allocator setting of CPU runs (:mod:`ganforge.allocator`: glibc keeps freed
+memory for the next step instead of returning it to the system).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from ganforge import allocator
 from ganforge.config import RunConfig
 from ganforge.errors import ConfigError
 from ganforge.regularizers import DRegularization
@@ -72,6 +75,8 @@ class ExecutionPlan:
     reasons: dict[str, str] = field(default_factory=dict, compare=False)
     threads: int = 0  # PyTorch's CPU threads (0: left at PyTorch's default)
     threads_reason: str = field(default="PyTorch's default", compare=False)
+    keep_freed_memory: bool = False  # glibc keeps freed memory for reuse (CPU runs; :mod:`ganforge.allocator`)
+    allocator_reason: str = field(default="the system allocator's defaults", compare=False)
 
     @property
     def skip_on_device(self) -> bool:
@@ -90,6 +95,8 @@ class ExecutionPlan:
             torch.set_float32_matmul_precision("high")
         if self.threads and torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
+        if self.keep_freed_memory:
+            allocator.keep_freed_memory()
 
     def as_dict(self) -> dict:
         """``{"device": ..., switch: {"value": ..., "reason": ...}, ...}`` for JSON and the benchmark."""
@@ -97,6 +104,7 @@ class ExecutionPlan:
         for name in SWITCHES:
             out[name] = {"value": getattr(self, name), "reason": self.reasons.get(name, "")}
         out["threads"] = {"value": self.threads, "reason": self.threads_reason}
+        out["keep_freed_memory"] = {"value": self.keep_freed_memory, "reason": self.allocator_reason}
         return out
 
     def summary(self) -> str:
@@ -113,6 +121,7 @@ class ExecutionPlan:
             shown = value if isinstance(value, str) else ("on" if value else "off")
             lines.append(f"  {name:<16} {shown:<5} {self.reasons.get(name, '')}")
         lines.append(f"  {'threads':<16} {self.threads or 'default':<5} {self.threads_reason}")
+        lines.append(f"  {'keep_freed_mem':<16} {'on' if self.keep_freed_memory else 'off':<5} {self.allocator_reason}")
         return "\n".join(lines)
 
     def write(self, path: str | Path) -> None:
@@ -214,8 +223,11 @@ def resolve_plan(cfg: RunConfig, device: torch.device, caps: TaskCapabilities, r
                            (cuda and hardware.cuda_supports_bf16(device), "this GPU has no TF32 tensor cores")],
                   "float32 matmuls and convolutions on TF32 tensor cores")
     threads: ThreadChoice = choose_threads(getattr(t, "threads", 0), "train.threads")
+    keep, keep_why = allocator.decide() if device.type == "cpu" else (
+        False, "not a CPU run: the step's tensors live in the device's caching allocator")
     return ExecutionPlan(str(device), precision, channels_last, compile_g, compile_d, fused, reuse, batch_d,
-                         graphs, cudnn, tf32, reasons=r, threads=threads.threads, threads_reason=threads.reason)
+                         graphs, cudnn, tf32, reasons=r, threads=threads.threads, threads_reason=threads.reason,
+                         keep_freed_memory=keep, allocator_reason=keep_why)
 
 
 def plan_from_dict(data: dict) -> ExecutionPlan:
@@ -223,6 +235,9 @@ def plan_from_dict(data: dict) -> ExecutionPlan:
     values = {name: data[name]["value"] for name in SWITCHES}
     reasons = {name: data[name].get("reason", "") for name in SWITCHES}
     threads = data.get("threads", {})  # absent from files written before threads were recorded
+    kept = data.get("keep_freed_memory", {})  # absent from files written before the allocator was recorded
     return ExecutionPlan(data["device"], **values, reasons=reasons, threads=threads.get("value", 0),
-                         threads_reason=threads.get("reason", "PyTorch's default"))
+                         threads_reason=threads.get("reason", "PyTorch's default"),
+                         keep_freed_memory=kept.get("value", False),
+                         allocator_reason=kept.get("reason", "the system allocator's defaults"))
 
