@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ganforge import allocator
+from ganforge.errors import ConfigError
 from test_plan import _plan
 
 glibc = pytest.mark.skipif(allocator.glibc_version() is None, reason="glibc only")
@@ -62,16 +63,16 @@ def test_a_preloaded_allocator_is_left_alone(monkeypatch):
 
 
 def test_other_systems_keep_their_defaults(monkeypatch):
+    monkeypatch.delenv(allocator.OPT_OUT, raising=False)
     monkeypatch.setattr(allocator.sys, "platform", "darwin")
     assert allocator.glibc_version() is None
     assert allocator.decide() == (False, "not glibc: the system allocator's defaults")
-    monkeypatch.setattr(allocator, "_applied", False)
     assert allocator.keep_freed_memory() is False
 
 
 @glibc
 def test_cpu_runs_keep_freed_memory_and_cuda_runs_do_not(tmp_path, monkeypatch):
-    for other in (*allocator._USER_SETTINGS, "LD_PRELOAD"):
+    for other in (*allocator._USER_SETTINGS, "LD_PRELOAD", allocator.OPT_OUT):
         monkeypatch.delenv(other, raising=False)
     cpu = _plan(tmp_path)
     assert cpu.keep_freed_memory and "glibc" in cpu.allocator_reason
@@ -85,3 +86,9 @@ def test_an_environment_switch_keeps_the_defaults(monkeypatch, value):
     monkeypatch.setenv(allocator.OPT_OUT, value)
     keep, why = allocator.decide()
     assert not keep and allocator.OPT_OUT in why
+
+
+def test_an_unknown_switch_value_is_refused(monkeypatch):
+    monkeypatch.setenv(allocator.OPT_OUT, "maybe")
+    with pytest.raises(ConfigError, match="GANFORGE_KEEP_FREED_MEMORY.*'maybe'"):
+        allocator.decide()

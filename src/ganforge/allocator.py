@@ -24,6 +24,8 @@ import ctypes
 import os
 import sys
 
+from ganforge.errors import ConfigError
+
 MMAP_THRESHOLD = 32 << 20  # glibc's ceiling for M_MMAP_THRESHOLD on 64-bit systems
 TRIM_THRESHOLD = 1 << 30
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
@@ -31,8 +33,7 @@ _USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TO
 _OTHER_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")
 
 OPT_OUT = "GANFORGE_KEEP_FREED_MEMORY"
-
-_applied = False
+_OFF, _ON = ("0", "false", "no", "off"), ("", "1", "true", "yes", "on")
 
 
 def glibc_version() -> str | None:
@@ -47,9 +48,16 @@ def glibc_version() -> str | None:
 
 
 def decide() -> tuple[bool, str]:
-    """Whether to keep freed memory in this process, and why (the reason goes to ``execution.json``)."""
-    if os.environ.get(OPT_OUT, "").strip() in ("0", "false", "no", "off"):
+    """Whether to keep freed memory in this process, and why (the reason goes to ``execution.json``).
+
+    Raises:
+        ConfigError: naming ``GANFORGE_KEEP_FREED_MEMORY`` when it is neither on nor off.
+    """
+    switch = os.environ.get(OPT_OUT, "").strip().lower()
+    if switch in _OFF:
         return False, f"{OPT_OUT}={os.environ[OPT_OUT]}: the system allocator's defaults"
+    if switch not in _ON:
+        raise ConfigError(OPT_OUT, f"must be 0 or 1 (off or on), got {os.environ[OPT_OUT]!r}")
     version = glibc_version()
     if version is None:
         return False, "not glibc: the system allocator's defaults"
@@ -65,10 +73,7 @@ def decide() -> tuple[bool, str]:
 
 
 def keep_freed_memory() -> bool:
-    """Set glibc's mmap and trim thresholds for this process (once); False where glibc refuses or is absent."""
-    global _applied
-    if _applied:
-        return True
+    """Set glibc's mmap and trim thresholds for this process; False where glibc refuses or is absent."""
     if glibc_version() is None:
         return False
     try:
@@ -76,5 +81,4 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    _applied = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-    return _applied
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))

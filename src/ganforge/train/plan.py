@@ -121,7 +121,8 @@ class ExecutionPlan:
             shown = value if isinstance(value, str) else ("on" if value else "off")
             lines.append(f"  {name:<16} {shown:<5} {self.reasons.get(name, '')}")
         lines.append(f"  {'threads':<16} {self.threads or 'default':<5} {self.threads_reason}")
-        lines.append(f"  {'keep_freed_mem':<16} {'on' if self.keep_freed_memory else 'off':<5} {self.allocator_reason}")
+        lines.append(f"  {'keep_freed_memory':<16} {'on' if self.keep_freed_memory else 'off':<5} "
+                     f"{self.allocator_reason}")
         return "\n".join(lines)
 
     def write(self, path: str | Path) -> None:
