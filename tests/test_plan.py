@@ -112,6 +112,7 @@ def test_a_run_writes_and_prints_its_plan(tmp_path, caplog):
     assert "execution plan (cpu):" in caplog.text and "reuse_fake=on" in caplog.text
     assert len(t.plan.describe().splitlines()) == len(SWITCHES) + 3  # a line per switch, threads, the allocator
     assert saved["keep_freed_memory"]["reason"] == t.plan.allocator_reason != ""
+    assert f"keep_freed_memory={'on' if t.plan.keep_freed_memory else 'off'}" in caplog.text
 
 
 def test_failed_capture_drops_the_graph_and_the_bf16_chosen_for_it(tmp_path, monkeypatch):

@@ -111,7 +111,8 @@ class ExecutionPlan:
         """One line: every switch's value (the reasons are in :meth:`describe` and ``execution.json``)."""
         parts = [f"{n}={v if isinstance(v, str) else ('on' if v else 'off')}"
                  for n in SWITCHES for v in [getattr(self, n)]]
-        return f"execution plan ({self.device}): " + " ".join(parts) + f" threads={self.threads or 'default'}"
+        return (f"execution plan ({self.device}): " + " ".join(parts) + f" threads={self.threads or 'default'}"
+                f" keep_freed_memory={'on' if self.keep_freed_memory else 'off'}")
 
     def describe(self) -> str:
         """A line per switch, with its value and reason."""
@@ -119,9 +120,9 @@ class ExecutionPlan:
         for name in SWITCHES:
             value = getattr(self, name)
             shown = value if isinstance(value, str) else ("on" if value else "off")
-            lines.append(f"  {name:<16} {shown:<5} {self.reasons.get(name, '')}")
-        lines.append(f"  {'threads':<16} {self.threads or 'default':<5} {self.threads_reason}")
-        lines.append(f"  {'keep_freed_memory':<16} {'on' if self.keep_freed_memory else 'off':<5} "
+            lines.append(f"  {name:<17} {shown:<5} {self.reasons.get(name, '')}")
+        lines.append(f"  {'threads':<17} {self.threads or 'default':<5} {self.threads_reason}")
+        lines.append(f"  {'keep_freed_memory':<17} {'on' if self.keep_freed_memory else 'off':<5} "
                      f"{self.allocator_reason}")
         return "\n".join(lines)
 
