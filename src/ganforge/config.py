@@ -133,6 +133,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.model.block != "basic" and cfg.model.arch != "resnet":
         raise ConfigError("model.block", f"block shapes are a choice of model.arch=resnet (this run is "
                           f"{cfg.model.arch}); leave it at basic, got {cfg.model.block}")
+    if cfg.model.g_norm != "batch" and cfg.model.arch != "resnet":
+        raise ConfigError("model.g_norm", f"G's norms are a choice of model.arch=resnet (this run is "
+                          f"{cfg.model.arch}); leave it at batch, got {cfg.model.g_norm}")
     if cfg.loss.gamma > 0 and (cfg.loss.r1_weight > 0 or cfg.loss.r2_weight > 0):
         raise ConfigError("loss.gamma", "weights R1 and R2 together; set loss.r1_weight and loss.r2_weight to 0 "
                           "(or use those two alone instead of loss.gamma)")

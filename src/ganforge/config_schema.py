@@ -56,6 +56,9 @@ class ModelConfig:
     # resnet only: the residual branch, basic (3x3 -> 3x3) or bottleneck (1x1 -> grouped 3x3 -> 1x1,
     # shaped by expansion and group_channels below).
     block: str = "basic"
+    # resnet only: G's norms, batch (SNGAN's conditional BatchNorm) or none (R3GAN's
+    # normalisation-free G; each block then starts as its shortcut; unconditional only).
+    g_norm: str = "batch"
     # r3gan (and resnet's bottleneck blocks): residual blocks per resolution (r3gan), the channel
     # expansion inside a block, and channels per group of its grouped 3x3 convolution.
     blocks_per_stage: int = 2
@@ -332,6 +335,7 @@ RANGES: dict[str, Range] = {
 CHOICES = {
     "optim.lr_decay": ("none", "linear", "cosine"),
     "model.block": ("basic", "bottleneck"),
+    "model.g_norm": ("batch", "none"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "data.split": ("train", "test", "all"),
     "inpaint.prefill": ("none", "smooth"),

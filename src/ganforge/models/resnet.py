@@ -47,6 +47,14 @@ Block shape (``model.block``): ``basic`` is the two 3x3 convolutions above;
 cout channels inside in groups of ``model.group_channels`` (the block of R3GAN,
 here with the rest of this network kept: norms, ReLU, pooling, initialisation).
 
+Normalisation in G (``model.g_norm``): ``batch`` is SNGAN's (the CBNs and the
+output BN above); ``none`` removes every norm of G, as R3GAN does, and starts each
+GBlock as its shortcut (the residual branch's last convolution zero, as in Fixup and
+R3GAN; not with ``model.spectral_norm_g``), so that the unnormalised sum does not grow
+with depth at initialisation.
+Without norms G has no place for classes, so ``none`` is unconditional only (the
+``r3gan`` family is the normalisation-free conditional network).
+
 Spectral normalisation (``model.spectral_norm_d`` / ``model.spectral_norm_g``)
 wraps every convolution, linear layer and the projection embedding of that
 network; batch norm is never wrapped.
@@ -134,6 +142,26 @@ def _shape(bottleneck: tuple[int, int] | None, cout: int) -> tuple[int, int] | N
     return None if bottleneck is None else grouped_width(cout, *bottleneck)
 
 
+class _NoNorm(nn.Module):
+    """Stands where a (conditional) BatchNorm would, for ``model.g_norm=none``: x -> x."""
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        return x
+
+
+def _g_norm(channels: int, num_classes: int, norm: bool) -> nn.Module:
+    return ConditionalBatchNorm2d(channels, num_classes) if norm else _NoNorm()
+
+
+def _last(cin: int, cout: int, k: int, sn: bool, norm: bool) -> nn.Module:
+    """The residual branch's last convolution: zero without norms, so the block starts as its
+    shortcut; Xavier with spectral norm, which a zero matrix would not have."""
+    layer = conv(cin, cout, k, RELU_GAIN, False)
+    if not norm and not sn:
+        nn.init.zeros_(layer.weight)
+    return maybe_sn(layer, sn)
+
+
 class GBlock(nn.Module):
     """Upsampling generator block: (N, cin, H, W) [+ labels (N,)] -> (N, cout, 2H, 2W).
 
@@ -144,21 +172,21 @@ class GBlock(nn.Module):
     """
 
     def __init__(self, cin: int, cout: int, num_classes: int = 0, spectral_norm: bool = False,
-                 bottleneck: tuple[int, int] | None = None):
+                 bottleneck: tuple[int, int] | None = None, norm: bool = True):
         super().__init__()
-        self.bn1 = ConditionalBatchNorm2d(cin, num_classes)
+        hidden, groups = bottleneck if bottleneck is not None else (cout, 1)
+        self.bn1 = _g_norm(cin, num_classes, norm)
         if bottleneck is None:
             self.conv1 = conv(cin, cout, 3, RELU_GAIN, spectral_norm)
-            self.bn2 = ConditionalBatchNorm2d(cout, num_classes)
-            self.conv2 = conv(cout, cout, 3, RELU_GAIN, spectral_norm)
+            self.bn2 = _g_norm(cout, num_classes, norm)
+            self.conv2 = _last(cout, cout, 3, spectral_norm, norm)
             self.conv3 = None
         else:
-            hidden, groups = bottleneck
             self.conv1 = conv(cin, hidden, 1, RELU_GAIN, spectral_norm)
-            self.bn2 = ConditionalBatchNorm2d(hidden, num_classes)
+            self.bn2 = _g_norm(hidden, num_classes, norm)
             self.conv2 = grouped_conv3(hidden, groups, spectral_norm)
-            self.bn3 = ConditionalBatchNorm2d(hidden, num_classes)
-            self.conv3 = conv(hidden, cout, 1, RELU_GAIN, spectral_norm)
+            self.bn3 = _g_norm(hidden, num_classes, norm)
+            self.conv3 = _last(hidden, cout, 1, spectral_norm, norm)
         self.skip = conv(cin, cout, 1, 1.0, spectral_norm) if cin != cout else None
 
     def residual(self, x: Tensor, y: Tensor | None) -> Tensor:
@@ -224,19 +252,23 @@ class ResNetGenerator(nn.Module):
 
     def __init__(self, z_dim: int, image_size: int, channels: int, width: int = 64,
                  num_classes: int = 0, spectral_norm: bool = False, attention: int = 0,
-                 bottleneck: tuple[int, int] | None = None):  # (expansion, group_channels); None: basic
+                 bottleneck: tuple[int, int] | None = None,  # (expansion, group_channels); None: basic
+                 norm: bool = True):  # False: model.g_norm=none
         super().__init__()
+        if num_classes and not norm:
+            raise ConfigError("model.g_norm", "none takes G's class-conditional norms away, the only place its "
+                              "classes enter; use batch with model.num_classes, or model.arch=r3gan")
         self.z_dim, self.num_classes = z_dim, num_classes
         base, n_up = upsampling_plan(image_size)
         outs = [width * min(2 ** (n_up - 1 - i), MAX_MULT) for i in range(n_up)]
         self.base, self.c0 = base, outs[0]
         self.project = linear(z_dim, self.c0 * base * base, 1.0, spectral_norm)
-        self.blocks = nn.ModuleList(GBlock(cin, cout, num_classes, spectral_norm, _shape(bottleneck, cout))
+        self.blocks = nn.ModuleList(GBlock(cin, cout, num_classes, spectral_norm, _shape(bottleneck, cout), norm)
                                     for cin, cout in zip([self.c0] + outs[:-1], outs))
         self.attention_after = _attention_after([base * 2 ** (i + 1) for i in range(n_up)], attention, image_size)
         self.attention = (SelfAttention2d(outs[self.attention_after], spectral_norm)
                           if self.attention_after is not None else None)
-        self.out_bn = nn.BatchNorm2d(outs[-1])
+        self.out_bn = nn.BatchNorm2d(outs[-1]) if norm else nn.Identity()
         self.out_conv = conv(outs[-1], channels, 3, 1.0, spectral_norm)
 
     def transfer_blocks(self) -> list[list[nn.Module]]:
@@ -311,6 +343,7 @@ def build_resnet(cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
     """Residual convolutional blocks (SNGAN/BigGAN style): (ResNetGenerator, ResNetDiscriminator)."""
     m, size, ch = cfg.model, cfg.data.image_size, cfg.data.channels
     shape = (m.expansion, m.group_channels) if m.block == "bottleneck" else None
-    g = ResNetGenerator(m.z_dim, size, ch, m.g_width, m.num_classes, m.spectral_norm_g, m.attention, shape)
+    g = ResNetGenerator(m.z_dim, size, ch, m.g_width, m.num_classes, m.spectral_norm_g, m.attention, shape,
+                        norm=m.g_norm == "batch")
     d = ResNetDiscriminator(size, ch, m.d_width, m.num_classes, m.spectral_norm_d, m.attention, shape)
     return g, d
