@@ -92,3 +92,26 @@ def test_an_unknown_switch_value_is_refused(monkeypatch):
     monkeypatch.setenv(allocator.OPT_OUT, "maybe")
     with pytest.raises(ConfigError, match="GANFORGE_KEEP_FREED_MEMORY.*'maybe'"):
         allocator.decide()
+
+
+def test_a_refused_setting_is_recorded_as_off(tmp_path, monkeypatch):
+    # What execution.json says must be what ran: if mallopt refuses, the plan says off and why.
+    for other in (*allocator._USER_SETTINGS, "LD_PRELOAD", allocator.OPT_OUT):
+        monkeypatch.delenv(other, raising=False)
+    monkeypatch.setattr(allocator, "glibc_version", lambda: "glibc 2.36")
+    plan = _plan(tmp_path)
+    assert plan.keep_freed_memory
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: False)
+    threads = torch.get_num_threads()  # the plan also sets PyTorch's threads
+    try:
+        applied = plan.apply_backend_flags()
+        again = plan.apply_backend_flags
+    finally:
+        torch.set_num_threads(threads)
+    assert not applied.keep_freed_memory and "refused" in applied.allocator_reason
+    assert applied.as_dict()["keep_freed_memory"]["value"] is False
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: True)
+    try:
+        assert again() is plan
+    finally:
+        torch.set_num_threads(threads)

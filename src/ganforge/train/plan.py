@@ -30,7 +30,7 @@ memory for the next step instead of returning it to the system).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -87,16 +87,22 @@ class ExecutionPlan:
         """
         return self.fused_optim and self.precision != "fp16"
 
-    def apply_backend_flags(self) -> None:
-        """Set the process-wide backend flags this plan asks for (switches that are off leave torch's defaults)."""
+    def apply_backend_flags(self) -> ExecutionPlan:
+        """Set the process-wide backend flags this plan asks for (switches that are off leave torch's defaults).
+
+        Returns the plan as applied: itself, or, where glibc refuses the allocator settings,
+        a copy with ``keep_freed_memory`` off that says so (``execution.json`` records what ran).
+        """
         if self.cudnn_benchmark:
             torch.backends.cudnn.benchmark = True
         if self.tf32:  # matmuls; cuDNN's float32 convolutions use TF32 by default already
             torch.set_float32_matmul_precision("high")
         if self.threads and torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
-        if self.keep_freed_memory:
-            allocator.keep_freed_memory()
+        if self.keep_freed_memory and not allocator.keep_freed_memory():
+            return replace(self, keep_freed_memory=False,
+                           allocator_reason="glibc refused the thresholds (mallopt): the allocator's defaults")
+        return self
 
     def as_dict(self) -> dict:
         """``{"device": ..., switch: {"value": ..., "reason": ...}, ...}`` for JSON and the benchmark."""

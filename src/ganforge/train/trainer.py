@@ -71,7 +71,7 @@ class Trainer:
         regs = d_regularization(cfg)
         self.plan = resolve_plan(cfg, self.device, self.task_cls.capabilities_for(cfg, D), regs, self.dist.enabled)
         self.hyper = Hyperparameters(cfg, regs)
-        self.plan.apply_backend_flags()
+        self.plan = self.plan.apply_backend_flags()  # as applied: the allocator may refuse
         self.precision = Precision(self.plan.precision, self.device)
         if self.plan.channels_last:
             G, D = (m.to(memory_format=torch.channels_last) for m in (G, D))
