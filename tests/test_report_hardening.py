@@ -26,7 +26,11 @@ import resource, sys, time
 import ganforge.cli
 t0 = time.perf_counter()
 rc = ganforge.cli.main(sys.argv[1:])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+from ganforge.perf.memory import rss_kib
+# VmHWM is this process's own peak; ru_maxrss of a child started by vfork also counts the
+# parent's (pytest's) peak at exec time, so it grows with whatever tests ran before.
+fallback = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+peak = rss_kib("VmHWM") * 1024 or fallback  # VmHWM: Linux only
 print(f"rc={rc} seconds={time.perf_counter() - t0:.1f} peak={peak}")
 """
 
