@@ -105,13 +105,9 @@ def test_a_refused_setting_is_recorded_as_off(tmp_path, monkeypatch):
     threads = torch.get_num_threads()  # the plan also sets PyTorch's threads
     try:
         applied = plan.apply_backend_flags()
-        again = plan.apply_backend_flags
-    finally:
-        torch.set_num_threads(threads)
-    assert not applied.keep_freed_memory and "refused" in applied.allocator_reason
-    assert applied.as_dict()["keep_freed_memory"]["value"] is False
-    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: True)
-    try:
-        assert again() is plan
+        assert not applied.keep_freed_memory and "refused" in applied.allocator_reason
+        assert applied.as_dict()["keep_freed_memory"]["value"] is False
+        monkeypatch.setattr(allocator, "keep_freed_memory", lambda: True)
+        assert plan.apply_backend_flags() is plan
     finally:
         torch.set_num_threads(threads)

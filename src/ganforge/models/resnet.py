@@ -174,7 +174,6 @@ class GBlock(nn.Module):
     def __init__(self, cin: int, cout: int, num_classes: int = 0, spectral_norm: bool = False,
                  bottleneck: tuple[int, int] | None = None, norm: bool = True):
         super().__init__()
-        hidden, groups = bottleneck if bottleneck is not None else (cout, 1)
         self.bn1 = _g_norm(cin, num_classes, norm)
         if bottleneck is None:
             self.conv1 = conv(cin, cout, 3, RELU_GAIN, spectral_norm)
@@ -182,6 +181,7 @@ class GBlock(nn.Module):
             self.conv2 = _last(cout, cout, 3, spectral_norm, norm)
             self.conv3 = None
         else:
+            hidden, groups = bottleneck
             self.conv1 = conv(cin, hidden, 1, RELU_GAIN, spectral_norm)
             self.bn2 = _g_norm(hidden, num_classes, norm)
             self.conv2 = grouped_conv3(hidden, groups, spectral_norm)
